@@ -1,0 +1,336 @@
+//! The acknowledgement a buyer gets for a new ticket: rendered from the
+//! operator-editable templates in templates/<lang>/, then built into a
+//! complete RFC 5322 message whose Message-ID is fixed before it is queued.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Datelike, Timelike, Utc};
+use lettre::message::header::{HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart};
+use lettre::Message;
+use minijinja::{Environment, UndefinedBehavior};
+use serde::Serialize;
+
+use crate::config::Language;
+
+pub const TEMPLATE_NAMES: &[&str] = &["ack_subject.txt", "ack.txt", "ack.html"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum AckError {
+    #[error("templates directory {0} does not exist; set [tickets] templates_dir to the folder holding nl/ and en/")]
+    NoTemplates(PathBuf),
+    #[error("template {name}: {message}")]
+    Template { name: String, message: String },
+    #[error("cannot build the acknowledgement mail: {0}")]
+    Build(String),
+}
+
+fn template_error(name: &str, e: minijinja::Error) -> AckError {
+    let location = match (e.name(), e.line()) {
+        (Some(file), Some(line)) => format!(" (at {file} line {line})"),
+        _ => String::new(),
+    };
+    AckError::Template {
+        name: name.to_string(),
+        message: format!("{e}{location}"),
+    }
+}
+
+/// What the templates may use. Adding a field is safe; renaming one breaks
+/// operators' edited templates, so don't.
+#[derive(Debug, Clone, Serialize)]
+pub struct AckContext {
+    /// `WN-000123`
+    pub ticket: String,
+    pub language: &'static str,
+    pub response_hours: u32,
+    /// The due time written out for the buyer, in the configured time zone.
+    pub due: String,
+    pub buyer_name: Option<String>,
+    /// The buyer's own subject, for reference in the body.
+    pub original_subject: String,
+    /// Keys of what is still missing: "order_number".
+    pub missing: Vec<&'static str>,
+    pub order_numbers: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedAck {
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+/// Templates loaded from disk at run time, so operators edit them without
+/// rebuilding.
+pub struct AckTemplates {
+    env: Environment<'static>,
+    dir: PathBuf,
+}
+
+impl AckTemplates {
+    /// Loads and compiles every template and renders a sample of each, so a
+    /// broken template is reported at start-up with its file and line.
+    pub fn load(dir: &Path) -> Result<AckTemplates, AckError> {
+        if !dir.is_dir() {
+            return Err(AckError::NoTemplates(dir.to_path_buf()));
+        }
+        let mut env = Environment::new();
+        env.set_loader(minijinja::path_loader(dir.to_path_buf()));
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_keep_trailing_newline(true);
+        let templates = AckTemplates {
+            env,
+            dir: dir.to_path_buf(),
+        };
+        for lang in [Language::Nl, Language::En] {
+            for missing in [vec![], vec!["order_number"]] {
+                let sample = AckContext {
+                    ticket: "WN-000001".into(),
+                    language: lang.code(),
+                    response_hours: 48,
+                    due: "—".into(),
+                    buyer_name: Some("Sample".into()),
+                    original_subject: "Sample".into(),
+                    missing,
+                    order_numbers: vec![],
+                };
+                templates.render(lang, &sample)?;
+            }
+        }
+        Ok(templates)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn render(&self, lang: Language, ctx: &AckContext) -> Result<RenderedAck, AckError> {
+        let render = |file: &str| -> Result<String, AckError> {
+            let name = format!("{}/{}", lang.code(), file);
+            let tmpl = self
+                .env
+                .get_template(&name)
+                .map_err(|e| template_error(&name, e))?;
+            tmpl.render(ctx).map_err(|e| template_error(&name, e))
+        };
+        let subject = render("ack_subject.txt")?
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        Ok(RenderedAck {
+            subject,
+            text: render("ack.txt")?,
+            html: render("ack.html")?,
+        })
+    }
+}
+
+const NL_DAYS: [&str; 7] = [
+    "maandag",
+    "dinsdag",
+    "woensdag",
+    "donderdag",
+    "vrijdag",
+    "zaterdag",
+    "zondag",
+];
+const EN_DAYS: [&str; 7] = [
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+];
+const NL_MONTHS: [&str; 12] = [
+    "januari",
+    "februari",
+    "maart",
+    "april",
+    "mei",
+    "juni",
+    "juli",
+    "augustus",
+    "september",
+    "oktober",
+    "november",
+    "december",
+];
+const EN_MONTHS: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
+
+/// "donderdag 26 november 2026 om 14:03" / "Thursday 26 November 2026 at 14:03",
+/// in the given time zone, with the zone's abbreviation so no one guesses.
+pub fn format_due(due: DateTime<Utc>, tz: chrono_tz::Tz, lang: Language) -> String {
+    let local = due.with_timezone(&tz);
+    let day = local.weekday().num_days_from_monday() as usize;
+    let month = local.month0() as usize;
+    let zone = local.format("%Z");
+    match lang {
+        Language::Nl => format!(
+            "{} {} {} {} om {:02}:{:02} ({zone})",
+            NL_DAYS[day],
+            local.day(),
+            NL_MONTHS[month],
+            local.year(),
+            local.hour(),
+            local.minute()
+        ),
+        Language::En => format!(
+            "{} {} {} {} at {:02}:{:02} ({zone})",
+            EN_DAYS[day],
+            local.day(),
+            EN_MONTHS[month],
+            local.year(),
+            local.hour(),
+            local.minute()
+        ),
+    }
+}
+
+/// Everything needed to turn a rendered ack into a mail.
+pub struct AckEnvelope<'a> {
+    pub from_name: &'a str,
+    pub from_address: &'a str,
+    pub to_name: Option<&'a str>,
+    pub to_address: &'a str,
+    /// The buyer's Message-ID (without brackets), if it had one.
+    pub in_reply_to: Option<&'a str>,
+    /// The buyer's References chain, oldest first (without brackets).
+    pub references: &'a [String],
+    /// Our Message-ID for this ack (without brackets).
+    pub message_id: &'a str,
+}
+
+/// A fresh Message-ID in our own domain.
+pub fn new_message_id(ticket_token: &str, from_address: &str) -> String {
+    let domain = from_address
+        .rsplit_once('@')
+        .map(|(_, d)| d)
+        .unwrap_or("ticketd.invalid");
+    format!(
+        "{}.{}@{}",
+        ticket_token.to_ascii_lowercase(),
+        uuid::Uuid::new_v4().simple(),
+        domain
+    )
+}
+
+fn raw_header(name: &'static str, value: &str) -> HeaderValue {
+    HeaderValue::new(HeaderName::new_from_ascii_str(name), value.to_string())
+}
+
+/// Builds the complete message. Loop safety lives here: every ack says it
+/// is automatic (RFC 3834) and asks Exchange and vacation responders not to
+/// answer it.
+pub fn build_mail(ack: &RenderedAck, env: &AckEnvelope<'_>) -> Result<Vec<u8>, AckError> {
+    let build = |e: &dyn std::fmt::Display| AckError::Build(e.to_string());
+    let from = Mailbox::new(
+        Some(env.from_name.to_string()),
+        env.from_address.parse().map_err(|e| build(&e))?,
+    );
+    let to = Mailbox::new(
+        env.to_name.map(str::to_string),
+        env.to_address.parse().map_err(|e| build(&e))?,
+    );
+    let mut builder = Message::builder()
+        .from(from)
+        .to(to)
+        .subject(ack.subject.clone())
+        .message_id(Some(format!("<{}>", env.message_id)))
+        .raw_header(raw_header("Auto-Submitted", "auto-replied"))
+        .raw_header(raw_header("X-Auto-Response-Suppress", "All"))
+        .raw_header(raw_header("Precedence", "auto_reply"));
+    if let Some(parent) = env.in_reply_to {
+        builder = builder.in_reply_to(format!("<{parent}>"));
+        // lettre keeps only the last References value: build the chain once.
+        let mut chain: Vec<&str> = env.references.iter().map(String::as_str).collect();
+        if !chain.contains(&parent) {
+            chain.push(parent);
+        }
+        let refs = chain
+            .iter()
+            .map(|id| format!("<{id}>"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        builder = builder.references(refs);
+    }
+    let message = builder
+        .multipart(MultiPart::alternative_plain_html(
+            ack.text.clone(),
+            ack.html.clone(),
+        ))
+        .map_err(|e| build(&e))?;
+    Ok(message.formatted())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn due_dates_read_naturally() {
+        let due = Utc.with_ymd_and_hms(2026, 11, 26, 13, 3, 0).unwrap();
+        let tz = chrono_tz::Europe::Amsterdam;
+        assert_eq!(
+            format_due(due, tz, Language::Nl),
+            "donderdag 26 november 2026 om 14:03 (CET)"
+        );
+        assert_eq!(
+            format_due(due, tz, Language::En),
+            "Thursday 26 November 2026 at 14:03 (CET)"
+        );
+    }
+
+    #[test]
+    fn mail_carries_loop_guards_and_threading() {
+        let ack = RenderedAck {
+            subject: "[WN-000001] We hebben je verzoek ontvangen - Whatnot Support".into(),
+            text: "tekst".into(),
+            html: "<p>tekst</p>".into(),
+        };
+        let raw = build_mail(
+            &ack,
+            &AckEnvelope {
+                from_name: "Whatnot Support",
+                from_address: "support@example.test",
+                to_name: Some("Anna"),
+                to_address: "anna@buyer.test",
+                in_reply_to: Some("b2@buyer.test"),
+                references: &["b1@buyer.test".to_string()],
+                message_id: "wn-000001.x@example.test",
+            },
+        )
+        .unwrap();
+        let parsed = crate::core::parse::parse(&raw);
+        assert_eq!(
+            parsed.message_id.as_deref(),
+            Some("wn-000001.x@example.test")
+        );
+        assert_eq!(parsed.in_reply_to, vec!["b2@buyer.test"]);
+        assert_eq!(parsed.references, vec!["b1@buyer.test", "b2@buyer.test"]);
+        assert_eq!(
+            parsed.machine.auto_submitted.as_deref(),
+            Some("auto-replied")
+        );
+        assert_eq!(parsed.subject, ack.subject);
+        let text = String::from_utf8_lossy(&raw);
+        assert!(text.contains("Whatnot Support"));
+        assert!(text.contains("X-Auto-Response-Suppress: All"));
+    }
+}

@@ -1,0 +1,535 @@
+//! The configuration file: TOML parsed into a raw form that mirrors the file,
+//! then validated into `Config`, whose values are ready to use. Every error
+//! names the key that is wrong and says what would be right.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/ticketd/ticketd.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("config key `{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_string(),
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    imap: Option<RawImap>,
+    smtp: Option<RawSmtp>,
+    store: RawStore,
+    #[serde(default)]
+    tickets: RawTickets,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawImap {
+    host: String,
+    port: Option<u16>,
+    tls: Option<String>,
+    username: String,
+    password_file: Option<PathBuf>,
+    password_env: Option<String>,
+    mailbox: Option<String>,
+    ca_file: Option<PathBuf>,
+    poll_interval: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSmtp {
+    host: String,
+    port: Option<u16>,
+    tls: Option<String>,
+    username: Option<String>,
+    password_file: Option<PathBuf>,
+    password_env: Option<String>,
+    ca_file: Option<PathBuf>,
+    from_name: Option<String>,
+    from_address: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    data_dir: PathBuf,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTickets {
+    prefix: Option<String>,
+    response_hours: Option<u32>,
+    time_zone: Option<String>,
+    default_language: Option<String>,
+    templates_dir: Option<PathBuf>,
+}
+
+/// How a connection is protected. There is no silent fallback from one to
+/// another: `Starttls` fails when the server does not offer it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    Implicit,
+    Starttls,
+    None,
+}
+
+/// A password, kept out of `Debug` output so it never reaches a log line.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ImapConfig {
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsMode,
+    pub username: String,
+    pub password: Secret,
+    pub mailbox: String,
+    pub ca_file: Option<PathBuf>,
+    pub poll_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsMode,
+    pub credentials: Option<(String, Secret)>,
+    pub ca_file: Option<PathBuf>,
+    pub from_name: String,
+    pub from_address: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct TicketsConfig {
+    pub prefix: String,
+    pub response_hours: u32,
+    pub time_zone: chrono_tz::Tz,
+    pub default_language: Language,
+    pub templates_dir: PathBuf,
+}
+
+/// The languages acknowledgements are written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Language {
+    Nl,
+    En,
+}
+
+impl Language {
+    pub fn code(self) -> &'static str {
+        match self {
+            Language::Nl => "nl",
+            Language::En => "en",
+        }
+    }
+    pub fn from_code(code: &str) -> Option<Language> {
+        match code {
+            "nl" => Some(Language::Nl),
+            "en" => Some(Language::En),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub imap: Option<ImapConfig>,
+    pub smtp: Option<SmtpConfig>,
+    pub data_dir: PathBuf,
+    pub tickets: TicketsConfig,
+    /// The address our own mail comes from; mail from it is never answered.
+    pub own_address: Option<String>,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates; `path` is used for messages and to resolve
+    /// relative paths against the config file's directory.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        validate(raw, base, &|name| std::env::var(name).ok())
+    }
+}
+
+fn resolve(base: &Path, p: PathBuf) -> PathBuf {
+    if p.is_absolute() {
+        p
+    } else {
+        base.join(p)
+    }
+}
+
+fn parse_tls(key: &str, value: Option<&str>) -> Result<TlsMode, ConfigError> {
+    match value.unwrap_or("implicit") {
+        "implicit" => Ok(TlsMode::Implicit),
+        "starttls" => Ok(TlsMode::Starttls),
+        "none" => Ok(TlsMode::None),
+        other => Err(invalid(
+            key,
+            format!("`{other}` is not a TLS mode; use \"implicit\", \"starttls\" or \"none\""),
+        )),
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<IpAddr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false)
+}
+
+fn check_tls_none(section: &str, tls: TlsMode, host: &str) -> Result<(), ConfigError> {
+    if tls == TlsMode::None && !is_loopback(host) {
+        return Err(invalid(
+            &format!("{section}.tls"),
+            format!(
+                "tls = \"none\" would send the password in clear text to {host}; \
+                 it is only allowed for a loopback host (127.0.0.1, ::1, localhost)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn read_password(
+    section: &str,
+    file: Option<PathBuf>,
+    env: Option<String>,
+    base: &Path,
+    getenv: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<Secret>, ConfigError> {
+    match (file, env) {
+        (Some(_), Some(_)) => Err(invalid(
+            &format!("{section}.password_file"),
+            "set either password_file or password_env, not both",
+        )),
+        (Some(file), None) => {
+            let file = resolve(base, file);
+            let text = std::fs::read_to_string(&file).map_err(|e| {
+                invalid(
+                    &format!("{section}.password_file"),
+                    format!("cannot read {}: {e}", file.display()),
+                )
+            })?;
+            let password = text.trim_end_matches(['\r', '\n']).to_string();
+            if password.is_empty() {
+                return Err(invalid(
+                    &format!("{section}.password_file"),
+                    format!("{} is empty", file.display()),
+                ));
+            }
+            Ok(Some(Secret(password)))
+        }
+        (None, Some(name)) => match getenv(&name) {
+            Some(v) if !v.is_empty() => Ok(Some(Secret(v))),
+            _ => Err(invalid(
+                &format!("{section}.password_env"),
+                format!("environment variable {name} is not set or empty"),
+            )),
+        },
+        (None, None) => Ok(None),
+    }
+}
+
+fn check_address(key: &str, address: &str) -> Result<(), ConfigError> {
+    match address.split_once('@') {
+        Some((local, domain))
+            if !local.is_empty()
+                && domain.contains('.')
+                && !address.contains(char::is_whitespace) =>
+        {
+            Ok(())
+        }
+        _ => Err(invalid(
+            key,
+            format!("`{address}` is not an e-mail address like support@example.com"),
+        )),
+    }
+}
+
+fn validate(
+    raw: RawConfig,
+    base: &Path,
+    getenv: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let imap = match raw.imap {
+        None => None,
+        Some(r) => {
+            let tls = parse_tls("imap.tls", r.tls.as_deref())?;
+            check_tls_none("imap", tls, &r.host)?;
+            if r.host.trim().is_empty() {
+                return Err(invalid("imap.host", "must not be empty"));
+            }
+            let password = read_password("imap", r.password_file, r.password_env, base, getenv)?
+                .ok_or_else(|| {
+                    invalid("imap.password_file", "set password_file or password_env")
+                })?;
+            let poll = r.poll_interval.unwrap_or(60);
+            if poll == 0 {
+                return Err(invalid(
+                    "imap.poll_interval",
+                    "must be at least 1 (seconds)",
+                ));
+            }
+            Some(ImapConfig {
+                port: r.port.unwrap_or(match tls {
+                    TlsMode::Implicit => 993,
+                    _ => 143,
+                }),
+                host: r.host,
+                tls,
+                username: r.username,
+                password,
+                mailbox: r.mailbox.unwrap_or_else(|| "INBOX".to_string()),
+                ca_file: r.ca_file.map(|p| resolve(base, p)),
+                poll_interval: Duration::from_secs(poll),
+            })
+        }
+    };
+    let smtp = match raw.smtp {
+        None => None,
+        Some(r) => {
+            let tls = parse_tls("smtp.tls", r.tls.as_deref())?;
+            check_tls_none("smtp", tls, &r.host)?;
+            check_address("smtp.from_address", &r.from_address)?;
+            let password = read_password("smtp", r.password_file, r.password_env, base, getenv)?;
+            let credentials = match (r.username, password) {
+                (Some(u), Some(p)) => Some((u, p)),
+                (None, None) => None,
+                (Some(_), None) => {
+                    return Err(invalid(
+                        "smtp.password_file",
+                        "smtp.username is set: also set password_file or password_env",
+                    ))
+                }
+                (None, Some(_)) => {
+                    return Err(invalid(
+                        "smtp.username",
+                        "a password is set but no username",
+                    ))
+                }
+            };
+            let from_name = r.from_name.unwrap_or_else(|| "Whatnot Support".to_string());
+            if !from_name.contains("Whatnot Support") {
+                return Err(invalid(
+                    "smtp.from_name",
+                    "must contain \"Whatnot Support\": buyers find their tickets by searching for it",
+                ));
+            }
+            Some(SmtpConfig {
+                port: r.port.unwrap_or(match tls {
+                    TlsMode::Implicit => 465,
+                    _ => 587,
+                }),
+                host: r.host,
+                tls,
+                credentials,
+                ca_file: r.ca_file.map(|p| resolve(base, p)),
+                from_name,
+                from_address: r.from_address,
+            })
+        }
+    };
+
+    let t = raw.tickets;
+    let prefix = t.prefix.unwrap_or_else(|| "WN".to_string());
+    if prefix.is_empty() || prefix.len() > 8 || !prefix.chars().all(|c| c.is_ascii_uppercase()) {
+        return Err(invalid(
+            "tickets.prefix",
+            format!("`{prefix}` must be 1 to 8 upper-case letters A-Z, like \"WN\""),
+        ));
+    }
+    let response_hours = t.response_hours.unwrap_or(48);
+    if response_hours == 0 || response_hours > 24 * 60 {
+        return Err(invalid(
+            "tickets.response_hours",
+            "must be between 1 and 1440 hours",
+        ));
+    }
+    let tz_name = t
+        .time_zone
+        .unwrap_or_else(|| "Europe/Amsterdam".to_string());
+    let time_zone: chrono_tz::Tz = tz_name.parse().map_err(|_| {
+        invalid(
+            "tickets.time_zone",
+            format!("`{tz_name}` is not an IANA time zone such as \"Europe/Amsterdam\""),
+        )
+    })?;
+    let lang = t.default_language.unwrap_or_else(|| "nl".to_string());
+    let default_language = Language::from_code(&lang).ok_or_else(|| {
+        invalid(
+            "tickets.default_language",
+            format!("`{lang}` is not supported; use \"nl\" or \"en\""),
+        )
+    })?;
+    let templates_dir = resolve(
+        base,
+        t.templates_dir
+            .unwrap_or_else(|| PathBuf::from("/usr/share/ticketd/templates")),
+    );
+
+    Ok(Config {
+        own_address: smtp.as_ref().map(|s| s.from_address.to_ascii_lowercase()),
+        imap,
+        smtp,
+        data_dir: resolve(base, raw.store.data_dir),
+        tickets: TicketsConfig {
+            prefix,
+            response_hours,
+            time_zone,
+            default_language,
+            templates_dir,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_with_env(text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: PathBuf::from("t.toml"),
+            message: e.to_string(),
+        })?;
+        validate(raw, Path::new("/etc/ticketd"), &|name| {
+            (name == "PW").then(|| "secret".to_string())
+        })
+    }
+
+    const GOOD: &str = r#"
+[imap]
+host = "127.0.0.1"
+port = 1143
+tls = "none"
+username = "support@example.test"
+password_env = "PW"
+
+[smtp]
+host = "mail.example.com"
+tls = "starttls"
+from_address = "support@example.test"
+
+[store]
+data_dir = "/var/lib/ticketd"
+"#;
+
+    #[test]
+    fn defaults_fill_in() {
+        let c = parse_with_env(GOOD).unwrap();
+        let imap = c.imap.unwrap();
+        assert_eq!(imap.mailbox, "INBOX");
+        assert_eq!(imap.password.expose(), "secret");
+        assert_eq!(imap.poll_interval, Duration::from_secs(60));
+        assert_eq!(c.smtp.unwrap().port, 587);
+        assert_eq!(c.tickets.prefix, "WN");
+        assert_eq!(c.tickets.response_hours, 48);
+        assert_eq!(c.tickets.default_language, Language::Nl);
+        assert_eq!(c.tickets.time_zone, chrono_tz::Europe::Amsterdam);
+        assert_eq!(c.own_address.as_deref(), Some("support@example.test"));
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = parse_with_env(&GOOD.replace("mailbox", "x").replace(
+            "password_env = \"PW\"",
+            "password_env = \"PW\"\nmailbx = \"INBOX\"",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("mailbx"), "{err}");
+    }
+
+    #[test]
+    fn plaintext_only_on_loopback() {
+        let err = parse_with_env(&GOOD.replace("127.0.0.1", "imap.example.com"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("imap.tls"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        for (from, to, key) in [
+            ("tls = \"none\"", "tls = \"ssl\"", "imap.tls"),
+            (
+                "[store]",
+                "[tickets]\ntime_zone = \"Mars/Base\"\n[store]",
+                "tickets.time_zone",
+            ),
+            (
+                "[store]",
+                "[tickets]\ndefault_language = \"de\"\n[store]",
+                "tickets.default_language",
+            ),
+            (
+                "[store]",
+                "[tickets]\nprefix = \"wn\"\n[store]",
+                "tickets.prefix",
+            ),
+            (
+                "password_env = \"PW\"",
+                "password_env = \"NOPE\"",
+                "imap.password_env",
+            ),
+            (
+                "from_address = \"support@example.test\"",
+                "from_address = \"support\"",
+                "smtp.from_address",
+            ),
+        ] {
+            let err = parse_with_env(&GOOD.replacen(from, to, 1))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "expected {key} in: {err}");
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! Pure decisions about mail: no I/O, no clock, no database. Each function
+//! takes data and returns data, so each can be tested with an .eml file.
+
+pub mod classify;
+pub mod extract;
+pub mod parse;
+pub mod policy;
+pub mod thread;

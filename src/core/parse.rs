@@ -1,0 +1,277 @@
+//! Raw bytes to `InboundMessage`: the fields the rest of ticketd needs, taken
+//! out of mail-parser's tree once, so nothing downstream touches MIME.
+
+use chrono::{DateTime, TimeZone, Utc};
+use mail_parser::{HeaderValue, MessageParser, MimeHeaders};
+use sha2::{Digest, Sha256};
+
+/// One attachment as the sender sent it. `filename` is metadata only: it is
+/// never used to build a path.
+#[derive(Debug, Clone)]
+pub struct InboundAttachment {
+    pub filename: Option<String>,
+    pub content_type: String,
+    pub content_id: Option<String>,
+    pub data: Vec<u8>,
+}
+
+/// Headers that say whether a machine sent the message (RFC 3834 and
+/// de-facto ones), kept raw so `classify` can decide without the parser.
+#[derive(Debug, Clone, Default)]
+pub struct MachineHeaders {
+    pub auto_submitted: Option<String>,
+    pub precedence: Option<String>,
+    pub x_auto_response_suppress: Option<String>,
+    pub x_autoreply: bool,
+    pub list_id: Option<String>,
+    pub list_unsubscribe: bool,
+    /// `Some("")` for `Return-Path: <>`, the mark of a bounce.
+    pub return_path: Option<String>,
+    pub content_type: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct InboundMessage {
+    /// The Message-ID without angle brackets, or `sha256:<hex>` of the raw
+    /// bytes when the mail has none: the key that makes filing idempotent.
+    pub dedupe_key: String,
+    /// The Message-ID as the sender wrote it (without brackets), if any.
+    pub message_id: Option<String>,
+    pub raw_sha256: String,
+    pub raw_size: usize,
+    pub from_address: Option<String>,
+    pub from_name: Option<String>,
+    pub to: Vec<String>,
+    pub cc: Vec<String>,
+    pub subject: String,
+    pub date: Option<DateTime<Utc>>,
+    pub in_reply_to: Vec<String>,
+    pub references: Vec<String>,
+    pub text: String,
+    pub html: Option<String>,
+    pub attachments: Vec<InboundAttachment>,
+    pub machine: MachineHeaders,
+    /// What could not be read; the message is still filed with its raw bytes.
+    pub problems: Vec<String>,
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn strip_id(id: &str) -> String {
+    id.trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .trim()
+        .to_string()
+}
+
+fn id_list(value: &HeaderValue<'_>) -> Vec<String> {
+    let mut out = Vec::new();
+    match value {
+        HeaderValue::Text(t) => out.extend(split_ids(t)),
+        HeaderValue::TextList(list) => {
+            for t in list {
+                out.extend(split_ids(t));
+            }
+        }
+        _ => {}
+    }
+    out.retain(|s| !s.is_empty());
+    out
+}
+
+fn split_ids(text: &str) -> Vec<String> {
+    text.split(|c: char| c.is_whitespace() || c == ',')
+        .map(strip_id)
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+fn addresses(addr: Option<&mail_parser::Address<'_>>) -> Vec<String> {
+    addr.map(|a| {
+        a.iter()
+            .filter_map(|a| a.address())
+            .map(|s| s.trim().to_ascii_lowercase())
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+fn header_text(msg: &mail_parser::Message<'_>, name: &str) -> Option<String> {
+    msg.header_raw(name).map(|s| s.trim().to_string())
+}
+
+fn to_utc(d: &mail_parser::DateTime) -> Option<DateTime<Utc>> {
+    if !d.is_valid() {
+        return None;
+    }
+    Utc.timestamp_opt(d.to_timestamp(), 0).single()
+}
+
+/// Parses raw bytes. Never fails: a message mail-parser cannot make sense of
+/// becomes an `InboundMessage` with empty fields and a problem noted, so it is
+/// still stored and findable by its raw bytes.
+pub fn parse(raw: &[u8]) -> InboundMessage {
+    let raw_sha256 = sha256_hex(raw);
+    let Some(msg) = MessageParser::default().parse(raw) else {
+        return InboundMessage {
+            dedupe_key: format!("sha256:{raw_sha256}"),
+            message_id: None,
+            raw_sha256,
+            raw_size: raw.len(),
+            from_address: None,
+            from_name: None,
+            to: vec![],
+            cc: vec![],
+            subject: String::new(),
+            date: None,
+            in_reply_to: vec![],
+            references: vec![],
+            text: String::from_utf8_lossy(raw).into_owned(),
+            html: None,
+            attachments: vec![],
+            machine: MachineHeaders::default(),
+            problems: vec!["not a parseable e-mail message".to_string()],
+        };
+    };
+    let mut problems = Vec::new();
+
+    let message_id = msg.message_id().map(strip_id).filter(|s| !s.is_empty());
+    if message_id.is_none() {
+        problems.push("no Message-ID header".to_string());
+    }
+    let from = msg.from().and_then(|a| a.first());
+    let from_address = from
+        .and_then(|a| a.address())
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|s| !s.is_empty());
+    let from_name = from
+        .and_then(|a| a.name())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty());
+
+    let text = match msg.body_text(0) {
+        Some(t) => t.into_owned(),
+        None => {
+            problems.push("no text body".to_string());
+            String::new()
+        }
+    };
+    // mail-parser synthesises an HTML body from text; keep only a real one.
+    let html = msg
+        .html_bodies()
+        .next()
+        .filter(|p| p.is_text_html())
+        .and_then(|_| msg.body_html(0))
+        .map(|h| h.into_owned());
+
+    let attachments = msg
+        .attachments()
+        .map(|part| InboundAttachment {
+            filename: part.attachment_name().map(|s| s.to_string()),
+            content_type: part
+                .content_type()
+                .map(|ct| match ct.subtype() {
+                    Some(sub) => format!("{}/{}", ct.ctype(), sub),
+                    None => ct.ctype().to_string(),
+                })
+                .unwrap_or_else(|| "application/octet-stream".to_string())
+                .to_ascii_lowercase(),
+            content_id: part.content_id().map(strip_id),
+            data: part.contents().to_vec(),
+        })
+        .collect();
+
+    let return_path = msg.header_raw("Return-Path").map(|v| strip_id(v));
+    let machine = MachineHeaders {
+        auto_submitted: header_text(&msg, "Auto-Submitted"),
+        precedence: header_text(&msg, "Precedence"),
+        x_auto_response_suppress: header_text(&msg, "X-Auto-Response-Suppress"),
+        x_autoreply: msg.header_raw("X-Autoreply").is_some()
+            || msg.header_raw("X-Autorespond").is_some(),
+        list_id: header_text(&msg, "List-Id"),
+        list_unsubscribe: msg.header_raw("List-Unsubscribe").is_some(),
+        return_path,
+        content_type: msg.content_type().map(|ct| {
+            let mut s = format!("{}/{}", ct.ctype(), ct.subtype().unwrap_or(""));
+            if let Some(rt) = ct.attribute("report-type") {
+                s.push_str("; report-type=");
+                s.push_str(rt);
+            }
+            s.to_ascii_lowercase()
+        }),
+    };
+
+    InboundMessage {
+        dedupe_key: message_id
+            .clone()
+            .unwrap_or_else(|| format!("sha256:{raw_sha256}")),
+        message_id,
+        raw_sha256,
+        raw_size: raw.len(),
+        from_address,
+        from_name,
+        to: addresses(msg.to()),
+        cc: addresses(msg.cc()),
+        subject: msg.subject().unwrap_or("").trim().to_string(),
+        date: msg.date().and_then(to_utc),
+        in_reply_to: id_list(msg.in_reply_to()),
+        references: id_list(msg.references()),
+        text,
+        html,
+        attachments,
+        machine,
+        problems,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_threading_headers_and_body() {
+        let raw = b"From: Anna de Vries <Anna@Buyer.test>\r\n\
+To: support@example.test\r\n\
+Subject: =?UTF-8?Q?Re:_[WN-000001]_Pakket_beschadigd?=\r\n\
+Message-ID: <abc@buyer.test>\r\n\
+In-Reply-To: <ack-1@example.test>\r\n\
+References: <first@buyer.test> <ack-1@example.test>\r\n\
+Date: Tue, 24 Nov 2026 10:12:00 +0100\r\n\
+\r\n\
+Hallo, hier zijn de foto's.\r\n";
+        let m = parse(raw);
+        assert_eq!(m.message_id.as_deref(), Some("abc@buyer.test"));
+        assert_eq!(m.dedupe_key, "abc@buyer.test");
+        assert_eq!(m.from_address.as_deref(), Some("anna@buyer.test"));
+        assert_eq!(m.from_name.as_deref(), Some("Anna de Vries"));
+        assert_eq!(m.subject, "Re: [WN-000001] Pakket beschadigd");
+        assert_eq!(m.in_reply_to, vec!["ack-1@example.test"]);
+        assert_eq!(m.references, vec!["first@buyer.test", "ack-1@example.test"]);
+        assert!(m.text.contains("foto's"));
+        assert!(m.html.is_none());
+        assert_eq!(m.date.unwrap().to_rfc3339(), "2026-11-24T09:12:00+00:00");
+    }
+
+    #[test]
+    fn missing_message_id_falls_back_to_hash() {
+        let m = parse(b"From: a@b.test\r\nSubject: hi\r\n\r\nbody\r\n");
+        assert!(m.dedupe_key.starts_with("sha256:"));
+        assert!(m.problems.iter().any(|p| p.contains("Message-ID")));
+    }
+
+    #[test]
+    fn garbage_does_not_panic() {
+        for raw in [
+            &b""[..],
+            b"\xff\xfe\x00",
+            b"\r\n\r\n",
+            b"Content-Type: multipart/mixed\r\n\r\n--",
+        ] {
+            let m = parse(raw);
+            assert!(!m.dedupe_key.is_empty());
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Which ticket a message belongs to. Order: (1) In-Reply-To/References
+//! naming a stored message, our acknowledgements included; (2) a `[WN-000123]`
+//! subject token, honoured only when the sender already takes part in that
+//! ticket, so a stranger cannot write into someone else's ticket; (3) a new
+//! ticket.
+
+use super::parse::InboundMessage;
+
+/// What threading needs to know from the store.
+pub trait ThreadLookup {
+    /// The ticket of the first of these Message-IDs that is stored.
+    fn ticket_of_message(&self, message_ids: &[String]) -> Option<i64>;
+    /// Whether the ticket exists and `address` is one of its participants.
+    fn is_participant(&self, ticket: i64, address: &str) -> Option<bool>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThreadMatch {
+    ByReference(i64),
+    BySubjectToken(i64),
+    New,
+    /// The subject names a ticket the sender is no part of.
+    StrangerToken(i64),
+}
+
+impl ThreadMatch {
+    pub fn ticket(self) -> Option<i64> {
+        match self {
+            ThreadMatch::ByReference(t) | ThreadMatch::BySubjectToken(t) => Some(t),
+            ThreadMatch::New | ThreadMatch::StrangerToken(_) => None,
+        }
+    }
+}
+
+/// Finds every `[PREFIX-digits]` token in a subject, in order.
+pub fn subject_tokens(subject: &str, prefix: &str) -> Vec<i64> {
+    let mut out = Vec::new();
+    let mut rest = subject;
+    let open = format!("[{prefix}-");
+    while let Some(pos) = find_ci(rest, &open) {
+        let after = &rest[pos + open.len()..];
+        let digits: String = after.chars().take_while(|c| c.is_ascii_digit()).collect();
+        if !digits.is_empty() && digits.len() <= 12 && after[digits.len()..].starts_with(']') {
+            if let Ok(n) = digits.parse::<i64>() {
+                out.push(n);
+            }
+        }
+        rest = &rest[pos + open.len()..];
+    }
+    out
+}
+
+fn find_ci(haystack: &str, needle: &str) -> Option<usize> {
+    haystack
+        .to_ascii_uppercase()
+        .find(&needle.to_ascii_uppercase())
+}
+
+/// Formats a ticket number as the buyer sees it: `WN-000123`.
+pub fn ticket_token(prefix: &str, number: i64) -> String {
+    format!("{prefix}-{number:06}")
+}
+
+pub fn decide(msg: &InboundMessage, prefix: &str, lookup: &dyn ThreadLookup) -> ThreadMatch {
+    let mut ids: Vec<String> = msg.in_reply_to.clone();
+    ids.extend(msg.references.iter().rev().cloned());
+    if !ids.is_empty() {
+        if let Some(t) = lookup.ticket_of_message(&ids) {
+            return ThreadMatch::ByReference(t);
+        }
+    }
+    let from = msg.from_address.as_deref().unwrap_or("");
+    let mut stranger = None;
+    for number in subject_tokens(&msg.subject, prefix) {
+        match lookup.is_participant(number, from) {
+            Some(true) if !from.is_empty() => return ThreadMatch::BySubjectToken(number),
+            Some(_) => stranger = stranger.or(Some(number)),
+            None => {}
+        }
+    }
+    match stranger {
+        Some(t) => ThreadMatch::StrangerToken(t),
+        None => ThreadMatch::New,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::parse::parse;
+
+    struct Fake;
+    impl ThreadLookup for Fake {
+        fn ticket_of_message(&self, ids: &[String]) -> Option<i64> {
+            ids.iter().any(|i| i == "ack-7@example.test").then_some(7)
+        }
+        fn is_participant(&self, ticket: i64, address: &str) -> Option<bool> {
+            (ticket == 7).then(|| address == "anna@buyer.test")
+        }
+    }
+
+    fn msg(headers: &str) -> InboundMessage {
+        parse(format!("{headers}Message-ID: <n@x.test>\r\n\r\nhoi\r\n").as_bytes())
+    }
+
+    #[test]
+    fn tokens_behind_any_prefix() {
+        assert_eq!(subject_tokens("Antw: [WN-000007] Pakket", "WN"), vec![7]);
+        assert_eq!(subject_tokens("RE: [wn-000123]", "WN"), vec![123]);
+        assert_eq!(subject_tokens("[WN-12x] [WN-] [WN-000042]", "WN"), vec![42]);
+        assert!(subject_tokens("WN-000001 without brackets", "WN").is_empty());
+        assert_eq!(ticket_token("WN", 1), "WN-000001");
+    }
+
+    #[test]
+    fn reference_wins_then_participant_token() {
+        let by_ref = msg("From: x@y.test\r\nIn-Reply-To: <ack-7@example.test>\r\nSubject: hi\r\n");
+        assert_eq!(decide(&by_ref, "WN", &Fake), ThreadMatch::ByReference(7));
+        let by_token = msg("From: anna@buyer.test\r\nSubject: Re: [WN-000007] hi\r\n");
+        assert_eq!(
+            decide(&by_token, "WN", &Fake),
+            ThreadMatch::BySubjectToken(7)
+        );
+    }
+
+    #[test]
+    fn stranger_with_token_gets_a_new_ticket() {
+        let m = msg("From: mallory@evil.test\r\nSubject: Re: [WN-000007] hi\r\n");
+        let d = decide(&m, "WN", &Fake);
+        assert_eq!(d, ThreadMatch::StrangerToken(7));
+        assert_eq!(d.ticket(), None);
+        let unknown = msg("From: anna@buyer.test\r\nSubject: [WN-000999] hi\r\n");
+        assert_eq!(decide(&unknown, "WN", &Fake), ThreadMatch::New);
+    }
+}

@@ -1,0 +1,411 @@
+//! The IMAP side: connect (implicit TLS, STARTTLS or loopback plain), log
+//! in, EXAMINE the mailbox (read-only: flags are never changed, nothing is
+//! deleted), fetch everything past the stored UID watermark with BODY.PEEK,
+//! and wait for more with IDLE, or by polling when the server lacks IDLE.
+
+use std::time::Duration;
+
+use async_imap::extensions::idle::IdleResponse;
+use async_imap::types::UnsolicitedResponse;
+use futures::TryStreamExt;
+use tracing::{debug, info, info_span, warn, Instrument};
+
+use crate::config::{ImapConfig, TlsMode};
+use crate::daemon::Shutdown;
+use crate::ingest::Ingestor;
+use crate::net::{self, MailStream, NetError};
+use crate::store::{MailboxPosition, Store, StoreError};
+
+pub type ImapSession = async_imap::Session<MailStream>;
+
+/// How long one IMAP command may take before the connection is deemed dead.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+/// Servers end IDLE after 30 minutes; re-issue it well before.
+const IDLE_RENEW: Duration = Duration::from_secs(25 * 60);
+/// Fetch bodies in batches of at most this many bytes (by RFC822.SIZE) or
+/// messages, so memory stays bounded and round trips few.
+const BATCH_BYTES: u64 = 16 * 1024 * 1024;
+const BATCH_MESSAGES: usize = 200;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImapError {
+    #[error(transparent)]
+    Net(#[from] NetError),
+    #[error("IMAP server at {addr} {message}")]
+    Protocol { addr: String, message: String },
+    #[error("IMAP login as {user} was refused ({message}); check imap.username and the password")]
+    Login { user: String, message: String },
+    #[error("cannot open mailbox `{mailbox}` ({message}); check imap.mailbox")]
+    Mailbox { mailbox: String, message: String },
+    #[error("IMAP {0} timed out")]
+    Timeout(&'static str),
+    #[error("IMAP {op} failed: {message}")]
+    Command { op: &'static str, message: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+async fn timed<T, E: std::fmt::Display>(
+    op: &'static str,
+    fut: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, ImapError> {
+    match tokio::time::timeout(COMMAND_TIMEOUT, fut).await {
+        Err(_) => Err(ImapError::Timeout(op)),
+        Ok(Err(e)) => Err(ImapError::Command {
+            op,
+            message: e.to_string(),
+        }),
+        Ok(Ok(v)) => Ok(v),
+    }
+}
+
+async fn greeting(
+    client: &mut async_imap::Client<MailStream>,
+    addr: &str,
+) -> Result<(), ImapError> {
+    match tokio::time::timeout(COMMAND_TIMEOUT, client.read_response()).await {
+        Err(_) => Err(ImapError::Timeout("greeting")),
+        Ok(Some(Ok(_))) => Ok(()),
+        Ok(Some(Err(e))) => Err(ImapError::Protocol {
+            addr: addr.to_string(),
+            message: format!("sent no valid greeting: {e}"),
+        }),
+        Ok(None) => Err(ImapError::Protocol {
+            addr: addr.to_string(),
+            message: "closed the connection before its greeting".into(),
+        }),
+    }
+}
+
+/// Connects and logs in.
+pub async fn connect(cfg: &ImapConfig) -> Result<ImapSession, ImapError> {
+    let addr = format!("{}:{}", cfg.host, cfg.port);
+    let tcp = net::connect_tcp(&cfg.host, cfg.port, COMMAND_TIMEOUT).await?;
+    let client = match cfg.tls {
+        TlsMode::Implicit => {
+            let tls = net::tls_config(cfg.ca_file.as_deref())?;
+            let stream = net::tls_wrap(tcp, &cfg.host, cfg.port, tls).await?;
+            let mut client = async_imap::Client::new(MailStream::Tls(Box::new(stream)));
+            greeting(&mut client, &addr).await?;
+            client
+        }
+        TlsMode::Starttls => {
+            let tls = net::tls_config(cfg.ca_file.as_deref())?;
+            let mut client = async_imap::Client::new(MailStream::Plain(tcp));
+            greeting(&mut client, &addr).await?;
+            timed(
+                "STARTTLS",
+                client.run_command_and_check_ok("STARTTLS", None),
+            )
+            .await
+            .map_err(|e| ImapError::Protocol {
+                addr: addr.clone(),
+                message: format!(
+                    "refused STARTTLS ({e}); ticketd does not fall back to plain text"
+                ),
+            })?;
+            let MailStream::Plain(tcp) = client.into_inner() else {
+                unreachable!("STARTTLS starts from a plain stream")
+            };
+            let stream = net::tls_wrap(tcp, &cfg.host, cfg.port, tls).await?;
+            async_imap::Client::new(MailStream::Tls(Box::new(stream)))
+        }
+        TlsMode::None => {
+            let mut client = async_imap::Client::new(MailStream::Plain(tcp));
+            greeting(&mut client, &addr).await?;
+            client
+        }
+    };
+    match tokio::time::timeout(
+        COMMAND_TIMEOUT,
+        client.login(&cfg.username, cfg.password.expose()),
+    )
+    .await
+    {
+        Err(_) => Err(ImapError::Timeout("LOGIN")),
+        Ok(Err((e, _))) => Err(ImapError::Login {
+            user: cfg.username.clone(),
+            message: e.to_string(),
+        }),
+        Ok(Ok(session)) => Ok(session),
+    }
+}
+
+/// What one pass over the mailbox did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SyncStats {
+    pub fetched: usize,
+    pub filed: usize,
+    pub duplicates: usize,
+}
+
+/// Opens the mailbox read-only and files every message past the watermark.
+/// Stops between messages when shutdown is requested; what was committed
+/// stays committed.
+pub async fn sync(
+    session: &mut ImapSession,
+    mailbox: &str,
+    store: &mut Store,
+    ingestor: &Ingestor<'_>,
+    shutdown: &Shutdown,
+) -> Result<SyncStats, ImapError> {
+    while session.unsolicited_responses.try_recv().is_ok() {}
+    let mbox = match tokio::time::timeout(COMMAND_TIMEOUT, session.examine(mailbox)).await {
+        Err(_) => return Err(ImapError::Timeout("EXAMINE")),
+        Ok(Err(e)) => {
+            return Err(ImapError::Mailbox {
+                mailbox: mailbox.to_string(),
+                message: e.to_string(),
+            })
+        }
+        Ok(Ok(m)) => m,
+    };
+    let uidvalidity = mbox.uid_validity.ok_or_else(|| ImapError::Mailbox {
+        mailbox: mailbox.to_string(),
+        message: "the server reports no UIDVALIDITY".into(),
+    })?;
+    let stored = store.position(mailbox)?;
+    let last_uid = match &stored {
+        Some(p) if p.uidvalidity == uidvalidity => p.last_uid,
+        Some(p) => {
+            warn!(mailbox, old = p.uidvalidity, new = uidvalidity,
+                "UIDVALIDITY changed: rescanning the whole mailbox; Message-IDs keep anything from being filed twice");
+            0
+        }
+        None => 0,
+    };
+    let mut stats = SyncStats::default();
+    if mbox.exists == 0 || mbox.uid_next.is_some_and(|next| next <= last_uid + 1) {
+        return Ok(stats);
+    }
+
+    // Sizes first, so bodies can be fetched in bounded batches.
+    let sizes: Vec<(u32, u64)> = {
+        let stream = timed(
+            "UID FETCH",
+            session.uid_fetch(format!("{}:*", last_uid + 1), "(UID RFC822.SIZE)"),
+        )
+        .await?;
+        let fetches: Vec<_> = timed("UID FETCH", stream.try_collect::<Vec<_>>()).await?;
+        let mut v: Vec<(u32, u64)> = fetches
+            .iter()
+            .filter_map(|f| Some((f.uid?, u64::from(f.size.unwrap_or(0)))))
+            .filter(|(uid, _)| *uid > last_uid)
+            .collect();
+        v.sort_unstable();
+        v.dedup_by_key(|(uid, _)| *uid);
+        v
+    };
+    debug!(mailbox, new = sizes.len(), "messages past the watermark");
+
+    for batch in batches(&sizes) {
+        if shutdown.is_requested() {
+            break;
+        }
+        let set = batch
+            .iter()
+            .map(|(u, _)| u.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let stream = timed("UID FETCH", session.uid_fetch(set, "(UID BODY.PEEK[])")).await?;
+        let mut fetched: Vec<_> = timed("UID FETCH", stream.try_collect::<Vec<_>>()).await?;
+        fetched.sort_by_key(|f| f.uid);
+        for f in fetched {
+            let Some(uid) = f.uid else { continue };
+            if uid <= last_uid {
+                continue;
+            }
+            if shutdown.is_requested() {
+                return Ok(stats);
+            }
+            let Some(body) = f.body() else {
+                warn!(
+                    mailbox,
+                    uid, "server returned no body; will retry on the next pass"
+                );
+                return Ok(stats);
+            };
+            stats.fetched += 1;
+            let position = MailboxPosition {
+                mailbox: mailbox.to_string(),
+                uidvalidity,
+                last_uid: uid,
+            };
+            let span = info_span!("message", uid, mailbox);
+            let outcome = span
+                .in_scope(|| ingestor.ingest(store, body, Some(&position), chrono::Utc::now()))?;
+            match outcome {
+                crate::ingest::Outcome::Duplicate => stats.duplicates += 1,
+                _ => stats.filed += 1,
+            }
+        }
+    }
+    if stored
+        .as_ref()
+        .is_some_and(|p| p.uidvalidity != uidvalidity)
+        && stats.fetched == 0
+    {
+        // Record the new UIDVALIDITY even when the rescan found nothing.
+        crate::store::set_position(
+            store.conn(),
+            &MailboxPosition {
+                mailbox: mailbox.to_string(),
+                uidvalidity,
+                last_uid: 0,
+            },
+        )?;
+    }
+    Ok(stats)
+}
+
+fn batches(sizes: &[(u32, u64)]) -> Vec<&[(u32, u64)]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0u64;
+    for (i, (_, size)) in sizes.iter().enumerate() {
+        if i > start && (bytes + size > BATCH_BYTES || i - start >= BATCH_MESSAGES) {
+            out.push(&sizes[start..i]);
+            start = i;
+            bytes = 0;
+        }
+        bytes += size;
+    }
+    if start < sizes.len() {
+        out.push(&sizes[start..]);
+    }
+    out
+}
+
+/// Why `wait` returned.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Wake {
+    /// Something may have changed in the mailbox: sync again.
+    Changed,
+    Shutdown,
+}
+
+pub fn has_idle(caps: &async_imap::types::Capabilities) -> bool {
+    caps.has_str("IDLE")
+}
+
+/// Waits until the mailbox may have changed: IDLE when the server has it,
+/// else the poll interval. Hands the session back for the next sync.
+pub async fn wait(
+    session: ImapSession,
+    use_idle: bool,
+    poll_interval: Duration,
+    shutdown: &Shutdown,
+) -> Result<(ImapSession, Wake), ImapError> {
+    if !use_idle {
+        let mut session = session;
+        tokio::select! {
+            _ = tokio::time::sleep(poll_interval) => {}
+            _ = shutdown.wait() => return Ok((session, Wake::Shutdown)),
+        }
+        timed("NOOP", session.noop()).await?;
+        return Ok((session, Wake::Changed));
+    }
+    let unsolicited = session.unsolicited_responses.clone();
+    while unsolicited.try_recv().is_ok() {}
+    let mut idle = session.idle();
+    timed("IDLE", idle.init()).await?;
+    // Mail that arrived between the last FETCH and IDLE is announced before
+    // the server's continuation, and async-imap routes it to the channel.
+    let mut pending = false;
+    while let Ok(r) = unsolicited.try_recv() {
+        pending |= matches!(
+            r,
+            UnsolicitedResponse::Exists(_) | UnsolicitedResponse::Recent(_)
+        );
+    }
+    let wake = if pending {
+        Wake::Changed
+    } else {
+        // `_stop` must live until the wait ends: dropping it interrupts IDLE.
+        let (fut, _stop) = idle.wait_with_timeout(IDLE_RENEW);
+        let result = tokio::select! {
+            r = fut => Some(r),
+            _ = shutdown.wait() => None,
+        };
+        match result {
+            None => Wake::Shutdown,
+            Some(Ok(IdleResponse::NewData(_))) => Wake::Changed,
+            Some(Ok(IdleResponse::Timeout | IdleResponse::ManualInterrupt)) => Wake::Changed,
+            Some(Err(e)) => {
+                return Err(ImapError::Command {
+                    op: "IDLE",
+                    message: e.to_string(),
+                })
+            }
+        }
+    };
+    let session = timed("DONE", idle.done()).await?;
+    Ok((session, wake))
+}
+
+/// Logs out politely; errors here no longer matter.
+pub async fn logout(mut session: ImapSession) {
+    let _ = tokio::time::timeout(Duration::from_secs(5), session.logout()).await;
+}
+
+/// One connection's life: sync, wait, sync, ... until shutdown or `once`.
+pub async fn watch(
+    cfg: &ImapConfig,
+    store: &mut Store,
+    ingestor: &Ingestor<'_>,
+    shutdown: &Shutdown,
+    once: bool,
+    on_filed: &(dyn Fn() + Sync),
+) -> Result<(), ImapError> {
+    let mut session = connect(cfg).await?;
+    let caps = timed("CAPABILITY", session.capabilities()).await?;
+    let use_idle = has_idle(&caps);
+    if !use_idle {
+        info!(interval = ?cfg.poll_interval, "server has no IDLE; polling");
+    }
+    loop {
+        let stats = sync(&mut session, &cfg.mailbox, store, ingestor, shutdown)
+            .instrument(info_span!("sync", mailbox = %cfg.mailbox))
+            .await?;
+        if stats.fetched > 0 {
+            info!(
+                fetched = stats.fetched,
+                filed = stats.filed,
+                duplicates = stats.duplicates,
+                "mailbox synced"
+            );
+            on_filed();
+        }
+        if once || shutdown.is_requested() {
+            break;
+        }
+        let (s, wake) = wait(session, use_idle, cfg.poll_interval, shutdown).await?;
+        session = s;
+        if wake == Wake::Shutdown {
+            break;
+        }
+    }
+    logout(session).await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_respect_size_and_count() {
+        let sizes: Vec<(u32, u64)> = (1..=5).map(|u| (u, 10 * 1024 * 1024)).collect();
+        let b = batches(&sizes);
+        assert_eq!(
+            b.iter().map(|b| b.len()).collect::<Vec<_>>(),
+            vec![1, 1, 1, 1, 1]
+        );
+        let small: Vec<(u32, u64)> = (1..=450).map(|u| (u, 1000)).collect();
+        assert_eq!(
+            batches(&small).iter().map(|b| b.len()).collect::<Vec<_>>(),
+            vec![200, 200, 50]
+        );
+        assert!(batches(&[]).is_empty());
+    }
+}

@@ -1,0 +1,350 @@
+//! One raw message in, one store transaction out. The message, its
+//! attachments, the ticket change, the acknowledgement it causes (as an outbox
+//! row) and the advanced mailbox position commit together, so a crash at any
+//! point either files the message completely or not at all.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection};
+use tracing::{info, warn};
+
+use crate::ack::{self, AckContext, AckEnvelope, AckTemplates};
+use crate::config::{Config, Language};
+use crate::core::classify::{classify, MessageKind};
+use crate::core::extract;
+use crate::core::parse::{parse, InboundMessage};
+use crate::core::policy::response_due;
+use crate::core::thread::{self, ThreadLookup, ThreadMatch};
+use crate::store::{self, MailboxPosition, Store, StoreError};
+
+/// What became of one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Filed on a ticket; `new` when this message opened it.
+    Filed {
+        ticket: i64,
+        new: bool,
+        ack_queued: bool,
+    },
+    /// Machine mail that belongs to no ticket: stored, not filed.
+    Unfiled { kind: &'static str },
+    /// Already stored (same Message-ID, or same bytes when it has none).
+    Duplicate,
+}
+
+struct TxLookup<'a>(&'a Connection);
+
+impl ThreadLookup for TxLookup<'_> {
+    fn ticket_of_message(&self, ids: &[String]) -> Option<i64> {
+        store::ticket_of_message(self.0, ids).ok().flatten()
+    }
+    fn is_participant(&self, ticket: i64, address: &str) -> Option<bool> {
+        store::is_participant(self.0, ticket, address)
+            .ok()
+            .flatten()
+    }
+}
+
+/// Files raw messages. Holds what every message needs: settings and the
+/// loaded templates.
+pub struct Ingestor<'a> {
+    pub config: &'a Config,
+    pub templates: &'a AckTemplates,
+}
+
+impl Ingestor<'_> {
+    /// Files one message. `position` is where this message sits in its
+    /// mailbox; it is stored in the same transaction.
+    pub fn ingest(
+        &self,
+        store: &mut Store,
+        raw: &[u8],
+        position: Option<&MailboxPosition>,
+        now: DateTime<Utc>,
+    ) -> Result<Outcome, StoreError> {
+        let msg = parse(raw);
+        let kind = classify(&msg, self.config.own_address.as_deref());
+        for problem in &msg.problems {
+            warn!(message_id = %msg.dedupe_key, uid = ?position.map(|p| p.last_uid), problem, "message partly unreadable; kept raw");
+        }
+
+        // Blobs first: written and fsynced before any row names them.
+        store.put_blob(raw)?;
+        let mut attachment_shas = Vec::with_capacity(msg.attachments.len());
+        for a in &msg.attachments {
+            attachment_shas.push(store.put_blob(&a.data)?);
+        }
+
+        let tx = store.transaction()?;
+        if store::message_exists(&tx, &msg.dedupe_key)? {
+            if let Some(pos) = position {
+                store::set_position(&tx, pos)?;
+            }
+            tx.commit()?;
+            info!(message_id = %msg.dedupe_key, "duplicate delivery; already filed");
+            return Ok(Outcome::Duplicate);
+        }
+
+        let prefix = &self.config.tickets.prefix;
+        let matched = thread::decide(&msg, prefix, &TxLookup(&tx));
+        let order_numbers = {
+            let mut found = extract::order_numbers(&msg.subject);
+            for o in extract::order_numbers(&msg.text) {
+                if !found.contains(&o) {
+                    found.push(o);
+                }
+            }
+            found
+        };
+        let detected = extract::language(&format!("{}\n{}", msg.subject, msg.text));
+        let now_s = now.timestamp();
+
+        let (ticket, new) = match (matched.ticket(), kind.is_machine()) {
+            (Some(t), _) => {
+                tx.execute(
+                    "UPDATE tickets SET updated_at = ?2, status = 'open' WHERE id = ?1",
+                    params![t, now_s],
+                )?;
+                (Some(t), false)
+            }
+            (None, true) => (None, false),
+            (None, false) => {
+                let language = detected.unwrap_or(self.config.tickets.default_language);
+                let requester = msg.from_address.clone().unwrap_or_default();
+                let due = response_due(now, self.config.tickets.response_hours);
+                tx.execute(
+                    "INSERT INTO tickets (subject, requester, requester_name, language, created_at,
+                     updated_at, due_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
+                    params![
+                        msg.subject,
+                        requester,
+                        msg.from_name,
+                        language.code(),
+                        now_s,
+                        due.timestamp()
+                    ],
+                )?;
+                (Some(tx.last_insert_rowid()), true)
+            }
+        };
+        if let (Some(t), Some(from)) = (ticket, msg.from_address.as_deref()) {
+            if !kind.is_machine() {
+                tx.execute(
+                    "INSERT OR IGNORE INTO participants (ticket_id, address) VALUES (?1, ?2)",
+                    params![t, from],
+                )?;
+            }
+        }
+        if let ThreadMatch::StrangerToken(other) = matched {
+            warn!(message_id = %msg.dedupe_key, named = other, "subject names a ticket the sender is not part of; opened a new ticket");
+        }
+
+        let message_row = insert_message(&tx, &msg, kind, ticket, detected, position, now_s)?;
+        for (a, sha) in msg.attachments.iter().zip(&attachment_shas) {
+            tx.execute(
+                "INSERT INTO attachments (message, sha256, filename, content_type, size, content_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![message_row, sha, a.filename, a.content_type, a.data.len() as i64, a.content_id],
+            )?;
+        }
+        if let Some(t) = ticket {
+            for o in &order_numbers {
+                tx.execute(
+                    "INSERT OR IGNORE INTO facts (ticket_id, message, kind, value) VALUES (?1, ?2, 'order', ?3)",
+                    params![t, message_row, o],
+                )?;
+            }
+        }
+
+        let ack_queued = if new {
+            let t = ticket.unwrap_or_default();
+            match self.queue_ack(&tx, &msg, t, message_row, &order_numbers, now) {
+                Ok(()) => true,
+                Err(reason) => {
+                    warn!(ticket = %thread::ticket_token(prefix, t), %reason, "no acknowledgement");
+                    set_ack_skip(&tx, message_row, &reason)?;
+                    false
+                }
+            }
+        } else {
+            let reason = if kind.is_machine() {
+                format!("machine mail ({})", kind.as_str())
+            } else {
+                "follow-up on an existing ticket".to_string()
+            };
+            set_ack_skip(&tx, message_row, &reason)?;
+            false
+        };
+
+        if let Some(pos) = position {
+            store::set_position(&tx, pos)?;
+        }
+        tx.commit()?;
+
+        Ok(match ticket {
+            Some(t) => {
+                info!(message_id = %msg.dedupe_key, ticket = %thread::ticket_token(prefix, t), new, kind = kind.as_str(), "filed");
+                Outcome::Filed {
+                    ticket: t,
+                    new,
+                    ack_queued,
+                }
+            }
+            None => {
+                info!(message_id = %msg.dedupe_key, kind = kind.as_str(), "machine mail kept unfiled");
+                Outcome::Unfiled {
+                    kind: kind.as_str(),
+                }
+            }
+        })
+    }
+
+    /// Renders and queues the acknowledgement. An `Err` is the reason none
+    /// was queued; the message itself is filed either way.
+    fn queue_ack(
+        &self,
+        tx: &Connection,
+        msg: &InboundMessage,
+        ticket: i64,
+        cause: i64,
+        order_numbers: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<(), String> {
+        let smtp = self
+            .config
+            .smtp
+            .as_ref()
+            .ok_or("acknowledgements are off: no [smtp] section in the config")?;
+        let to = msg
+            .from_address
+            .as_deref()
+            .ok_or("the message has no sender address")?;
+        let cfg = &self.config.tickets;
+        let lang = store::ticket_language(tx, ticket)
+            .ok()
+            .and_then(|l| Language::from_code(&l))
+            .unwrap_or(cfg.default_language);
+        let token = thread::ticket_token(&cfg.prefix, ticket);
+        let ctx = AckContext {
+            ticket: token.clone(),
+            language: lang.code(),
+            response_hours: cfg.response_hours,
+            due: ack::format_due(response_due(now, cfg.response_hours), cfg.time_zone, lang),
+            buyer_name: msg.from_name.clone(),
+            original_subject: msg.subject.clone(),
+            missing: if order_numbers.is_empty() {
+                vec!["order_number"]
+            } else {
+                vec![]
+            },
+            order_numbers: order_numbers.to_vec(),
+        };
+        let rendered = self
+            .templates
+            .render(lang, &ctx)
+            .map_err(|e| e.to_string())?;
+        let message_id = ack::new_message_id(&token, &smtp.from_address);
+        let raw = ack::build_mail(
+            &rendered,
+            &AckEnvelope {
+                from_name: &smtp.from_name,
+                from_address: &smtp.from_address,
+                to_name: msg.from_name.as_deref(),
+                to_address: to,
+                in_reply_to: msg.message_id.as_deref(),
+                references: &msg.references,
+                message_id: &message_id,
+            },
+        )
+        .map_err(|e| e.to_string())?;
+        let now_s = now.timestamp();
+        let db = |e: rusqlite::Error| format!("database error: {e}");
+        // The ack is also a message of the ticket, so a reply to it threads.
+        tx.execute(
+            "INSERT INTO messages (ticket_id, message_id, direction, kind, from_addr, from_name,
+             subject, received_at, in_reply_to, text_body, html_body, raw_sha256, raw_size, language)
+             VALUES (?1, ?2, 'out', 'ack', ?3, ?4, ?5, ?6, ?7, ?8, ?9, '', ?10, ?11)",
+            params![
+                ticket,
+                message_id,
+                smtp.from_address,
+                smtp.from_name,
+                rendered.subject,
+                now_s,
+                msg.message_id,
+                rendered.text,
+                rendered.html,
+                raw.len() as i64,
+                lang.code()
+            ],
+        )
+        .map_err(db)?;
+        tx.execute(
+            "INSERT INTO outbox (ticket_id, cause, message_id, envelope_from, envelope_to, raw,
+             created_at, next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+            params![ticket, cause, message_id, smtp.from_address, to, raw, now_s],
+        )
+        .map_err(db)?;
+        Ok(())
+    }
+}
+
+fn set_ack_skip(tx: &Connection, message: i64, reason: &str) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE messages SET ack_skip = ?2 WHERE id = ?1",
+        params![message, reason],
+    )?;
+    Ok(())
+}
+
+fn insert_message(
+    tx: &Connection,
+    msg: &InboundMessage,
+    kind: MessageKind,
+    ticket: Option<i64>,
+    language: Option<Language>,
+    position: Option<&MailboxPosition>,
+    now: i64,
+) -> Result<i64, StoreError> {
+    let problems = (!msg.problems.is_empty()).then(|| msg.problems.join("; "));
+    tx.execute(
+        "INSERT INTO messages (ticket_id, message_id, direction, kind, from_addr, from_name, subject,
+         date_header, received_at, in_reply_to, refs, text_body, html_body, raw_sha256, raw_size,
+         language, mailbox, uid, problems)
+         VALUES (?1, ?2, 'in', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+        params![
+            ticket,
+            msg.dedupe_key,
+            kind.as_str(),
+            msg.from_address,
+            msg.from_name,
+            msg.subject,
+            msg.date.map(|d| d.timestamp()),
+            now,
+            (!msg.in_reply_to.is_empty()).then(|| msg.in_reply_to.join(" ")),
+            (!msg.references.is_empty()).then(|| msg.references.join(" ")),
+            msg.text,
+            msg.html,
+            msg.raw_sha256,
+            msg.raw_size as i64,
+            language.map(|l| l.code()),
+            position.map(|p| p.mailbox.as_str()),
+            position.map(|p| p.last_uid),
+            problems
+        ],
+    )?;
+    let id = tx.last_insert_rowid();
+    let attachment_names: Vec<&str> = msg
+        .attachments
+        .iter()
+        .filter_map(|a| a.filename.as_deref())
+        .collect();
+    tx.execute(
+        "INSERT INTO messages_fts (rowid, subject, body) VALUES (?1, ?2, ?3)",
+        params![
+            id,
+            msg.subject,
+            format!("{}\n{}", msg.text, attachment_names.join("\n"))
+        ],
+    )?;
+    Ok(id)
+}

@@ -1,0 +1,323 @@
+//! The `ticketd` command line. The only place that uses anyhow: library
+//! errors get their context here and reach the operator as one clear line.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use ticketd::ack::AckTemplates;
+use ticketd::config::{Config, DEFAULT_CONFIG_PATH};
+use ticketd::daemon;
+use ticketd::ingest::{Ingestor, Outcome};
+use ticketd::store::{views, Store};
+
+#[derive(Parser)]
+#[command(
+    name = "ticketd",
+    version,
+    about = "Turns the Whatnot Support mailbox into tickets"
+)]
+struct Cli {
+    /// Configuration file.
+    #[arg(long, short, global = true, default_value = DEFAULT_CONFIG_PATH, env = "TICKETD_CONFIG")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Watch the mailbox: file new mail as it arrives and send acknowledgements.
+    Run,
+    /// One pass over the mailbox, send due acknowledgements, then exit.
+    Poll {
+        /// Accepted for clarity: `poll` always makes exactly one pass.
+        #[arg(long)]
+        once: bool,
+    },
+    /// File raw messages from files (`-` for standard input), without IMAP.
+    Ingest {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Also send the queued acknowledgements now (needs [smtp]).
+        #[arg(long)]
+        send: bool,
+    },
+    /// Show one ticket with its whole thread.
+    Show {
+        ticket: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Find tickets by ticket ID, order number, e-mail address or text.
+    Search {
+        query: String,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Every stored inbound message as one JSON object per line.
+    Export {
+        /// JSON Lines (the only format so far).
+        #[arg(long)]
+        jsonl: bool,
+    },
+    /// Validate the config and templates and open the store.
+    Check,
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TICKETD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn load(cli: &Cli) -> Result<Config> {
+    Config::load(&cli.config)
+        .with_context(|| format!("invalid configuration in {}", cli.config.display()))
+}
+
+fn load_templates(config: &Config) -> Result<AckTemplates> {
+    AckTemplates::load(&config.tickets.templates_dir).context("acknowledgement templates")
+}
+
+fn fmt_time(config: &Config, unix: i64) -> String {
+    chrono::DateTime::from_timestamp(unix, 0)
+        .map(|d| {
+            d.with_timezone(&config.tickets.time_zone)
+                .format("%Y-%m-%d %H:%M %Z")
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// SIGTERM and SIGINT both ask for a clean stop.
+fn spawn_signal_handler(
+    rt: &tokio::runtime::Runtime,
+    trigger: daemon::ShutdownTrigger,
+) -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let _guard = rt.enter();
+    let mut term = signal(SignalKind::terminate()).context("cannot install SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot install SIGINT handler")?;
+    rt.spawn(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: finishing the message in hand"),
+            _ = int.recv() => tracing::info!("SIGINT: finishing the message in hand"),
+        }
+        trigger.trigger();
+    });
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match real_main(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ticketd: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main(cli: Cli) -> Result<()> {
+    let config = load(&cli)?;
+    match &cli.command {
+        Command::Run | Command::Poll { .. } => {
+            let once = matches!(cli.command, Command::Poll { .. });
+            let templates = load_templates(&config)?;
+            let rt = runtime()?;
+            let (trigger, shutdown) = daemon::shutdown_channel();
+            spawn_signal_handler(&rt, trigger)?;
+            rt.block_on(daemon::run(&config, &templates, once, shutdown))?;
+        }
+        Command::Ingest { files, send } => {
+            let templates = load_templates(&config)?;
+            let mut store = Store::open(&config.data_dir).context("opening the store")?;
+            let ingestor = Ingestor {
+                config: &config,
+                templates: &templates,
+            };
+            let mut out = std::io::stdout().lock();
+            for file in files {
+                let mut raw = Vec::new();
+                if file.as_os_str() == "-" {
+                    std::io::stdin()
+                        .read_to_end(&mut raw)
+                        .context("reading standard input")?;
+                } else {
+                    raw = std::fs::read(file)
+                        .with_context(|| format!("reading {}", file.display()))?;
+                }
+                let outcome = ingestor
+                    .ingest(&mut store, &raw, None, chrono::Utc::now())
+                    .with_context(|| format!("filing {}", file.display()))?;
+                let line = match outcome {
+                    Outcome::Filed {
+                        ticket,
+                        new,
+                        ack_queued,
+                    } => format!(
+                        "{}: {} {}{}",
+                        file.display(),
+                        if new { "new ticket" } else { "added to" },
+                        ticketd::core::thread::ticket_token(&config.tickets.prefix, ticket),
+                        if ack_queued {
+                            " (acknowledgement queued)"
+                        } else {
+                            ""
+                        }
+                    ),
+                    Outcome::Unfiled { kind } => {
+                        format!("{}: kept unfiled ({kind} mail)", file.display())
+                    }
+                    Outcome::Duplicate => format!("{}: already filed", file.display()),
+                };
+                writeln!(out, "{line}")?;
+            }
+            if *send {
+                let Some(smtp_cfg) = &config.smtp else {
+                    bail!("--send needs an [smtp] section in the config");
+                };
+                let transport = ticketd::smtp::transport(smtp_cfg)?;
+                let stats =
+                    runtime()?.block_on(ticketd::smtp::deliver_due(&mut store, &transport))?;
+                writeln!(
+                    out,
+                    "sent {} acknowledgement(s), {} failed",
+                    stats.sent, stats.failed
+                )?;
+            }
+        }
+        Command::Show { ticket, json } => {
+            let store = Store::open(&config.data_dir)?;
+            let prefix = &config.tickets.prefix;
+            let Some(id) = views::parse_ticket_ref(prefix, ticket) else {
+                bail!("`{ticket}` is not a ticket ID like {prefix}-000123");
+            };
+            let view = views::ticket(store.conn(), prefix, id)?;
+            let mut out = std::io::stdout().lock();
+            if *json {
+                serde_json::to_writer_pretty(&mut out, &view)?;
+                writeln!(out)?;
+                return Ok(());
+            }
+            writeln!(out, "{}  [{}]  {}", view.ticket, view.status, view.subject)?;
+            writeln!(
+                out,
+                "requester: {}{}",
+                view.requester_name
+                    .as_deref()
+                    .map(|n| format!("{n} "))
+                    .unwrap_or_default(),
+                format_args!("<{}>", view.requester)
+            )?;
+            writeln!(out, "language:  {}", view.language)?;
+            writeln!(out, "opened:    {}", fmt_time(&config, view.created_at))?;
+            if let Some(due) = view.due_at {
+                writeln!(out, "respond by: {}", fmt_time(&config, due))?;
+            }
+            if !view.order_numbers.is_empty() {
+                writeln!(out, "orders:    {}", view.order_numbers.join(", "))?;
+            }
+            for m in &view.messages {
+                writeln!(out)?;
+                let arrow = if m.direction == "in" { "<-" } else { "->" };
+                writeln!(
+                    out,
+                    "{arrow} {}  {}  ({})",
+                    fmt_time(&config, m.received_at),
+                    m.from.as_deref().unwrap_or("(no sender)"),
+                    m.kind
+                )?;
+                writeln!(out, "   Subject: {}", m.subject)?;
+                for line in m.text.lines() {
+                    writeln!(out, "   | {line}")?;
+                }
+                for a in &m.attachments {
+                    writeln!(
+                        out,
+                        "   attachment: {} ({}, {} bytes, sha256 {})",
+                        a.filename.as_deref().unwrap_or("(unnamed)"),
+                        a.content_type,
+                        a.size,
+                        a.sha256
+                    )?;
+                }
+                match &m.ack {
+                    Some(views::AckView::Queued { message_id, status }) => {
+                        writeln!(out, "   ack: {status} <{message_id}>")?
+                    }
+                    Some(views::AckView::Skipped { skipped }) => {
+                        writeln!(out, "   ack: none ({skipped})")?
+                    }
+                    None => {}
+                }
+            }
+        }
+        Command::Search { query, json, limit } => {
+            let store = Store::open(&config.data_dir)?;
+            let hits = views::search(store.conn(), &config.tickets.prefix, query, *limit)?;
+            let mut out = std::io::stdout().lock();
+            if *json {
+                serde_json::to_writer_pretty(&mut out, &hits)?;
+                writeln!(out)?;
+            } else if hits.is_empty() {
+                writeln!(out, "no tickets match `{query}`")?;
+            } else {
+                for h in hits {
+                    writeln!(
+                        out,
+                        "{}  {:<6}  {}  {}  {}",
+                        h.ticket,
+                        h.status,
+                        fmt_time(&config, h.last_activity),
+                        h.requester,
+                        h.subject
+                    )?;
+                    if let Some(s) = h.snippet {
+                        writeln!(out, "           {}", s.replace('\n', " "))?;
+                    }
+                }
+            }
+        }
+        Command::Export { jsonl } => {
+            if !jsonl {
+                bail!("say `--jsonl`: JSON Lines is the export format");
+            }
+            let store = Store::open(&config.data_dir)?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            views::export(store.conn(), &config.tickets.prefix, |record| {
+                serde_json::to_writer(&mut out, &record)?;
+                out.write_all(b"\n")
+            })?;
+            out.flush()?;
+        }
+        Command::Check => {
+            println!("ok: config {}", cli.config.display());
+            load_templates(&config)?;
+            println!(
+                "ok: templates in {}",
+                config.tickets.templates_dir.display()
+            );
+            Store::open(&config.data_dir).context("opening the store")?;
+            println!("ok: store in {}", config.data_dir.display());
+        }
+    }
+    Ok(())
+}

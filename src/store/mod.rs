@@ -1,0 +1,297 @@
+//! The SQLite file and the content-addressed blob directory under data_dir.
+//! Blobs (raw messages, attachments) are written and fsynced before the row
+//! that names them commits, so a committed row never points at a missing
+//! file; a crash in between leaves only an unreferenced blob.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+
+pub mod views;
+
+const MIGRATIONS: &[&str] = &[include_str!("schema.sql")];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("cannot write {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "the database at {path} has schema version {found}, newer than this ticketd knows ({known}); \
+         run a newer ticketd"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error("{0}")]
+    NotFound(String),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Where the IMAP reader stands in one mailbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailboxPosition {
+    pub mailbox: String,
+    pub uidvalidity: u32,
+    pub last_uid: u32,
+}
+
+/// One queued outbound mail, ready to hand to SMTP.
+#[derive(Debug, Clone)]
+pub struct OutboxItem {
+    pub id: i64,
+    pub message_id: String,
+    pub envelope_from: String,
+    pub envelope_to: String,
+    pub raw: Vec<u8>,
+    pub attempts: i64,
+}
+
+pub struct Store {
+    conn: Connection,
+    data_dir: PathBuf,
+}
+
+impl Store {
+    pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        fs::create_dir_all(data_dir).map_err(io_err(data_dir))?;
+        let db = data_dir.join("ticketd.sqlite3");
+        let mut conn = Connection::open(&db)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // FULL: a committed message (and the ack it queued) survives power
+        // loss, so an ack is never sent for a message that is then re-filed.
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        migrate(&mut conn, &db)?;
+        Ok(Store {
+            conn,
+            data_dir: data_dir.to_path_buf(),
+        })
+    }
+
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    pub fn transaction(&mut self) -> Result<Transaction<'_>, StoreError> {
+        Ok(self.conn.transaction()?)
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    pub fn blob_path(&self, sha256: &str) -> PathBuf {
+        blob_path(&self.data_dir, sha256)
+    }
+
+    /// Writes bytes under their sha256 (once: identical content is stored
+    /// once) and makes them durable. Returns the hex digest.
+    pub fn put_blob(&self, bytes: &[u8]) -> Result<String, StoreError> {
+        let sha = crate::core::parse::sha256_hex(bytes);
+        let path = self.blob_path(&sha);
+        if path.exists() {
+            return Ok(sha);
+        }
+        let dir = path.parent().unwrap_or(&self.data_dir).to_path_buf();
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let tmp = dir.join(format!(".{sha}.{}.tmp", std::process::id()));
+        let write = || -> std::io::Result<()> {
+            let mut f = File::create(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+            fs::rename(&tmp, &path)?;
+            File::open(&dir)?.sync_all()
+        };
+        write().map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            StoreError::Io {
+                path: path.clone(),
+                source: e,
+            }
+        })?;
+        Ok(sha)
+    }
+
+    pub fn read_blob(&self, sha256: &str) -> Result<Vec<u8>, StoreError> {
+        let path = self.blob_path(sha256);
+        fs::read(&path).map_err(io_err(&path))
+    }
+
+    pub fn position(&self, mailbox: &str) -> Result<Option<MailboxPosition>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT uidvalidity, last_uid FROM mailbox_positions WHERE mailbox = ?1",
+                [mailbox],
+                |r| {
+                    Ok(MailboxPosition {
+                        mailbox: mailbox.to_string(),
+                        uidvalidity: r.get(0)?,
+                        last_uid: r.get(1)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Queued mail whose next attempt is due at `now` (unix seconds).
+    pub fn outbox_due(&self, now: i64) -> Result<Vec<OutboxItem>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, message_id, envelope_from, envelope_to, raw, attempts FROM outbox
+             WHERE status = 'queued' AND next_attempt_at <= ?1 ORDER BY id LIMIT 100",
+        )?;
+        let rows = stmt.query_map([now], |r| {
+            Ok(OutboxItem {
+                id: r.get(0)?,
+                message_id: r.get(1)?,
+                envelope_from: r.get(2)?,
+                envelope_to: r.get(3)?,
+                raw: r.get(4)?,
+                attempts: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The earliest time a queued item becomes due, if any is queued.
+    pub fn outbox_next_due(&self) -> Result<Option<i64>, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT min(next_attempt_at) FROM outbox WHERE status = 'queued'",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    pub fn outbox_sent(&self, id: i64, now: i64) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE outbox SET status = 'sent', attempts = attempts + 1, sent_at = ?2,
+             last_error = NULL WHERE id = ?1",
+            params![id, now],
+        )?;
+        Ok(())
+    }
+
+    /// Records a failed attempt; the item is retried at `next_attempt`, or
+    /// marked failed when `give_up` is set.
+    pub fn outbox_failed_attempt(
+        &self,
+        id: i64,
+        error: &str,
+        next_attempt: i64,
+        give_up: bool,
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3,
+             status = CASE WHEN ?4 THEN 'failed' ELSE status END WHERE id = ?1",
+            params![id, error, next_attempt, give_up],
+        )?;
+        Ok(())
+    }
+}
+
+pub fn blob_path(data_dir: &Path, sha256: &str) -> PathBuf {
+    let (a, rest) = sha256.split_at(sha256.len().min(2));
+    data_dir.join("blobs").join(a).join(rest)
+}
+
+fn migrate(conn: &mut Connection, db: &Path) -> Result<(), StoreError> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let known = MIGRATIONS.len() as i64;
+    if version > known {
+        return Err(StoreError::TooNew {
+            path: db.to_path_buf(),
+            found: version,
+            known,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+// Queries used inside the per-message transaction. They take a plain
+// connection so the caller decides the transaction boundary.
+
+pub fn message_exists(conn: &Connection, dedupe_key: &str) -> Result<bool, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM messages WHERE message_id = ?1",
+            [dedupe_key],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
+pub fn ticket_of_message(conn: &Connection, ids: &[String]) -> Result<Option<i64>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT ticket_id FROM messages WHERE message_id = ?1 AND ticket_id IS NOT NULL",
+    )?;
+    for id in ids {
+        if let Some(t) = stmt.query_row([id], |r| r.get(0)).optional()? {
+            return Ok(Some(t));
+        }
+    }
+    Ok(None)
+}
+
+pub fn is_participant(
+    conn: &Connection,
+    ticket: i64,
+    address: &str,
+) -> Result<Option<bool>, StoreError> {
+    let exists = conn
+        .query_row("SELECT 1 FROM tickets WHERE id = ?1", [ticket], |_| Ok(()))
+        .optional()?
+        .is_some();
+    if !exists {
+        return Ok(None);
+    }
+    let member = conn
+        .query_row(
+            "SELECT 1 FROM participants WHERE ticket_id = ?1 AND address = ?2",
+            params![ticket, address.to_ascii_lowercase()],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some();
+    Ok(Some(member))
+}
+
+pub fn set_position(conn: &Connection, pos: &MailboxPosition) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO mailbox_positions (mailbox, uidvalidity, last_uid) VALUES (?1, ?2, ?3)
+         ON CONFLICT(mailbox) DO UPDATE SET uidvalidity = excluded.uidvalidity,
+         last_uid = excluded.last_uid",
+        params![pos.mailbox, pos.uidvalidity, pos.last_uid],
+    )?;
+    Ok(())
+}
+
+pub fn ticket_language(conn: &Connection, ticket: i64) -> Result<String, StoreError> {
+    Ok(conn.query_row(
+        "SELECT language FROM tickets WHERE id = ?1",
+        [ticket],
+        |r| r.get(0),
+    )?)
+}

@@ -1,0 +1,334 @@
+//! Read-only views for agents and tools: one ticket with its thread, search,
+//! and the JSON Lines export. Everything here is `Serialize`, so `--json`
+//! output and the human output come from the same data.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+
+use super::StoreError;
+use crate::core::thread::{subject_tokens, ticket_token};
+
+#[derive(Debug, Serialize)]
+pub struct AttachmentView {
+    pub filename: Option<String>,
+    pub content_type: String,
+    pub size: i64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum AckView {
+    Queued { message_id: String, status: String },
+    Skipped { skipped: String },
+}
+
+#[derive(Debug, Serialize)]
+pub struct MessageView {
+    pub message_id: String,
+    pub direction: String,
+    pub kind: String,
+    pub from: Option<String>,
+    pub subject: String,
+    pub received_at: i64,
+    pub text: String,
+    pub attachments: Vec<AttachmentView>,
+    pub ack: Option<AckView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TicketView {
+    pub ticket: String,
+    pub status: String,
+    pub subject: String,
+    pub requester: String,
+    pub requester_name: Option<String>,
+    pub language: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub due_at: Option<i64>,
+    pub order_numbers: Vec<String>,
+    pub messages: Vec<MessageView>,
+}
+
+fn attachments(conn: &Connection, message: i64) -> Result<Vec<AttachmentView>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT filename, content_type, size, sha256 FROM attachments WHERE message = ?1 ORDER BY id",
+    )?;
+    let rows = stmt.query_map([message], |r| {
+        Ok(AttachmentView {
+            filename: r.get(0)?,
+            content_type: r.get(1)?,
+            size: r.get(2)?,
+            sha256: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn ack_of(
+    conn: &Connection,
+    message: i64,
+    skip: Option<String>,
+) -> Result<Option<AckView>, StoreError> {
+    let queued = conn
+        .prepare_cached(
+            "SELECT message_id, status FROM outbox WHERE cause = ?1 ORDER BY id LIMIT 1",
+        )?
+        .query_row([message], |r| {
+            Ok(AckView::Queued {
+                message_id: r.get(0)?,
+                status: r.get(1)?,
+            })
+        })
+        .optional()?;
+    Ok(queued.or(skip.map(|skipped| AckView::Skipped { skipped })))
+}
+
+/// Parses `WN-000123` (or `123`) into a ticket number.
+pub fn parse_ticket_ref(prefix: &str, text: &str) -> Option<i64> {
+    let t = text.trim();
+    if let Some(n) = subject_tokens(&format!("[{t}]"), prefix).first() {
+        return Some(*n);
+    }
+    t.parse().ok().filter(|n: &i64| *n > 0)
+}
+
+pub fn ticket(conn: &Connection, prefix: &str, id: i64) -> Result<TicketView, StoreError> {
+    let mut view = conn
+        .query_row(
+            "SELECT status, subject, requester, requester_name, language, created_at, updated_at, due_at
+             FROM tickets WHERE id = ?1",
+            [id],
+            |r| {
+                Ok(TicketView {
+                    ticket: ticket_token(prefix, id),
+                    status: r.get(0)?,
+                    subject: r.get(1)?,
+                    requester: r.get(2)?,
+                    requester_name: r.get(3)?,
+                    language: r.get(4)?,
+                    created_at: r.get(5)?,
+                    updated_at: r.get(6)?,
+                    due_at: r.get(7)?,
+                    order_numbers: vec![],
+                    messages: vec![],
+                })
+            },
+        )
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(format!("no ticket {}", ticket_token(prefix, id))))?;
+    let mut stmt = conn.prepare(
+        "SELECT DISTINCT value FROM facts WHERE ticket_id = ?1 AND kind = 'order' ORDER BY value",
+    )?;
+    view.order_numbers = stmt
+        .query_map([id], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut stmt = conn.prepare(
+        "SELECT id, message_id, direction, kind, from_addr, subject, received_at, text_body, ack_skip
+         FROM messages WHERE ticket_id = ?1 ORDER BY received_at, id",
+    )?;
+    let rows: Vec<(i64, MessageView, Option<String>)> = stmt
+        .query_map([id], |r| {
+            Ok((
+                r.get(0)?,
+                MessageView {
+                    message_id: r.get(1)?,
+                    direction: r.get(2)?,
+                    kind: r.get(3)?,
+                    from: r.get(4)?,
+                    subject: r.get(5)?,
+                    received_at: r.get(6)?,
+                    text: r.get(7)?,
+                    attachments: vec![],
+                    ack: None,
+                },
+                r.get(8)?,
+            ))
+        })?
+        .collect::<Result<_, _>>()?;
+    for (row, mut m, skip) in rows {
+        m.attachments = attachments(conn, row)?;
+        if m.direction == "in" {
+            m.ack = ack_of(conn, row, skip)?;
+        }
+        view.messages.push(m);
+    }
+    Ok(view)
+}
+
+#[derive(Debug, Serialize)]
+pub struct SearchHit {
+    pub ticket: String,
+    pub status: String,
+    pub requester: String,
+    pub subject: String,
+    pub last_activity: i64,
+    pub matched: String,
+    pub snippet: Option<String>,
+}
+
+fn looks_like_order(q: &str) -> bool {
+    q.len() == 22 && q.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// Exact identifiers (ticket ID, order number, e-mail address) go through
+/// indexed tables; anything else is a full-text query with the user's input
+/// quoted, so `ORD-123`, quotes or `*` never become FTS syntax.
+pub fn search(
+    conn: &Connection,
+    prefix: &str,
+    query: &str,
+    limit: usize,
+) -> Result<Vec<SearchHit>, StoreError> {
+    let q = query.trim();
+    if q.is_empty() {
+        return Ok(vec![]);
+    }
+    let limit = limit as i64;
+    let base = "SELECT t.id, t.status, t.requester, t.subject, t.updated_at FROM tickets t";
+    let (sql, param, matched): (String, String, &str) = if let Some(n) =
+        subject_tokens(&format!("[{q}]"), prefix).first()
+    {
+        (
+            format!("{base} WHERE t.id = ?1 LIMIT ?2"),
+            n.to_string(),
+            "ticket",
+        )
+    } else if looks_like_order(q) {
+        (
+            format!("{base} WHERE t.id IN (SELECT ticket_id FROM facts WHERE kind = 'order' AND value = ?1) ORDER BY t.updated_at DESC LIMIT ?2"),
+            q.to_string(),
+            "order number",
+        )
+    } else if q.contains('@') && !q.contains(char::is_whitespace) {
+        (
+            format!("{base} WHERE t.id IN (SELECT ticket_id FROM participants WHERE address = lower(?1)) ORDER BY t.updated_at DESC LIMIT ?2"),
+            q.to_string(),
+            "e-mail address",
+        )
+    } else {
+        return full_text(conn, prefix, q, limit);
+    };
+    let mut stmt = conn.prepare(&sql)?;
+    let hits = stmt
+        .query_map(params![param, limit], |r| {
+            Ok(SearchHit {
+                ticket: ticket_token(prefix, r.get(0)?),
+                status: r.get(1)?,
+                requester: r.get(2)?,
+                subject: r.get(3)?,
+                last_activity: r.get(4)?,
+                matched: matched.to_string(),
+                snippet: None,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(hits)
+}
+
+fn fts_quote(q: &str) -> String {
+    // Each word becomes an FTS string ("..." with quotes doubled): AND of
+    // plain terms, no operators from user input.
+    q.split_whitespace()
+        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn full_text(
+    conn: &Connection,
+    prefix: &str,
+    q: &str,
+    limit: i64,
+) -> Result<Vec<SearchHit>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT t.id, t.status, t.requester, t.subject, t.updated_at,
+                snippet(messages_fts, -1, '[', ']', '…', 12)
+         FROM messages_fts f JOIN messages m ON m.id = f.rowid JOIN tickets t ON t.id = m.ticket_id
+         WHERE messages_fts MATCH ?1
+         ORDER BY t.updated_at DESC, m.id DESC LIMIT ?2",
+    )?;
+    let mut hits: Vec<SearchHit> = Vec::new();
+    let rows = stmt.query_map(params![fts_quote(q), limit * 4], |r| {
+        Ok(SearchHit {
+            ticket: ticket_token(prefix, r.get(0)?),
+            status: r.get(1)?,
+            requester: r.get(2)?,
+            subject: r.get(3)?,
+            last_activity: r.get(4)?,
+            matched: "text".to_string(),
+            snippet: r.get(5)?,
+        })
+    })?;
+    for hit in rows {
+        let hit = hit?;
+        if !hits.iter().any(|h| h.ticket == hit.ticket) {
+            hits.push(hit);
+        }
+        if hits.len() as i64 >= limit {
+            break;
+        }
+    }
+    Ok(hits)
+}
+
+#[derive(Debug, Serialize)]
+pub struct ExportRecord {
+    pub message_id: String,
+    pub ticket: Option<String>,
+    pub direction: String,
+    pub kind: String,
+    pub from: Option<String>,
+    pub subject: String,
+    pub received_at: String,
+    pub language: Option<String>,
+    pub order_numbers: Vec<String>,
+    pub attachments: Vec<AttachmentView>,
+    pub ack: Option<AckView>,
+    pub problems: Option<String>,
+}
+
+/// Calls `emit` once per inbound stored message, oldest first.
+pub fn export(
+    conn: &Connection,
+    prefix: &str,
+    mut emit: impl FnMut(ExportRecord) -> std::io::Result<()>,
+) -> Result<(), StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, message_id, ticket_id, direction, kind, from_addr, subject, received_at,
+                language, ack_skip, problems
+         FROM messages WHERE direction = 'in' ORDER BY id",
+    )?;
+    let mut orders = conn
+        .prepare("SELECT value FROM facts WHERE message = ?1 AND kind = 'order' ORDER BY value")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let id: i64 = r.get(0)?;
+        let ticket: Option<i64> = r.get(2)?;
+        let received: i64 = r.get(7)?;
+        let record = ExportRecord {
+            message_id: r.get(1)?,
+            ticket: ticket.map(|t| ticket_token(prefix, t)),
+            direction: r.get(3)?,
+            kind: r.get(4)?,
+            from: r.get(5)?,
+            subject: r.get(6)?,
+            received_at: chrono::DateTime::from_timestamp(received, 0)
+                .map(|d| d.to_rfc3339())
+                .unwrap_or_default(),
+            language: r.get(8)?,
+            order_numbers: orders
+                .query_map([id], |r| r.get(0))?
+                .collect::<Result<_, _>>()?,
+            attachments: attachments(conn, id)?,
+            ack: ack_of(conn, id, r.get(9)?)?,
+            problems: r.get(10)?,
+        };
+        emit(record).map_err(|e| StoreError::Io {
+            path: "<stdout>".into(),
+            source: e,
+        })?;
+    }
+    Ok(())
+}
