@@ -14,6 +14,6 @@ pub mod daemon;
 pub mod imap;
 pub mod ingest;
 pub mod net;
-
+pub mod rig;
 pub mod smtp;
 pub mod store;
