@@ -145,7 +145,8 @@ pub struct TicketsConfig {
 }
 
 /// The languages acknowledgements are written in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Language {
     Nl,
     En,

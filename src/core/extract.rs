@@ -1,9 +1,129 @@
-//! Facts an agent needs, read out of what the buyer wrote: Whatnot order
-//! numbers and the language to answer in.
+//! Facts an agent needs, read out of what the buyer wrote, following the
+//! support article: Whatnot order numbers, shipment (tracking) numbers, the
+//! username and account e-mail, the product category (which picks the claim
+//! window), the kind of problem, purchase and delivery dates, and the
+//! language to answer in. Dutch and English wording alike.
+
+use std::sync::LazyLock;
+
+use chrono::{Datelike, NaiveDate};
+use regex::Regex;
+use serde::Serialize;
 
 use crate::config::Language;
 
+/// What kind of help the buyer needs; decides what the ack asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IssueType {
+    Damaged,
+    Missing,
+    Delayed,
+    Account,
+    General,
+}
+
+impl IssueType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IssueType::Damaged => "damaged",
+            IssueType::Missing => "missing",
+            IssueType::Delayed => "delayed",
+            IssueType::Account => "account",
+            IssueType::General => "general",
+        }
+    }
+    pub fn from_str_opt(s: &str) -> Option<IssueType> {
+        Some(match s {
+            "damaged" => IssueType::Damaged,
+            "missing" => IssueType::Missing,
+            "delayed" => IssueType::Delayed,
+            "account" => IssueType::Account,
+            "general" => IssueType::General,
+            _ => return None,
+        })
+    }
+    /// Whether this kind of problem is about an order.
+    pub fn is_order_issue(self) -> bool {
+        matches!(
+            self,
+            IssueType::Damaged | IssueType::Missing | IssueType::Delayed
+        )
+    }
+}
+
+/// Product categories as far as claim windows go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Category {
+    SportsCards,
+    Tcg,
+    SneakersStreetwear,
+    CoinsMoney,
+    /// Any other named category: the 14-day window.
+    Other,
+}
+
+impl Category {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::SportsCards => "sports_cards",
+            Category::Tcg => "tcg",
+            Category::SneakersStreetwear => "sneakers_streetwear",
+            Category::CoinsMoney => "coins_money",
+            Category::Other => "other",
+        }
+    }
+    pub fn from_str_opt(s: &str) -> Option<Category> {
+        Some(match s {
+            "sports_cards" => Category::SportsCards,
+            "tcg" => Category::Tcg,
+            "sneakers_streetwear" => Category::SneakersStreetwear,
+            "coins_money" => Category::CoinsMoney,
+            "other" => Category::Other,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Facts {
+    pub order_numbers: Vec<String>,
+    pub shipment_numbers: Vec<String>,
+    pub username: Option<String>,
+    pub account_email: Option<String>,
+    pub category: Option<Category>,
+    pub issue_type: IssueType,
+    pub purchase_date: Option<NaiveDate>,
+    pub delivery_date: Option<NaiveDate>,
+    pub language: Option<Language>,
+}
+
+/// Reads every fact from a subject and the buyer's own (new) text.
+/// `today` is the day the mail arrived: dates without a year are taken to
+/// be in the past year up to that day.
+pub fn extract(subject: &str, text: &str, today: NaiveDate) -> Facts {
+    let all = format!("{subject}\n{text}");
+    Facts {
+        order_numbers: order_numbers(&all),
+        shipment_numbers: shipment_numbers(&all),
+        username: username(&all),
+        account_email: account_email(&all),
+        category: category(&all),
+        issue_type: issue_type(&all),
+        purchase_date: labelled_date(&all, &PURCHASE_LABEL, today),
+        delivery_date: labelled_date(&all, &DELIVERY_LABEL, today),
+        language: language(&all),
+    }
+}
+
 const ORDER_LEN: usize = 22;
+
+fn push_unique(out: &mut Vec<String>, v: String) {
+    if !out.contains(&v) {
+        out.push(v);
+    }
+}
 
 /// Whatnot order numbers (`dQzGdHsKxwaEyrQfCdcCs8`): exactly 22 letters and
 /// digits with both cases present, standing alone. Tokens glued to `/`, `=`,
@@ -29,23 +149,354 @@ pub fn order_numbers(text: &str) -> Vec<String> {
         let glued = |b: Option<u8>| {
             matches!(
                 b,
-                Some(b'/' | b'=' | b'+' | b'@' | b'_' | b'-' | b'%' | b'&' | b'?')
+                Some(
+                    b'/' | b'='
+                        | b'+'
+                        | b'@'
+                        | b'_'
+                        | b'-'
+                        | b'%'
+                        | b'&'
+                        | b'?'
+                        | b'#'
+                        | b':'
+                        | b'\\'
+                )
             )
         };
         let dotted_before = before == Some(b'.');
         let dotted_after =
             after == Some(b'.') && bytes.get(i + 1).is_some_and(|b| b.is_ascii_alphanumeric());
-        if glued(before) || glued(after) || dotted_before || dotted_after {
+        // "Bestelnummer: X" is a label, "https:X" or "cid:X" is not.
+        let labelled_colon = before == Some(b':')
+            && start >= 2
+            && bytes[start - 2].is_ascii_alphabetic()
+            && text[..start - 1]
+                .rsplit(|c: char| !c.is_alphanumeric())
+                .next()
+                .is_some_and(|w| {
+                    let w = w.to_lowercase();
+                    w.contains("nummer")
+                        || w.contains("number")
+                        || w == "order"
+                        || w == "bestelling"
+                });
+        if (glued(before) && !labelled_colon) || glued(after) || dotted_before || dotted_after {
             continue;
         }
         let token = &text[start..i];
         let upper = token.bytes().any(|b| b.is_ascii_uppercase());
         let lower = token.bytes().any(|b| b.is_ascii_lowercase());
-        if upper && lower && !out.iter().any(|o| o == token) {
-            out.push(token.to_string());
+        if upper && lower {
+            push_unique(&mut out, token.to_string());
         }
     }
     out
+}
+
+static STRONG_SHIPMENT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?x)\b(
+            3S[A-Z]{4}[0-9]{6,11}           # PostNL
+          | 1Z[0-9A-Z]{16}                  # UPS
+          | JJD[0-9]{10,22}                 # DHL Parcel / eCommerce
+          | JVGL[0-9]{8,22}                 # DHL Parcel
+          | (?:420[0-9]{5})?9[2-5][0-9]{18,20} # USPS
+          | [A-Z]{2}[0-9]{9}(?:NL|US|DE|BE|GB) # postal (UPU S10)
+        )\b",
+    )
+    .expect("static regex")
+});
+
+static LABELLED_SHIPMENT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?ix)(?:zendingsnummer|zending|track(?:ing)?(?:\s*(?:&|and|en)\s*trace)?(?:\s*(?:code|nummer|number|id))?|verzendnummer|barcode|shipment(?:\s*(?:number|no\.?|id))?|pakketnummer|parcel\s*(?:number|no\.?))
+          \s*(?:is|:|=|\#|nr\.?|no\.?)?\s*:?\s*
+          ([A-Z0-9]{8,30})\b",
+    )
+    .expect("static regex")
+});
+
+/// Shipment (track & trace) numbers: PostNL, DHL, UPS, USPS, DPD, GLS and
+/// postal S10 codes. Formats distinctive enough are found anywhere; bare
+/// digit runs (DPD, GLS) only behind a label such as "Zendingsnummer:".
+pub fn shipment_numbers(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for m in STRONG_SHIPMENT.find_iter(text) {
+        push_unique(&mut out, m.as_str().to_string());
+    }
+    for c in LABELLED_SHIPMENT.captures_iter(text) {
+        let v = &c[1];
+        let upper = v.to_ascii_uppercase();
+        // A labelled value must look like a code, not a word.
+        if v.bytes().filter(u8::is_ascii_digit).count() >= 6
+            && !(v.len() == ORDER_LEN && v.bytes().any(|b| b.is_ascii_lowercase()))
+        {
+            push_unique(&mut out, upper);
+        }
+    }
+    out
+}
+
+static USERNAME_LABEL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\b(?:gebruikersnaam|username|user\s*name|whatnot[- ]naam)\s*(?:is|:)?\s*:?\s*@?([A-Za-z0-9_.]{2,30})")
+        .expect("static regex")
+});
+static USERNAME_AT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?:^|[\s(\[])@([A-Za-z0-9_][A-Za-z0-9_.]{1,29})\b").expect("static regex")
+});
+
+/// The Whatnot username: "Gebruikersnaam: x", "username: x" or a bare "@x".
+pub fn username(text: &str) -> Option<String> {
+    let labelled = USERNAME_LABEL
+        .captures(text)
+        .map(|c| c[1].trim_end_matches('.').to_string())
+        .filter(|u| {
+            !matches!(
+                u.to_lowercase().as_str(),
+                "is" | "en" | "and" | "van" | "of"
+            )
+        });
+    labelled.or_else(|| {
+        USERNAME_AT
+            .captures(text)
+            .map(|c| c[1].trim_end_matches('.').to_string())
+    })
+}
+
+static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}").expect("static regex")
+});
+
+/// The account's e-mail address, when stated on a line that says so.
+pub fn account_email(text: &str) -> Option<String> {
+    text.lines().find_map(|line| {
+        let l = line.to_lowercase();
+        let labelled = l.contains("account")
+            || l.contains("e-mailadres")
+            || l.contains("emailadres")
+            || l.contains("e-mail address")
+            || l.contains("email address");
+        if !labelled || line.trim_start().starts_with('>') {
+            return None;
+        }
+        EMAIL.find(line).map(|m| m.as_str().to_ascii_lowercase())
+    })
+}
+
+fn words_match(text: &str, re: &Regex) -> usize {
+    re.find_iter(text).count()
+}
+
+static CAT_SPORTS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\b(sportkaart(?:en|je|jes)?|sports?\s*cards?|voetbalplaatjes?|voetbalkaart(?:en)?|baseball\s*cards?|basketball\s*cards?|football\s*cards?|topps|panini|rookie\s*card)\b").expect("static regex")
+});
+static CAT_TCG: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\b(tcg|pok[eé]mon(?:kaart(?:en)?)?|magic:?\s*the\s*gathering|mtg|yu-?gi-?oh!?|one\s*piece\s*(?:card|kaart)|lorcana|booster\s*(?:box|pack)s?|trading\s*card\s*game|ruilkaart(?:en)?)\b").expect("static regex")
+});
+static CAT_SNEAKERS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\b(sneakers?|streetwear|jordans?|yeezys?|air\s*max|dunks?|hoodie|supreme)\b")
+        .expect("static regex")
+});
+static CAT_COINS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\b(munt(?:en)?|coins?|bankbiljet(?:ten)?|banknotes?|bullion|zilveren\s*munt|gouden\s*munt|numismati\w*)\b")
+        .expect("static regex")
+});
+static CAT_OTHER: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\b(funko(?:\s*pops?)?|strips?|comics?|speelgoed|toys?|kleding|clothing|sieraden|jewelry|jewellery|horloges?|watches|vintage|antiek|antiques?|elektronica|electronics|boeken|books?|vinyl|lp|beauty|make-?up|tassen|handbags?|lego|action\s*figures?|figuren)\b")
+        .expect("static regex")
+});
+
+/// The product category, when the buyer names one.
+pub fn category(text: &str) -> Option<Category> {
+    let scores = [
+        (Category::SportsCards, words_match(text, &CAT_SPORTS)),
+        (Category::Tcg, words_match(text, &CAT_TCG)),
+        (
+            Category::SneakersStreetwear,
+            words_match(text, &CAT_SNEAKERS),
+        ),
+        (Category::CoinsMoney, words_match(text, &CAT_COINS)),
+        (Category::Other, words_match(text, &CAT_OTHER)),
+    ];
+    scores
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        // First of the highest: the specific categories win ties over Other.
+        .fold(
+            None,
+            |best: Option<(Category, usize)>, &(c, n)| match best {
+                Some((_, bn)) if bn >= n => best,
+                _ => Some((c, n)),
+            },
+        )
+        .map(|(c, _)| c)
+}
+
+static ISSUE_DAMAGED: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\b(beschadigd\w*|schade|kapot|gebroken|geknakt|geknikt|gekreukt|ingedeukt|deuk(?:en)?|gescheurd|krassen|kras|damaged?|broken|cracked|dented|dent|bent|creased|scratch(?:ed|es)?|torn|crushed|smashed)\b").expect("static regex")
+});
+static ISSUE_MISSING: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\b(ontbre\w*|mist(?:te)?|ontbrak|niet\s+in\s+(?:het|de)\s+(?:pakket|doos)|zat\s+niet\s+in|leeg\w*\s+(?:pakket|doos)|verkeerde?\s+(?:artikel|product|item|kaart)|missing|not\s+included|wasn'?t\s+(?:in|included)|empty\s+(?:box|package)|wrong\s+(?:item|product|card))\b").expect("static regex")
+});
+static ISSUE_DELAYED: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)(\bvertraag\w*|\bniet\s+(?:aangekomen|ontvangen|geleverd|bezorgd)|\bnog\s+(?:steeds\s+)?niet\s+(?:binnen|ontvangen|aangekomen|geleverd|bezorgd)|\bwaar\s+blijft|\bwaar\s+is\s+mijn\s+(?:pakket|bestelling)|\bnog\s+niet\s+verzonden|\bdelay\w*|\bnot\s+(?:yet\s+)?(?:arrived|received|delivered|shipped)|\bhas\s*n[o']t\s+(?:yet\s+)?(?:arrived|shipped|been\s+delivered)|\bhasn'?t\s+(?:arrived|shipped)|\bstill\s+(?:waiting|hasn'?t|not)|\bwhere\s+is\s+my\s+(?:order|package|parcel)|\blate\s+(?:delivery|package))").expect("static regex")
+});
+static ISSUE_ACCOUNT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\b(account|inlog\w*|log\s+in|login|wachtwoord|password|geblokkeerd|blocked|suspended|opgeschort|verifi\w+|tweestaps\w*|two-factor|2fa|gebruikersnaam\s+wijzigen|change\s+(?:my\s+)?username|uitbetaling\w*|payout)\b").expect("static regex")
+});
+
+/// The kind of problem, from Dutch and English wording. Order problems win
+/// over account words ("my account shows the order as delivered").
+pub fn issue_type(text: &str) -> IssueType {
+    let damaged = words_match(text, &ISSUE_DAMAGED);
+    let missing = words_match(text, &ISSUE_MISSING);
+    let delayed = words_match(text, &ISSUE_DELAYED);
+    if damaged + missing + delayed > 0 {
+        let best = damaged.max(missing).max(delayed);
+        return if damaged == best {
+            IssueType::Damaged
+        } else if missing == best {
+            IssueType::Missing
+        } else {
+            IssueType::Delayed
+        };
+    }
+    if words_match(text, &ISSUE_ACCOUNT) > 0 {
+        return IssueType::Account;
+    }
+    IssueType::General
+}
+
+static PURCHASE_LABEL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\b(?:gekocht|besteld|aangeschaft|aankoopdatum|datum\s+van\s+aankoop|bestelddatum|besteldatum|purchased|bought|ordered|purchase\s+date|date\s+of\s+purchase|order\s+date)\b").expect("static regex")
+});
+static DELIVERY_LABEL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\b(?:geleverd|bezorgd|ontvangen|aangekomen|leverdatum|bezorgdatum|delivered|received|arrived|delivery\s+date)\b").expect("static regex")
+});
+
+static DATE_NUMERIC: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\b(?:(\d{4})-(\d{1,2})-(\d{1,2})|(\d{1,2})[-/.](\d{1,2})(?:[-/.](\d{2,4}))?)\b")
+        .expect("static regex")
+});
+static DATE_WORDS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\b(?:(\d{1,2})(?:st|nd|rd|th|e)?\s+([a-z]{3,9})\.?(?:,?\s+(\d{4}))?|([a-z]{3,9})\.?\s+(\d{1,2})(?:st|nd|rd|th)?(?:,?\s+(\d{4}))?)\b").expect("static regex")
+});
+
+fn month_number(word: &str) -> Option<u32> {
+    let w = word.to_lowercase();
+    const MONTHS: [(&str, &str, u32); 12] = [
+        ("januari", "january", 1),
+        ("februari", "february", 2),
+        ("maart", "march", 3),
+        ("april", "april", 4),
+        ("mei", "may", 5),
+        ("juni", "june", 6),
+        ("juli", "july", 7),
+        ("augustus", "august", 8),
+        ("september", "september", 9),
+        ("oktober", "october", 10),
+        ("november", "november", 11),
+        ("december", "december", 12),
+    ];
+    MONTHS.iter().find_map(|(nl, en, n)| {
+        let prefix = w.len() >= 3 && (nl.starts_with(&w) || en.starts_with(&w));
+        let mrt = w == "mrt" && *n == 3;
+        (prefix || mrt || w == *nl || w == *en).then_some(*n)
+    })
+}
+
+fn make_date(year: Option<i32>, month: u32, day: u32, today: NaiveDate) -> Option<NaiveDate> {
+    match year {
+        Some(y) => {
+            let y = if y < 100 { 2000 + y } else { y };
+            NaiveDate::from_ymd_opt(y, month, day)
+        }
+        None => {
+            // No year: the most recent such day up to today.
+            let this = NaiveDate::from_ymd_opt(today.year(), month, day)?;
+            if this <= today {
+                Some(this)
+            } else {
+                NaiveDate::from_ymd_opt(today.year() - 1, month, day)
+            }
+        }
+    }
+}
+
+/// The first date written in `s`, day-first as in Dutch and most of Europe.
+fn first_date(s: &str, today: NaiveDate) -> Option<NaiveDate> {
+    let numeric = DATE_NUMERIC.captures(s).and_then(|c| {
+        let at = c.get(0)?.start();
+        let d = if let Some(y) = c.get(1) {
+            make_date(
+                y.as_str().parse().ok(),
+                c[2].parse().ok()?,
+                c[3].parse().ok()?,
+                today,
+            )
+        } else {
+            let year = c.get(6).and_then(|y| y.as_str().parse().ok());
+            make_date(year, c[5].parse().ok()?, c[4].parse().ok()?, today)
+        }?;
+        Some((at, d))
+    });
+    let words = DATE_WORDS.captures_iter(s).find_map(|c| {
+        let at = c.get(0)?.start();
+        let d = if let Some(day) = c.get(1) {
+            let month = month_number(&c[2])?;
+            let year = c.get(3).and_then(|y| y.as_str().parse().ok());
+            make_date(year, month, day.as_str().parse().ok()?, today)
+        } else {
+            let month = month_number(c.get(4)?.as_str())?;
+            let year = c.get(6).and_then(|y| y.as_str().parse().ok());
+            make_date(year, month, c.get(5)?.as_str().parse().ok()?, today)
+        }?;
+        Some((at, d))
+    });
+    let relative = {
+        let l = s.to_lowercase();
+        [
+            ("eergisteren", 2),
+            ("gisteren", 1),
+            ("yesterday", 1),
+            ("vandaag", 0),
+            ("today", 0),
+        ]
+        .iter()
+        .find_map(|(w, back)| {
+            l.find(w)
+                .map(|at| (at, today - chrono::Duration::days(*back)))
+        })
+    };
+    [numeric, words, relative]
+        .into_iter()
+        .flatten()
+        .min_by_key(|(at, _)| *at)
+        .map(|(_, d)| d)
+        .filter(|d| *d <= today)
+}
+
+/// A date stated right after a label ("gekocht op 12 november", "delivered
+/// on 2026-11-20"), within the same sentence.
+fn labelled_date(text: &str, label: &Regex, today: NaiveDate) -> Option<NaiveDate> {
+    for m in label.find_iter(text) {
+        let rest = &text[m.end()..];
+        let end = rest
+            .char_indices()
+            .find(|(_, c)| matches!(c, '\n' | '!' | '?') || *c == ';')
+            .map(|(i, _)| i)
+            .unwrap_or(rest.len())
+            .min(60);
+        let mut cut = end;
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        if let Some(d) = first_date(&rest[..cut], today) {
+            return Some(d);
+        }
+    }
+    None
 }
 
 const NL_WORDS: &[&str] = &[
@@ -86,12 +537,17 @@ const NL_WORDS: &[&str] = &[
     "zijn",
     "er",
     "ook",
+    "hoi",
+    "dag",
+    "vriendelijke",
+    "alvast",
+    "mvg",
 ];
 const EN_WORDS: &[&str] = &[
     "the", "a", "an", "i", "you", "my", "not", "is", "and", "of", "on", "with", "for", "have",
     "has", "order", "package", "please", "thanks", "thank", "regards", "hello", "hi", "dear",
     "when", "still", "no", "but", "received", "broken", "damaged", "where", "that", "what", "are",
-    "it", "was",
+    "it", "was", "best", "cheers",
 ];
 
 /// Dutch or English, by counting common words; `None` when neither shows.
@@ -118,10 +574,18 @@ pub fn language(text: &str) -> Option<Language> {
 mod tests {
     use super::*;
 
+    fn today() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 11, 25).unwrap()
+    }
+
     #[test]
     fn finds_order_numbers_alone() {
         assert_eq!(
             order_numbers("Bestelnummer: dQzGdHsKxwaEyrQfCdcCs8."),
+            vec!["dQzGdHsKxwaEyrQfCdcCs8"]
+        );
+        assert_eq!(
+            order_numbers("Bestelnummer:dQzGdHsKxwaEyrQfCdcCs8"),
             vec!["dQzGdHsKxwaEyrQfCdcCs8"]
         );
         assert_eq!(
@@ -136,12 +600,137 @@ mod tests {
             "https://whatnot.test/o/dQzGdHsKxwaEyrQfCdcCs8/x",
             "<dQzGdHsKxwaEyrQfCdcCs8@mail.gmail.com>",
             "?id=dQzGdHsKxwaEyrQfCdcCs8",
+            "cid:dQzGdHsKxwaEyrQfCdcCs8",
             "3SABCD1234567890123456",
             "abcdefghijklmnopqrstuv",
             "dQzGdHsKxwaEyrQfCdcCs8x",
         ] {
             assert!(order_numbers(text).is_empty(), "{text}");
         }
+    }
+
+    #[test]
+    fn shipment_numbers_by_carrier() {
+        assert_eq!(
+            shipment_numbers("Track & trace: 3SABCD123456789"),
+            vec!["3SABCD123456789"]
+        );
+        assert_eq!(
+            shipment_numbers("UPS 1Z999AA10123456784 ok"),
+            vec!["1Z999AA10123456784"]
+        );
+        assert_eq!(
+            shipment_numbers("DHL JJD000390007880993487"),
+            vec!["JJD000390007880993487"]
+        );
+        assert_eq!(
+            shipment_numbers("USPS 9400111899223397623910"),
+            vec!["9400111899223397623910"]
+        );
+        assert_eq!(
+            shipment_numbers("Zendingsnummer: 05212345678901"),
+            vec!["05212345678901"]
+        );
+        assert_eq!(
+            shipment_numbers("tracking number is 12345678901"),
+            vec!["12345678901"]
+        );
+        assert!(shipment_numbers("bel me op 0612345678 of order 20261124").is_empty());
+        assert!(shipment_numbers("Bestelnummer dQzGdHsKxwaEyrQfCdcCs8").is_empty());
+    }
+
+    #[test]
+    fn usernames_and_account_email() {
+        assert_eq!(
+            username("Gebruikersnaam: kaartenkoning88").as_deref(),
+            Some("kaartenkoning88")
+        );
+        assert_eq!(
+            username("my username is @card_shark").as_deref(),
+            Some("card_shark")
+        );
+        assert_eq!(username("mail anna@buyer.test please"), None);
+        assert_eq!(
+            username("Hi, I'm @sneakerhead_nl on Whatnot").as_deref(),
+            Some("sneakerhead_nl")
+        );
+        assert_eq!(
+            account_email("E-mailadres van mijn account: Anna.Vries@Gmail.com").as_deref(),
+            Some("anna.vries@gmail.com")
+        );
+        assert_eq!(account_email("write to me at x@y.test"), None);
+    }
+
+    #[test]
+    fn categories_pick_the_claim_window() {
+        assert_eq!(category("een Pokémon booster box"), Some(Category::Tcg));
+        assert_eq!(
+            category("Topps Chrome rookie card"),
+            Some(Category::SportsCards)
+        );
+        assert_eq!(
+            category("Jordan 1 sneakers maat 43"),
+            Some(Category::SneakersStreetwear)
+        );
+        assert_eq!(
+            category("een zilveren munt uit 1921"),
+            Some(Category::CoinsMoney)
+        );
+        assert_eq!(category("a Funko Pop figure"), Some(Category::Other));
+        assert_eq!(category("mijn bestelling"), None);
+    }
+
+    #[test]
+    fn issue_types_in_both_languages() {
+        assert_eq!(
+            issue_type("Mijn kaart is geknakt aangekomen"),
+            IssueType::Damaged
+        );
+        assert_eq!(issue_type("The box arrived crushed"), IssueType::Damaged);
+        assert_eq!(
+            issue_type("Er ontbreekt een kaart in het pakket"),
+            IssueType::Missing
+        );
+        assert_eq!(issue_type("One card was missing"), IssueType::Missing);
+        assert_eq!(
+            issue_type("Mijn pakket is nog steeds niet aangekomen"),
+            IssueType::Delayed
+        );
+        assert_eq!(
+            issue_type("Where is my order? It has not arrived"),
+            IssueType::Delayed
+        );
+        assert_eq!(
+            issue_type("Ik kan niet inloggen, wachtwoord vergeten"),
+            IssueType::Account
+        );
+        assert_eq!(issue_type("Hoe werkt een giveaway?"), IssueType::General);
+    }
+
+    #[test]
+    fn dates_behind_labels() {
+        let d = |y, m, d| NaiveDate::from_ymd_opt(y, m, d);
+        let f = extract(
+            "",
+            "Ik heb het gekocht op 12 november en het is geleverd op 20-11-2026.",
+            today(),
+        );
+        assert_eq!(f.purchase_date, d(2026, 11, 12));
+        assert_eq!(f.delivery_date, d(2026, 11, 20));
+        let f = extract(
+            "",
+            "Purchased on November 3, 2026. Delivered on 2026-11-21.",
+            today(),
+        );
+        assert_eq!(f.purchase_date, d(2026, 11, 3));
+        assert_eq!(f.delivery_date, d(2026, 11, 21));
+        let f = extract("", "Besteld op 28 december, nog niet ontvangen", today());
+        assert_eq!(f.purchase_date, d(2025, 12, 28));
+        assert_eq!(f.delivery_date, None);
+        let f = extract("", "Gisteren ontvangen", today());
+        assert_eq!(f.delivery_date, None, "a label must come before its date");
+        let f = extract("", "ontvangen gisteren", today());
+        assert_eq!(f.delivery_date, d(2026, 11, 24));
     }
 
     #[test]

@@ -5,4 +5,5 @@ pub mod classify;
 pub mod extract;
 pub mod parse;
 pub mod policy;
+pub mod quote;
 pub mod thread;

@@ -1,0 +1,150 @@
+//! Separates what the buyer wrote now from the quoted history and signature
+//! below (or, in top-posting clients, around) it. The full body is always
+//! kept too; this only decides what an agent sees first and what facts are
+//! read from.
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+/// Lines that start quoted history in the clients buyers use.
+static HISTORY_START: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?ix)^\s*(?:
+            # Gmail / Apple Mail / Thunderbird, Dutch and English
+            op\s.{3,120}?\s(?:schreef|heeft\s.{0,40}geschreven)\b.*:?\s*$
+          | on\s.{3,120}?\s(?:wrote|writes)\s*:?\s*$
+          | am\s.{3,120}?\sschrieb\b.*:?\s*$
+          # Outlook separators
+          | -{2,}\s*(?:oorspronkelijk\s+bericht|original\s+message|origineel\s+bericht|doorgestuurd\s+bericht|forwarded\s+message)\s*-{2,}\s*$
+          | _{10,}\s*$
+          | (?:begin\s+forwarded\s+message|begin\s+doorgestuurd\s+bericht)\s*:\s*$
+        )",
+    )
+    .expect("static regex")
+});
+
+/// Outlook's header block: "From:"/"Van:" followed within a few lines by
+/// "Sent:"/"Verzonden:"/"Date:"/"Datum:".
+static OUTLOOK_FROM: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)^\s*\*?(?:from|van|de)\s*:\*?\s*\S").expect("static regex"));
+static OUTLOOK_SENT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)^\s*\*?(?:sent|verzonden|date|datum|envoyé|gesendet)\s*:\*?\s*\S")
+        .expect("static regex")
+});
+
+/// Sign-offs that end the new text: "-- " signatures and mobile footers.
+static SIGNATURE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?ix)^\s*(?:
+            --\s*$
+          | (?:verstuurd|verzonden)\s+(?:vanaf|met|via)\s+(?:mijn\s+)?(?:iphone|ipad|android|samsung|galaxy|outlook|mobiel|smartphone).*$
+          | sent\s+(?:from|with|via)\s+(?:my\s+)?(?:iphone|ipad|android|samsung|galaxy|outlook|mobile|smartphone).*$
+          | (?:get|download)\s+outlook\s+for\s+(?:ios|android).*$
+          | outlook\s+voor\s+(?:ios|android)\s+downloaden.*$
+        )",
+    )
+    .expect("static regex")
+});
+
+/// The part of `body` the sender wrote now. Falls back to the whole body
+/// when stripping would leave nothing (e.g. a bare forward).
+pub fn new_text(body: &str) -> String {
+    let lines: Vec<&str> = body.lines().collect();
+    let mut end = lines.len();
+    for (i, line) in lines.iter().enumerate() {
+        if HISTORY_START.is_match(line) || SIGNATURE.is_match(line) {
+            end = i;
+            break;
+        }
+        // "Op di 24 nov 2026 om 10:12 schreef Anna <" wrapped onto two lines.
+        if i + 1 < lines.len() {
+            let joined = format!("{} {}", line.trim_end(), lines[i + 1].trim_start());
+            if (line.trim_start().to_lowercase().starts_with("op ")
+                || line.trim_start().to_lowercase().starts_with("on "))
+                && HISTORY_START.is_match(&joined)
+            {
+                end = i;
+                break;
+            }
+        }
+        if OUTLOOK_FROM.is_match(line)
+            && lines[i + 1..lines.len().min(i + 5)]
+                .iter()
+                .any(|l| OUTLOOK_SENT.is_match(l))
+        {
+            end = i;
+            break;
+        }
+        if line.trim_start().starts_with('>') {
+            // A block of "> " quotes ends the new text unless new text
+            // follows it (interleaved replies keep their answers).
+            let rest_is_quote_or_blank = lines[i..].iter().all(|l| {
+                l.trim().is_empty() || l.trim_start().starts_with('>') || SIGNATURE.is_match(l)
+            });
+            if rest_is_quote_or_blank {
+                end = i;
+                break;
+            }
+        }
+    }
+    let kept: Vec<&str> = lines[..end]
+        .iter()
+        .filter(|l| !l.trim_start().starts_with('>'))
+        .copied()
+        .collect();
+    let text = kept.join("\n").trim().to_string();
+    if text.is_empty() {
+        body.trim().to_string()
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gmail_dutch_and_english() {
+        let nl = "Hier is de foto.\n\nOp di 24 nov 2026 om 10:12 schreef Whatnot Support <support@example.test>:\n> Bedankt\n";
+        assert_eq!(new_text(nl), "Hier is de foto.");
+        let en = "Photo attached.\n\nOn Tue, Nov 24, 2026 at 10:12 AM Whatnot Support <support@example.test> wrote:\n> Thanks\n";
+        assert_eq!(new_text(en), "Photo attached.");
+        let wrapped = "Zie bijlage.\n\nOp di 24 nov 2026 om 10:12 schreef Whatnot Support <\nsupport@example.test>:\n> x";
+        assert_eq!(new_text(wrapped), "Zie bijlage.");
+    }
+
+    #[test]
+    fn outlook_blocks() {
+        let a = "Graag snel antwoord.\n\n-----Oorspronkelijk bericht-----\nVan: Whatnot Support\nOnderwerp: x";
+        assert_eq!(new_text(a), "Graag snel antwoord.");
+        let b = "See below.\r\n\r\nFrom: Whatnot Support <support@example.test>\r\nSent: Tuesday, November 24, 2026 10:12 AM\r\nTo: Bob\r\nSubject: x";
+        assert_eq!(new_text(b), "See below.");
+        let c = "Ok.\n\n________________________________\nVan: Whatnot Support\nVerzonden: dinsdag 24 november 2026 10:12";
+        assert_eq!(new_text(c), "Ok.");
+    }
+
+    #[test]
+    fn signatures_and_mobile_footers() {
+        assert_eq!(
+            new_text("Dank je!\n\nVerstuurd vanaf mijn iPhone\n\n> oud"),
+            "Dank je!"
+        );
+        assert_eq!(new_text("Thanks\n-- \nBob Smith\nAcme"), "Thanks");
+        assert_eq!(new_text("Thanks\n\nSent from my iPhone"), "Thanks");
+    }
+
+    #[test]
+    fn interleaved_answers_are_kept() {
+        let t =
+            "> What is your order number?\ndQzGdHsKxwaEyrQfCdcCs8\n> And your username?\n@anna\n";
+        assert_eq!(new_text(t), "dQzGdHsKxwaEyrQfCdcCs8\n@anna");
+    }
+
+    #[test]
+    fn nothing_but_quote_keeps_the_body() {
+        assert_eq!(new_text("> only a quote"), "> only a quote");
+        assert_eq!(new_text(""), "");
+    }
+}
