@@ -12,6 +12,7 @@ use minijinja::{Environment, UndefinedBehavior};
 use serde::Serialize;
 
 use crate::config::Language;
+use crate::core::policy::Missing;
 
 pub const TEMPLATE_NAMES: &[&str] = &["ack_subject.txt", "ack.txt", "ack.html"];
 
@@ -49,9 +50,67 @@ pub struct AckContext {
     pub buyer_name: Option<String>,
     /// The buyer's own subject, for reference in the body.
     pub original_subject: String,
-    /// Keys of what is still missing: "order_number".
-    pub missing: Vec<&'static str>,
+    /// damaged, missing, delayed, account or general.
+    pub issue_type: &'static str,
+    /// What is still missing, in order (see `policy::Missing`).
+    pub missing: Vec<Missing>,
     pub order_numbers: Vec<String>,
+    /// The last day for a refund claim, written out, when it can be known.
+    pub claim_deadline: Option<String>,
+    pub claim_deadline_passed: bool,
+}
+
+impl AckContext {
+    /// A context with every optional part filled, to check templates.
+    fn samples() -> Vec<(Language, AckContext)> {
+        let mut out = Vec::new();
+        for lang in [Language::Nl, Language::En] {
+            for (missing, deadline, passed) in [
+                (vec![], None, false),
+                (
+                    vec![
+                        Missing::OrderNumber,
+                        Missing::ShipmentNumber,
+                        Missing::AccountEmail,
+                        Missing::Username,
+                        Missing::PhotosDamage,
+                        Missing::PhotosBox,
+                        Missing::PhotosPacking,
+                        Missing::DifferenceDescription,
+                        Missing::PhotosReceived,
+                        Missing::ExpectedProductDescription,
+                        Missing::PurchaseDate,
+                        Missing::Details,
+                    ],
+                    Some("1 december 2026".to_string()),
+                    false,
+                ),
+                (
+                    vec![Missing::Details],
+                    Some("1 november 2026".to_string()),
+                    true,
+                ),
+            ] {
+                out.push((
+                    lang,
+                    AckContext {
+                        ticket: "WN-000001".into(),
+                        language: lang.code(),
+                        response_hours: 48,
+                        due: "-".into(),
+                        buyer_name: Some("Sample".into()),
+                        original_subject: "Sample".into(),
+                        issue_type: "damaged",
+                        missing,
+                        order_numbers: vec![],
+                        claim_deadline: deadline,
+                        claim_deadline_passed: passed,
+                    },
+                ));
+            }
+        }
+        out
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,28 +134,14 @@ impl AckTemplates {
         if !dir.is_dir() {
             return Err(AckError::NoTemplates(dir.to_path_buf()));
         }
+        let root = dir.to_path_buf();
         let mut env = Environment::new();
-        env.set_loader(minijinja::path_loader(dir.to_path_buf()));
+        env.set_loader(minijinja::path_loader(root.clone()));
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_keep_trailing_newline(true);
-        let templates = AckTemplates {
-            env,
-            dir: dir.to_path_buf(),
-        };
-        for lang in [Language::Nl, Language::En] {
-            for missing in [vec![], vec!["order_number"]] {
-                let sample = AckContext {
-                    ticket: "WN-000001".into(),
-                    language: lang.code(),
-                    response_hours: 48,
-                    due: "—".into(),
-                    buyer_name: Some("Sample".into()),
-                    original_subject: "Sample".into(),
-                    missing,
-                    order_numbers: vec![],
-                };
-                templates.render(lang, &sample)?;
-            }
+        let templates = AckTemplates { env, dir: root };
+        for (lang, sample) in AckContext::samples() {
+            templates.render(lang, &sample)?;
         }
         Ok(templates)
     }
@@ -199,6 +244,15 @@ pub fn format_due(due: DateTime<Utc>, tz: chrono_tz::Tz, lang: Language) -> Stri
             local.hour(),
             local.minute()
         ),
+    }
+}
+
+/// "1 december 2026" / "1 December 2026".
+pub fn format_date(date: chrono::NaiveDate, lang: Language) -> String {
+    let month = date.month0() as usize;
+    match lang {
+        Language::Nl => format!("{} {} {}", date.day(), NL_MONTHS[month], date.year()),
+        Language::En => format!("{} {} {}", date.day(), EN_MONTHS[month], date.year()),
     }
 }
 

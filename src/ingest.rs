@@ -10,9 +10,10 @@ use tracing::{info, warn};
 use crate::ack::{self, AckContext, AckEnvelope, AckTemplates};
 use crate::config::{Config, Language};
 use crate::core::classify::{classify, MessageKind};
-use crate::core::extract;
+use crate::core::extract::{self, Facts};
 use crate::core::parse::{parse, InboundMessage};
-use crate::core::policy::response_due;
+use crate::core::policy::{self, response_due, Known};
+use crate::core::quote;
 use crate::core::thread::{self, ThreadLookup, ThreadMatch};
 use crate::store::{self, MailboxPosition, Store, StoreError};
 
@@ -86,41 +87,50 @@ impl Ingestor<'_> {
 
         let prefix = &self.config.tickets.prefix;
         let matched = thread::decide(&msg, prefix, &TxLookup(&tx));
-        let order_numbers = {
-            let mut found = extract::order_numbers(&msg.subject);
-            for o in extract::order_numbers(&msg.text) {
-                if !found.contains(&o) {
-                    found.push(o);
-                }
-            }
-            found
-        };
-        let detected = extract::language(&format!("{}\n{}", msg.subject, msg.text));
+        let new_text = quote::new_text(&msg.text);
+        let today = now
+            .with_timezone(&self.config.tickets.time_zone)
+            .date_naive();
+        let facts = extract::extract(&msg.subject, &new_text, today);
         let now_s = now.timestamp();
 
         let (ticket, new) = match (matched.ticket(), kind.is_machine()) {
             (Some(t), _) => {
+                // A follow-up reopens a closed ticket and may be the first
+                // to say what the problem is.
                 tx.execute(
-                    "UPDATE tickets SET updated_at = ?2, status = 'open' WHERE id = ?1",
-                    params![t, now_s],
+                    "UPDATE tickets SET updated_at = ?2, status = 'open', closed_at = NULL,
+                     issue_type = CASE WHEN issue_type = 'general' THEN ?3 ELSE issue_type END,
+                     category = coalesce(category, ?4)
+                     WHERE id = ?1",
+                    params![
+                        t,
+                        now_s,
+                        facts.issue_type.as_str(),
+                        facts.category.map(|c| c.as_str())
+                    ],
                 )?;
                 (Some(t), false)
             }
             (None, true) => (None, false),
             (None, false) => {
-                let language = detected.unwrap_or(self.config.tickets.default_language);
+                let language = facts
+                    .language
+                    .unwrap_or(self.config.tickets.default_language);
                 let requester = msg.from_address.clone().unwrap_or_default();
                 let due = response_due(now, self.config.tickets.response_hours);
                 tx.execute(
                     "INSERT INTO tickets (subject, requester, requester_name, language, created_at,
-                     updated_at, due_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
+                     updated_at, due_at, issue_type, category) VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8)",
                     params![
                         msg.subject,
                         requester,
                         msg.from_name,
                         language.code(),
                         now_s,
-                        due.timestamp()
+                        due.timestamp(),
+                        facts.issue_type.as_str(),
+                        facts.category.map(|c| c.as_str())
                     ],
                 )?;
                 (Some(tx.last_insert_rowid()), true)
@@ -138,26 +148,29 @@ impl Ingestor<'_> {
             warn!(message_id = %msg.dedupe_key, named = other, "subject names a ticket the sender is not part of; opened a new ticket");
         }
 
-        let message_row = insert_message(&tx, &msg, kind, ticket, detected, position, now_s)?;
+        let message_row =
+            insert_message(&tx, &msg, &new_text, kind, ticket, &facts, position, now_s)?;
         for (a, sha) in msg.attachments.iter().zip(&attachment_shas) {
             tx.execute(
                 "INSERT INTO attachments (message, sha256, filename, content_type, size, content_id)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![message_row, sha, a.filename, a.content_type, a.data.len() as i64, a.content_id],
+                params![
+                    message_row,
+                    sha,
+                    a.filename,
+                    a.content_type,
+                    a.data.len() as i64,
+                    a.content_id
+                ],
             )?;
         }
         if let Some(t) = ticket {
-            for o in &order_numbers {
-                tx.execute(
-                    "INSERT OR IGNORE INTO facts (ticket_id, message, kind, value) VALUES (?1, ?2, 'order', ?3)",
-                    params![t, message_row, o],
-                )?;
-            }
+            insert_facts(&tx, t, message_row, &facts)?;
         }
 
         let ack_queued = if new {
             let t = ticket.unwrap_or_default();
-            match self.queue_ack(&tx, &msg, t, message_row, &order_numbers, now) {
+            match self.queue_ack(&tx, &msg, &new_text, &facts, t, message_row, now) {
                 Ok(()) => true,
                 Err(reason) => {
                     warn!(ticket = %thread::ticket_token(prefix, t), %reason, "no acknowledgement");
@@ -200,13 +213,15 @@ impl Ingestor<'_> {
 
     /// Renders and queues the acknowledgement. An `Err` is the reason none
     /// was queued; the message itself is filed either way.
+    #[allow(clippy::too_many_arguments)]
     fn queue_ack(
         &self,
         tx: &Connection,
         msg: &InboundMessage,
+        new_text: &str,
+        facts: &Facts,
         ticket: i64,
         cause: i64,
-        order_numbers: &[String],
         now: DateTime<Utc>,
     ) -> Result<(), String> {
         let smtp = self
@@ -224,6 +239,16 @@ impl Ingestor<'_> {
             .and_then(|l| Language::from_code(&l))
             .unwrap_or(cfg.default_language);
         let token = thread::ticket_token(&cfg.prefix, ticket);
+        let photos = msg
+            .attachments
+            .iter()
+            .filter(|a| a.content_type.starts_with("image/"))
+            .count();
+        let words = new_text.split_whitespace().count();
+        let known = Known::from_facts(facts, photos, words);
+        let today = now.with_timezone(&cfg.time_zone).date_naive();
+        let deadline =
+            policy::claim_deadline(facts.category, facts.purchase_date, facts.delivery_date);
         let ctx = AckContext {
             ticket: token.clone(),
             language: lang.code(),
@@ -231,12 +256,11 @@ impl Ingestor<'_> {
             due: ack::format_due(response_due(now, cfg.response_hours), cfg.time_zone, lang),
             buyer_name: msg.from_name.clone(),
             original_subject: msg.subject.clone(),
-            missing: if order_numbers.is_empty() {
-                vec!["order_number"]
-            } else {
-                vec![]
-            },
-            order_numbers: order_numbers.to_vec(),
+            issue_type: facts.issue_type.as_str(),
+            missing: policy::missing_info(facts.issue_type, &known),
+            order_numbers: facts.order_numbers.clone(),
+            claim_deadline: deadline.map(|d| ack::format_date(d, lang)),
+            claim_deadline_passed: deadline.is_some_and(|d| d < today),
         };
         let rendered = self
             .templates
@@ -261,8 +285,9 @@ impl Ingestor<'_> {
         // The ack is also a message of the ticket, so a reply to it threads.
         tx.execute(
             "INSERT INTO messages (ticket_id, message_id, direction, kind, from_addr, from_name,
-             subject, received_at, in_reply_to, text_body, html_body, raw_sha256, raw_size, language)
-             VALUES (?1, ?2, 'out', 'ack', ?3, ?4, ?5, ?6, ?7, ?8, ?9, '', ?10, ?11)",
+             subject, received_at, in_reply_to, text_body, new_text, html_body, raw_sha256, raw_size,
+             language)
+             VALUES (?1, ?2, 'out', 'ack', ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, '', ?10, ?11)",
             params![
                 ticket,
                 message_id,
@@ -296,21 +321,56 @@ fn set_ack_skip(tx: &Connection, message: i64, reason: &str) -> Result<(), Store
     Ok(())
 }
 
+fn insert_facts(tx: &Connection, ticket: i64, message: i64, f: &Facts) -> Result<(), StoreError> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT OR IGNORE INTO facts (ticket_id, message, kind, value) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    let dates = [
+        ("purchase_date", f.purchase_date.map(|d| d.to_string())),
+        ("delivery_date", f.delivery_date.map(|d| d.to_string())),
+    ];
+    let singles = [
+        ("username", f.username.clone()),
+        ("account_email", f.account_email.clone()),
+        ("category", f.category.map(|c| c.as_str().to_string())),
+    ];
+    let all = f
+        .order_numbers
+        .iter()
+        .map(|o| ("order", Some(o.clone())))
+        .chain(
+            f.shipment_numbers
+                .iter()
+                .map(|s| ("shipment", Some(s.clone()))),
+        )
+        .chain(singles)
+        .chain(dates);
+    for (kind, value) in all {
+        if let Some(v) = value {
+            stmt.execute(params![ticket, message, kind, v])?;
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
 fn insert_message(
     tx: &Connection,
     msg: &InboundMessage,
+    new_text: &str,
     kind: MessageKind,
     ticket: Option<i64>,
-    language: Option<Language>,
+    facts: &Facts,
     position: Option<&MailboxPosition>,
     now: i64,
 ) -> Result<i64, StoreError> {
     let problems = (!msg.problems.is_empty()).then(|| msg.problems.join("; "));
     tx.execute(
         "INSERT INTO messages (ticket_id, message_id, direction, kind, from_addr, from_name, subject,
-         date_header, received_at, in_reply_to, refs, text_body, html_body, raw_sha256, raw_size,
-         language, mailbox, uid, problems)
-         VALUES (?1, ?2, 'in', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+         date_header, received_at, in_reply_to, refs, text_body, new_text, html_body, issue_type,
+         raw_sha256, raw_size, language, mailbox, uid, problems)
+         VALUES (?1, ?2, 'in', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+                 ?19, ?20)",
         params![
             ticket,
             msg.dedupe_key,
@@ -323,10 +383,12 @@ fn insert_message(
             (!msg.in_reply_to.is_empty()).then(|| msg.in_reply_to.join(" ")),
             (!msg.references.is_empty()).then(|| msg.references.join(" ")),
             msg.text,
+            new_text,
             msg.html,
+            facts.issue_type.as_str(),
             msg.raw_sha256,
             msg.raw_size as i64,
-            language.map(|l| l.code()),
+            facts.language.map(|l| l.code()),
             position.map(|p| p.mailbox.as_str()),
             position.map(|p| p.last_uid),
             problems
@@ -343,7 +405,7 @@ fn insert_message(
         params![
             id,
             msg.subject,
-            format!("{}\n{}", msg.text, attachment_names.join("\n"))
+            format!("{new_text}\n{}", attachment_names.join("\n"))
         ],
     )?;
     Ok(id)

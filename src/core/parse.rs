@@ -184,7 +184,7 @@ pub fn parse(raw: &[u8]) -> InboundMessage {
         })
         .collect();
 
-    let return_path = msg.header_raw("Return-Path").map(|v| strip_id(v));
+    let return_path = msg.header_raw("Return-Path").map(strip_id);
     let machine = MachineHeaders {
         auto_submitted: header_text(&msg, "Auto-Submitted"),
         precedence: header_text(&msg, "Precedence"),

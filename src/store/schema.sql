@@ -10,7 +10,10 @@ CREATE TABLE tickets (
     language       TEXT NOT NULL,
     created_at     INTEGER NOT NULL,           -- unix seconds, UTC
     updated_at     INTEGER NOT NULL,
-    due_at         INTEGER                     -- response promised by
+    due_at         INTEGER,                    -- response promised by
+    issue_type     TEXT NOT NULL DEFAULT 'general',
+    category       TEXT,
+    closed_at      INTEGER
 );
 CREATE INDEX tickets_updated ON tickets(updated_at);
 
@@ -33,8 +36,10 @@ CREATE TABLE messages (
     received_at  INTEGER NOT NULL,
     in_reply_to  TEXT,                             -- space-separated ids
     refs         TEXT,
-    text_body    TEXT NOT NULL,
+    text_body    TEXT NOT NULL,                    -- the whole text part
+    new_text     TEXT NOT NULL,                    -- without quoted history
     html_body    TEXT,
+    issue_type   TEXT,
     raw_sha256   TEXT NOT NULL,                    -- blobs/ file of the raw bytes
     raw_size     INTEGER NOT NULL,
     language     TEXT,
@@ -57,7 +62,9 @@ CREATE TABLE attachments (
 CREATE INDEX attachments_message ON attachments(message);
 CREATE INDEX attachments_sha ON attachments(sha256);
 
--- Exact identifiers found in mail, for search by order number.
+-- What was read out of each message (order, shipment, username,
+-- account_email, category, purchase_date, delivery_date), for search by
+-- exact identifier and for what the ticket knows.
 CREATE TABLE facts (
     ticket_id INTEGER NOT NULL REFERENCES tickets(id),
     message   INTEGER NOT NULL REFERENCES messages(id),
