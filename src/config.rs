@@ -72,6 +72,7 @@ struct RawSmtp {
 #[serde(deny_unknown_fields)]
 struct RawStore {
     data_dir: PathBuf,
+    max_message_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -82,6 +83,7 @@ struct RawTickets {
     time_zone: Option<String>,
     default_language: Option<String>,
     templates_dir: Option<PathBuf>,
+    max_acks_per_sender_per_hour: Option<u32>,
 }
 
 /// How a connection is protected. There is no silent fallback from one to
@@ -142,6 +144,8 @@ pub struct TicketsConfig {
     pub time_zone: chrono_tz::Tz,
     pub default_language: Language,
     pub templates_dir: PathBuf,
+    /// Acks one address may get per hour; more would look like a loop.
+    pub max_acks_per_sender_per_hour: u32,
 }
 
 /// The languages acknowledgements are written in.
@@ -173,6 +177,8 @@ pub struct Config {
     pub imap: Option<ImapConfig>,
     pub smtp: Option<SmtpConfig>,
     pub data_dir: PathBuf,
+    /// Larger mail is recorded with its headers only.
+    pub max_message_bytes: u64,
     pub tickets: TicketsConfig,
     /// The address our own mail comes from; mail from it is never answered.
     pub own_address: Option<String>,
@@ -417,7 +423,15 @@ fn validate(
             .unwrap_or_else(|| PathBuf::from("/usr/share/ticketd/templates")),
     );
 
+    let max_message_bytes = raw.store.max_message_bytes.unwrap_or(50 * 1024 * 1024);
+    if max_message_bytes < 64 * 1024 {
+        return Err(invalid(
+            "store.max_message_bytes",
+            "must be at least 65536 (64 KiB); the default is 52428800 (50 MiB)",
+        ));
+    }
     Ok(Config {
+        max_message_bytes,
         own_address: smtp.as_ref().map(|s| s.from_address.to_ascii_lowercase()),
         imap,
         smtp,
@@ -428,6 +442,7 @@ fn validate(
             time_zone,
             default_language,
             templates_dir,
+            max_acks_per_sender_per_hour: t.max_acks_per_sender_per_hour.unwrap_or(3),
         },
     })
 }

@@ -198,16 +198,25 @@ pub async fn sync(
     };
     debug!(mailbox, new = sizes.len(), "messages past the watermark");
 
+    let max = ingestor.config.max_message_bytes;
     for batch in batches(&sizes) {
         if shutdown.is_requested() {
             break;
         }
+        // Oversized mail is fetched as headers only; batches() keeps any
+        // message above BATCH_BYTES alone.
+        let headers_only = batch.len() == 1 && batch[0].1 > max;
         let set = batch
             .iter()
             .map(|(u, _)| u.to_string())
             .collect::<Vec<_>>()
             .join(",");
-        let stream = timed("UID FETCH", session.uid_fetch(set, "(UID BODY.PEEK[])")).await?;
+        let query = if headers_only {
+            "(UID BODY.PEEK[HEADER])"
+        } else {
+            "(UID BODY.PEEK[])"
+        };
+        let stream = timed("UID FETCH", session.uid_fetch(set, query)).await?;
         let mut fetched: Vec<_> = timed("UID FETCH", stream.try_collect::<Vec<_>>()).await?;
         fetched.sort_by_key(|f| f.uid);
         for f in fetched {
@@ -218,7 +227,8 @@ pub async fn sync(
             if shutdown.is_requested() {
                 return Ok(stats);
             }
-            let Some(body) = f.body() else {
+            let bytes = if headers_only { f.header() } else { f.body() };
+            let Some(bytes) = bytes else {
                 warn!(
                     mailbox,
                     uid, "server returned no body; will retry on the next pass"
@@ -232,8 +242,18 @@ pub async fn sync(
                 last_uid: uid,
             };
             let span = info_span!("message", uid, mailbox);
-            let outcome = span
-                .in_scope(|| ingestor.ingest(store, body, Some(&position), chrono::Utc::now()))?;
+            let now = chrono::Utc::now();
+            let outcome = span.in_scope(|| {
+                if headers_only {
+                    warn!(
+                        size = batch[0].1,
+                        max, "message larger than max_message_bytes: keeping its headers only"
+                    );
+                    ingestor.ingest_headers_only(store, bytes, batch[0].1, Some(&position), now)
+                } else {
+                    ingestor.ingest(store, bytes, Some(&position), now)
+                }
+            })?;
             match outcome {
                 crate::ingest::Outcome::Duplicate => stats.duplicates += 1,
                 _ => stats.filed += 1,

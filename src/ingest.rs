@@ -11,7 +11,7 @@ use crate::ack::{self, AckContext, AckEnvelope, AckTemplates};
 use crate::config::{Config, Language};
 use crate::core::classify::{classify, MessageKind};
 use crate::core::extract::{self, Facts};
-use crate::core::parse::{parse, InboundMessage};
+use crate::core::parse::{self, parse, InboundMessage};
 use crate::core::policy::{self, response_due, Known};
 use crate::core::quote;
 use crate::core::thread::{self, ThreadLookup, ThreadMatch};
@@ -62,7 +62,47 @@ impl Ingestor<'_> {
         position: Option<&MailboxPosition>,
         now: DateTime<Utc>,
     ) -> Result<Outcome, StoreError> {
-        let msg = parse(raw);
+        if raw.len() as u64 > self.config.max_message_bytes {
+            return self.ingest_headers_only(
+                store,
+                parse::header_block(raw),
+                raw.len() as u64,
+                position,
+                now,
+            );
+        }
+        self.file(store, raw, None, position, now)
+    }
+
+    /// Files a message too large to keep whole from its headers alone, so
+    /// it is recorded, findable and never fetched again.
+    pub fn ingest_headers_only(
+        &self,
+        store: &mut Store,
+        headers: &[u8],
+        full_size: u64,
+        position: Option<&MailboxPosition>,
+        now: DateTime<Utc>,
+    ) -> Result<Outcome, StoreError> {
+        self.file(store, headers, Some(full_size), position, now)
+    }
+
+    fn file(
+        &self,
+        store: &mut Store,
+        raw: &[u8],
+        too_large: Option<u64>,
+        position: Option<&MailboxPosition>,
+        now: DateTime<Utc>,
+    ) -> Result<Outcome, StoreError> {
+        let mut msg = parse(raw);
+        if let Some(size) = too_large {
+            msg.problems.push(format!(
+                "message of {size} bytes is larger than max_message_bytes ({}): only its headers were kept",
+                self.config.max_message_bytes
+            ));
+            msg.raw_size = size as usize;
+        }
         let kind = classify(&msg, self.config.own_address.as_deref());
         for problem in &msg.problems {
             warn!(message_id = %msg.dedupe_key, uid = ?position.map(|p| p.last_uid), problem, "message partly unreadable; kept raw");
@@ -86,7 +126,21 @@ impl Ingestor<'_> {
         }
 
         let prefix = &self.config.tickets.prefix;
-        let matched = thread::decide(&msg, prefix, &TxLookup(&tx));
+        let mut matched = thread::decide(&msg, prefix, &TxLookup(&tx));
+        if kind == MessageKind::Bounce && matched.ticket().is_none() {
+            // A bounce of one of our acks belongs to that ack's ticket.
+            let ids = parse::embedded_message_ids(raw);
+            if let Some(t) = store::ticket_of_message(&tx, &ids)? {
+                matched = ThreadMatch::ByReference(t);
+                for id in &ids {
+                    tx.execute(
+                        "UPDATE outbox SET status = 'bounced', last_error = 'bounced: ' || ?2
+                         WHERE message_id = ?1",
+                        params![id, msg.dedupe_key],
+                    )?;
+                }
+            }
+        }
         let new_text = quote::new_text(&msg.text);
         let today = now
             .with_timezone(&self.config.tickets.time_zone)
@@ -234,6 +288,18 @@ impl Ingestor<'_> {
             .as_deref()
             .ok_or("the message has no sender address")?;
         let cfg = &self.config.tickets;
+        let recent: i64 = tx
+            .query_row(
+                "SELECT count(*) FROM outbox WHERE envelope_to = ?1 AND created_at > ?2",
+                params![to, now.timestamp() - 3600],
+                |r| r.get(0),
+            )
+            .map_err(|e| format!("database error: {e}"))?;
+        if recent >= i64::from(cfg.max_acks_per_sender_per_hour) {
+            return Err(format!(
+                "rate limit: {to} already got {recent} acknowledgement(s) in the last hour"
+            ));
+        }
         let lang = store::ticket_language(tx, ticket)
             .ok()
             .and_then(|l| Language::from_code(&l))

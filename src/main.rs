@@ -49,7 +49,40 @@ enum Command {
         ticket: String,
         #[arg(long)]
         json: bool,
+        /// Show each message whole, quoted history included.
+        #[arg(long)]
+        full: bool,
     },
+    /// List tickets, the ones due first.
+    List {
+        /// Only open tickets (the default).
+        #[arg(long, conflicts_with_all = ["closed", "all", "unfiled"])]
+        open: bool,
+        #[arg(long, conflicts_with_all = ["all", "unfiled"])]
+        closed: bool,
+        #[arg(long, conflicts_with = "unfiled")]
+        all: bool,
+        /// Machine mail (auto-replies, bounces, lists) that belongs to no ticket.
+        #[arg(long)]
+        unfiled: bool,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Show the outbox of acknowledgements, or requeue a failed one.
+    Outbox {
+        #[command(subcommand)]
+        action: Option<OutboxAction>,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Close a ticket; a reply from the buyer reopens it.
+    Close { ticket: String },
+    /// Reopen a closed ticket.
+    Reopen { ticket: String },
     /// Find tickets by ticket ID, order number, e-mail address or text.
     Search {
         query: String,
@@ -66,6 +99,12 @@ enum Command {
     },
     /// Validate the config and templates and open the store.
     Check,
+}
+
+#[derive(Subcommand)]
+enum OutboxAction {
+    /// Send a failed item again (at the next `run`/`poll`).
+    Retry { id: i64 },
 }
 
 fn init_logging() {
@@ -94,6 +133,12 @@ fn fmt_time(config: &Config, unix: i64) -> String {
                 .to_string()
         })
         .unwrap_or_default()
+}
+
+fn ticket_ref(config: &Config, text: &str) -> Result<i64> {
+    let prefix = &config.tickets.prefix;
+    views::parse_ticket_ref(prefix, text)
+        .with_context(|| format!("`{text}` is not a ticket ID like {prefix}-000123"))
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -129,6 +174,14 @@ fn main() -> std::process::ExitCode {
     match real_main(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
+            // `ticketd list | head` is not an error.
+            let broken_pipe = e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            });
+            if broken_pipe {
+                return std::process::ExitCode::SUCCESS;
+            }
             eprintln!("ticketd: error: {e:#}");
             std::process::ExitCode::FAILURE
         }
@@ -204,13 +257,106 @@ fn real_main(cli: Cli) -> Result<()> {
                 )?;
             }
         }
-        Command::Show { ticket, json } => {
+        Command::Outbox {
+            action,
+            json,
+            limit,
+        } => {
+            let store = Store::open(&config.data_dir)?;
+            if let Some(OutboxAction::Retry { id }) = action {
+                store.outbox_requeue(*id, chrono::Utc::now().timestamp())?;
+                println!("outbox item {id} queued again");
+                return Ok(());
+            }
+            let rows = views::outbox(store.conn(), &config.tickets.prefix, *limit)?;
+            let mut out = std::io::stdout().lock();
+            if *json {
+                serde_json::to_writer_pretty(&mut out, &rows)?;
+                writeln!(out)?;
+            } else if rows.is_empty() {
+                writeln!(out, "the outbox is empty")?;
+            } else {
+                for r in rows {
+                    writeln!(
+                        out,
+                        "{:>5}  {}  {:<7}  attempts {}  {}  {}{}",
+                        r.id,
+                        r.ticket,
+                        r.status,
+                        r.attempts,
+                        fmt_time(&config, r.sent_at.unwrap_or(r.created_at)),
+                        r.to,
+                        r.last_error.map(|e| format!("  ({e})")).unwrap_or_default()
+                    )?;
+                }
+            }
+        }
+        Command::Close { ticket } | Command::Reopen { ticket } => {
+            let open = matches!(cli.command, Command::Reopen { .. });
+            let store = Store::open(&config.data_dir)?;
+            let id = ticket_ref(&config, ticket)?;
+            store.set_ticket_status(id, open, chrono::Utc::now().timestamp())?;
+            println!(
+                "{} {}",
+                ticketd::core::thread::ticket_token(&config.tickets.prefix, id),
+                if open { "reopened" } else { "closed" }
+            );
+        }
+        Command::List {
+            closed,
+            all,
+            unfiled,
+            json,
+            limit,
+            ..
+        } => {
+            let store = Store::open(&config.data_dir)?;
+            let mut out = std::io::stdout().lock();
+            if *unfiled {
+                let rows = views::unfiled(store.conn(), *limit)?;
+                if *json {
+                    serde_json::to_writer_pretty(&mut out, &rows)?;
+                    writeln!(out)?;
+                } else {
+                    for m in rows {
+                        writeln!(
+                            out,
+                            "{}  {:<9}  {}  {}  <{}>",
+                            fmt_time(&config, m.received_at),
+                            m.kind,
+                            m.from.as_deref().unwrap_or("(no sender)"),
+                            m.subject,
+                            m.message_id
+                        )?;
+                    }
+                }
+                return Ok(());
+            }
+            let filter = match (closed, all) {
+                (true, _) => views::ListFilter::Closed,
+                (_, true) => views::ListFilter::All,
+                _ => views::ListFilter::Open,
+            };
+            let rows = views::list(store.conn(), &config.tickets.prefix, filter, *limit)?;
+            if *json {
+                serde_json::to_writer_pretty(&mut out, &rows)?;
+                writeln!(out)?;
+            } else {
+                for t in rows {
+                    let due = t.due_at.map(|d| fmt_time(&config, d)).unwrap_or_default();
+                    writeln!(
+                        out,
+                        "{}  {:<6}  due {}  {:<8}  {}  {}",
+                        t.ticket, t.status, due, t.issue_type, t.requester, t.subject
+                    )?;
+                }
+            }
+        }
+        Command::Show { ticket, json, full } => {
             let store = Store::open(&config.data_dir)?;
             let prefix = &config.tickets.prefix;
-            let Some(id) = views::parse_ticket_ref(prefix, ticket) else {
-                bail!("`{ticket}` is not a ticket ID like {prefix}-000123");
-            };
-            let view = views::ticket(store.conn(), prefix, id)?;
+            let id = ticket_ref(&config, ticket)?;
+            let view = views::ticket(store.conn(), prefix, id, *full)?;
             let mut out = std::io::stdout().lock();
             if *json {
                 serde_json::to_writer_pretty(&mut out, &view)?;
@@ -232,8 +378,26 @@ fn real_main(cli: Cli) -> Result<()> {
             if let Some(due) = view.due_at {
                 writeln!(out, "respond by: {}", fmt_time(&config, due))?;
             }
-            if !view.order_numbers.is_empty() {
-                writeln!(out, "orders:    {}", view.order_numbers.join(", "))?;
+            writeln!(
+                out,
+                "issue:     {}{}",
+                view.issue_type,
+                view.category
+                    .as_deref()
+                    .map(|c| format!(" ({c})"))
+                    .unwrap_or_default()
+            )?;
+            for (label, values) in [
+                ("orders:   ", &view.order_numbers),
+                ("shipments:", &view.shipment_numbers),
+                ("username: ", &view.usernames),
+                ("account:  ", &view.account_emails),
+                ("purchased:", &view.purchase_dates),
+                ("delivered:", &view.delivery_dates),
+            ] {
+                if !values.is_empty() {
+                    writeln!(out, "{label} {}", values.join(", "))?;
+                }
             }
             for m in &view.messages {
                 writeln!(out)?;

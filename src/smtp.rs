@@ -95,12 +95,13 @@ pub async fn deliver_due(
             (Ok(from), Ok(to)) => Envelope::new(Some(from), vec![to]).map_err(|e| e.to_string()),
             _ => Err("invalid envelope address".to_string()),
         };
+        // Err((message, permanent)): a 5xx answer will not change on retry.
         let result = match envelope {
             Ok(env) => transport
                 .send_raw(&env, &item.raw)
                 .await
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e),
+                .map_err(|e| (e.to_string(), e.is_permanent())),
+            Err(e) => Err((e, true)),
         };
         let now = Utc::now().timestamp();
         match result {
@@ -109,8 +110,8 @@ pub async fn deliver_due(
                 info!(message_id = %item.message_id, to = %item.envelope_to, "acknowledgement sent");
                 stats.sent += 1;
             }
-            Err(e) => {
-                let give_up = item.attempts + 1 >= MAX_ATTEMPTS;
+            Err((e, permanent)) => {
+                let give_up = permanent || item.attempts + 1 >= MAX_ATTEMPTS;
                 let next = now + backoff(item.attempts);
                 store.outbox_failed_attempt(item.id, &e, next, give_up)?;
                 warn!(message_id = %item.message_id, attempt = item.attempts + 1, give_up, error = %e, "send failed");

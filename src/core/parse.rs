@@ -170,7 +170,7 @@ pub fn parse(raw: &[u8]) -> InboundMessage {
     let attachments = msg
         .attachments()
         .map(|part| InboundAttachment {
-            filename: part.attachment_name().map(|s| s.to_string()),
+            filename: part.attachment_name().and_then(clean_filename),
             content_type: part
                 .content_type()
                 .map(|ct| match ct.subtype() {
@@ -227,6 +227,54 @@ pub fn parse(raw: &[u8]) -> InboundMessage {
     }
 }
 
+/// Message-IDs quoted inside the body, as a bounce carries those of the
+/// mail that failed (message/rfc822 or text/rfc822-headers parts).
+pub fn embedded_message_ids(raw: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(raw);
+    let body = text
+        .split_once("\r\n\r\n")
+        .or_else(|| text.split_once("\n\n"))
+        .map(|(_, b)| b)
+        .unwrap_or("");
+    let mut out = Vec::new();
+    for line in body.lines() {
+        let l = line.trim_start();
+        if l.len() > 11 && l[..11].eq_ignore_ascii_case("message-id:") {
+            let id = strip_id(&l[11..]);
+            if !id.is_empty() && !out.contains(&id) {
+                out.push(id);
+            }
+        }
+    }
+    out
+}
+
+/// The header block of a raw message (up to and including the blank line),
+/// for mail too large to keep whole.
+pub fn header_block(raw: &[u8]) -> &[u8] {
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 4)
+        .or_else(|| raw.windows(2).position(|w| w == b"\n\n").map(|p| p + 2))
+        .unwrap_or(raw.len());
+    &raw[..end]
+}
+
+/// A sender-chosen file name made safe to show: no control characters (NUL
+/// included), no surrounding space, at most 255 characters. It is still
+/// metadata only and never becomes part of a path.
+pub fn clean_filename(name: &str) -> Option<String> {
+    let cleaned: String = name
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(255)
+        .collect::<String>()
+        .trim()
+        .to_string();
+    (!cleaned.is_empty()).then_some(cleaned)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,6 +308,30 @@ Hallo, hier zijn de foto's.\r\n";
         let m = parse(b"From: a@b.test\r\nSubject: hi\r\n\r\nbody\r\n");
         assert!(m.dedupe_key.starts_with("sha256:"));
         assert!(m.problems.iter().any(|p| p.contains("Message-ID")));
+    }
+
+    #[test]
+    fn bounces_name_the_failed_message() {
+        let raw = b"From: MAILER-DAEMON@mx.test\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n--b\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: <wn-000001.x@example.test>\r\nSubject: hi\r\n--b--\r\n";
+        assert_eq!(embedded_message_ids(raw), vec!["wn-000001.x@example.test"]);
+    }
+
+    #[test]
+    fn filenames_are_cleaned_not_trusted() {
+        assert_eq!(
+            clean_filename("../../etc/passwd").as_deref(),
+            Some("../../etc/passwd")
+        );
+        assert_eq!(clean_filename("a\0b.jpg").as_deref(), Some("ab.jpg"));
+        assert_eq!(clean_filename(&"x".repeat(300)).map(|s| s.len()), Some(255));
+        assert_eq!(clean_filename(" \t"), None);
+    }
+
+    #[test]
+    fn header_block_stops_at_blank_line() {
+        assert_eq!(header_block(b"A: b\r\n\r\nbody"), b"A: b\r\n\r\n");
+        assert_eq!(header_block(b"A: b\n\nbody"), b"A: b\n\n");
+        assert_eq!(header_block(b"A: b"), b"A: b");
     }
 
     #[test]

@@ -205,6 +205,41 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Puts a failed (or bounced) outbox item back in the queue, due now.
+    pub fn outbox_requeue(&self, id: i64, now: i64) -> Result<(), StoreError> {
+        let changed = self.conn.execute(
+            "UPDATE outbox SET status = 'queued', next_attempt_at = ?2 WHERE id = ?1 AND status != 'sent'",
+            params![id, now],
+        )?;
+        if changed == 0 {
+            return Err(StoreError::NotFound(format!(
+                "no unsent outbox item {id} (see `ticketd outbox`)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Closes or reopens a ticket. Closing stops its response clock.
+    pub fn set_ticket_status(&self, ticket: i64, open: bool, now: i64) -> Result<(), StoreError> {
+        let changed = if open {
+            self.conn.execute(
+                "UPDATE tickets SET status = 'open', closed_at = NULL, updated_at = ?2 WHERE id = ?1",
+                params![ticket, now],
+            )?
+        } else {
+            self.conn.execute(
+                "UPDATE tickets SET status = 'closed', closed_at = ?2, updated_at = ?2 WHERE id = ?1",
+                params![ticket, now],
+            )?
+        };
+        if changed == 0 {
+            return Err(StoreError::NotFound(format!("no ticket number {ticket}")));
+        }
+        Ok(())
+    }
+}
+
 pub fn blob_path(data_dir: &Path, sha256: &str) -> PathBuf {
     let (a, rest) = sha256.split_at(sha256.len().min(2));
     data_dir.join("blobs").join(a).join(rest)

@@ -66,12 +66,15 @@ CREATE INDEX attachments_sha ON attachments(sha256);
 -- account_email, category, purchase_date, delivery_date), for search by
 -- exact identifier and for what the ticket knows.
 CREATE TABLE facts (
+    id        INTEGER PRIMARY KEY,                 -- keeps the order found
     ticket_id INTEGER NOT NULL REFERENCES tickets(id),
     message   INTEGER NOT NULL REFERENCES messages(id),
     kind      TEXT NOT NULL,
     value     TEXT NOT NULL,
-    PRIMARY KEY (kind, value, ticket_id, message)
-) WITHOUT ROWID;
+    UNIQUE (message, kind, value)
+);
+CREATE INDEX facts_lookup ON facts(kind, value);
+CREATE INDEX facts_ticket ON facts(ticket_id, kind);
 
 CREATE VIRTUAL TABLE messages_fts USING fts5(
     subject, body, tokenize = 'unicode61 remove_diacritics 2'
@@ -85,7 +88,7 @@ CREATE TABLE outbox (
     envelope_from   TEXT NOT NULL,
     envelope_to     TEXT NOT NULL,
     raw             BLOB NOT NULL,
-    status          TEXT NOT NULL DEFAULT 'queued' CHECK (status IN ('queued', 'sent', 'failed')),
+    status          TEXT NOT NULL DEFAULT 'queued' CHECK (status IN ('queued', 'sent', 'failed', 'bounced')),
     attempts        INTEGER NOT NULL DEFAULT 0,
     last_error      TEXT,
     created_at      INTEGER NOT NULL,
@@ -94,6 +97,7 @@ CREATE TABLE outbox (
 );
 CREATE INDEX outbox_due ON outbox(status, next_attempt_at);
 CREATE INDEX outbox_cause ON outbox(cause);
+CREATE INDEX outbox_recipient ON outbox(envelope_to, created_at);
 
 CREATE TABLE mailbox_positions (
     mailbox     TEXT PRIMARY KEY,

@@ -47,7 +47,15 @@ pub struct TicketView {
     pub created_at: i64,
     pub updated_at: i64,
     pub due_at: Option<i64>,
+    pub closed_at: Option<i64>,
+    pub issue_type: String,
+    pub category: Option<String>,
     pub order_numbers: Vec<String>,
+    pub shipment_numbers: Vec<String>,
+    pub usernames: Vec<String>,
+    pub account_emails: Vec<String>,
+    pub purchase_dates: Vec<String>,
+    pub delivery_dates: Vec<String>,
     pub messages: Vec<MessageView>,
 }
 
@@ -94,10 +102,18 @@ pub fn parse_ticket_ref(prefix: &str, text: &str) -> Option<i64> {
     t.parse().ok().filter(|n: &i64| *n > 0)
 }
 
-pub fn ticket(conn: &Connection, prefix: &str, id: i64) -> Result<TicketView, StoreError> {
+/// One ticket with its thread. `full` gives each message's whole text,
+/// quoted history included; otherwise only what the sender wrote anew.
+pub fn ticket(
+    conn: &Connection,
+    prefix: &str,
+    id: i64,
+    full: bool,
+) -> Result<TicketView, StoreError> {
     let mut view = conn
         .query_row(
-            "SELECT status, subject, requester, requester_name, language, created_at, updated_at, due_at
+            "SELECT status, subject, requester, requester_name, language, created_at, updated_at, due_at,
+                    closed_at, issue_type, category
              FROM tickets WHERE id = ?1",
             [id],
             |r| {
@@ -111,23 +127,40 @@ pub fn ticket(conn: &Connection, prefix: &str, id: i64) -> Result<TicketView, St
                     created_at: r.get(5)?,
                     updated_at: r.get(6)?,
                     due_at: r.get(7)?,
+                    closed_at: r.get(8)?,
+                    issue_type: r.get(9)?,
+                    category: r.get(10)?,
                     order_numbers: vec![],
+                    shipment_numbers: vec![],
+                    usernames: vec![],
+                    account_emails: vec![],
+                    purchase_dates: vec![],
+                    delivery_dates: vec![],
                     messages: vec![],
                 })
             },
         )
         .optional()?
         .ok_or_else(|| StoreError::NotFound(format!("no ticket {}", ticket_token(prefix, id))))?;
-    let mut stmt = conn.prepare(
-        "SELECT DISTINCT value FROM facts WHERE ticket_id = ?1 AND kind = 'order' ORDER BY value",
+    let mut stmt = conn.prepare_cached(
+        "SELECT value FROM facts WHERE ticket_id = ?1 AND kind = ?2 GROUP BY value ORDER BY min(id)",
     )?;
-    view.order_numbers = stmt
-        .query_map([id], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    let mut stmt = conn.prepare(
-        "SELECT id, message_id, direction, kind, from_addr, subject, received_at, text_body, ack_skip
-         FROM messages WHERE ticket_id = ?1 ORDER BY received_at, id",
-    )?;
+    let mut facts = |kind: &str| -> Result<Vec<String>, StoreError> {
+        Ok(stmt
+            .query_map(params![id, kind], |r| r.get(0))?
+            .collect::<Result<_, _>>()?)
+    };
+    view.order_numbers = facts("order")?;
+    view.shipment_numbers = facts("shipment")?;
+    view.usernames = facts("username")?;
+    view.account_emails = facts("account_email")?;
+    view.purchase_dates = facts("purchase_date")?;
+    view.delivery_dates = facts("delivery_date")?;
+    let body = if full { "text_body" } else { "new_text" };
+    let mut stmt = conn.prepare(&format!(
+        "SELECT id, message_id, direction, kind, from_addr, subject, received_at, {body}, ack_skip
+         FROM messages WHERE ticket_id = ?1 ORDER BY received_at, id"
+    ))?;
     let rows: Vec<(i64, MessageView, Option<String>)> = stmt
         .query_map([id], |r| {
             Ok((
@@ -155,6 +188,84 @@ pub fn ticket(conn: &Connection, prefix: &str, id: i64) -> Result<TicketView, St
         view.messages.push(m);
     }
     Ok(view)
+}
+
+/// Which tickets `list` shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListFilter {
+    Open,
+    Closed,
+    All,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ListedTicket {
+    pub ticket: String,
+    pub status: String,
+    pub requester: String,
+    pub subject: String,
+    pub issue_type: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub due_at: Option<i64>,
+}
+
+/// Tickets, the ones due first (the response queue).
+pub fn list(
+    conn: &Connection,
+    prefix: &str,
+    filter: ListFilter,
+    limit: usize,
+) -> Result<Vec<ListedTicket>, StoreError> {
+    let cond = match filter {
+        ListFilter::Open => "WHERE status = 'open'",
+        ListFilter::Closed => "WHERE status = 'closed'",
+        ListFilter::All => "",
+    };
+    let mut stmt = conn.prepare(&format!(
+        "SELECT id, status, requester, subject, issue_type, created_at, updated_at, due_at
+         FROM tickets {cond} ORDER BY due_at IS NULL, due_at, id LIMIT ?1"
+    ))?;
+    let rows = stmt.query_map([limit as i64], |r| {
+        Ok(ListedTicket {
+            ticket: ticket_token(prefix, r.get(0)?),
+            status: r.get(1)?,
+            requester: r.get(2)?,
+            subject: r.get(3)?,
+            issue_type: r.get(4)?,
+            created_at: r.get(5)?,
+            updated_at: r.get(6)?,
+            due_at: r.get(7)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+#[derive(Debug, Serialize)]
+pub struct UnfiledMessage {
+    pub message_id: String,
+    pub kind: String,
+    pub from: Option<String>,
+    pub subject: String,
+    pub received_at: i64,
+}
+
+/// Machine mail that belongs to no ticket, newest first.
+pub fn unfiled(conn: &Connection, limit: usize) -> Result<Vec<UnfiledMessage>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT message_id, kind, from_addr, subject, received_at FROM messages
+         WHERE ticket_id IS NULL AND direction = 'in' ORDER BY id DESC LIMIT ?1",
+    )?;
+    let rows = stmt.query_map([limit as i64], |r| {
+        Ok(UnfiledMessage {
+            message_id: r.get(0)?,
+            kind: r.get(1)?,
+            from: r.get(2)?,
+            subject: r.get(3)?,
+            received_at: r.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 #[derive(Debug, Serialize)]
@@ -278,12 +389,20 @@ pub struct ExportRecord {
     pub message_id: String,
     pub ticket: Option<String>,
     pub direction: String,
+    /// human, autoreply, bounce, list, own or noreply.
     pub kind: String,
     pub from: Option<String>,
     pub subject: String,
     pub received_at: String,
     pub language: Option<String>,
+    pub issue_type: Option<String>,
     pub order_numbers: Vec<String>,
+    pub shipment_numbers: Vec<String>,
+    pub username: Option<String>,
+    pub account_email: Option<String>,
+    pub category: Option<String>,
+    pub purchase_date: Option<String>,
+    pub delivery_date: Option<String>,
     pub attachments: Vec<AttachmentView>,
     pub ack: Option<AckView>,
     pub problems: Option<String>,
@@ -297,16 +416,27 @@ pub fn export(
 ) -> Result<(), StoreError> {
     let mut stmt = conn.prepare(
         "SELECT id, message_id, ticket_id, direction, kind, from_addr, subject, received_at,
-                language, ack_skip, problems
+                language, ack_skip, problems, issue_type
          FROM messages WHERE direction = 'in' ORDER BY id",
     )?;
-    let mut orders = conn
-        .prepare("SELECT value FROM facts WHERE message = ?1 AND kind = 'order' ORDER BY value")?;
+    let mut facts =
+        conn.prepare_cached("SELECT kind, value FROM facts WHERE message = ?1 ORDER BY id")?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
         let id: i64 = r.get(0)?;
         let ticket: Option<i64> = r.get(2)?;
         let received: i64 = r.get(7)?;
+        let found: Vec<(String, String)> = facts
+            .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        let all = |kind: &str| -> Vec<String> {
+            found
+                .iter()
+                .filter(|(k, _)| k == kind)
+                .map(|(_, v)| v.clone())
+                .collect()
+        };
+        let one = |kind: &str| all(kind).into_iter().next();
         let record = ExportRecord {
             message_id: r.get(1)?,
             ticket: ticket.map(|t| ticket_token(prefix, t)),
@@ -318,9 +448,14 @@ pub fn export(
                 .map(|d| d.to_rfc3339())
                 .unwrap_or_default(),
             language: r.get(8)?,
-            order_numbers: orders
-                .query_map([id], |r| r.get(0))?
-                .collect::<Result<_, _>>()?,
+            issue_type: r.get(11)?,
+            order_numbers: all("order"),
+            shipment_numbers: all("shipment"),
+            username: one("username"),
+            account_email: one("account_email"),
+            category: one("category"),
+            purchase_date: one("purchase_date"),
+            delivery_date: one("delivery_date"),
             attachments: attachments(conn, id)?,
             ack: ack_of(conn, id, r.get(9)?)?,
             problems: r.get(10)?,
@@ -331,4 +466,42 @@ pub fn export(
         })?;
     }
     Ok(())
+}
+
+#[derive(Debug, Serialize)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub ticket: String,
+    pub message_id: String,
+    pub to: String,
+    pub status: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub next_attempt_at: i64,
+    pub sent_at: Option<i64>,
+}
+
+/// The outbox, newest first.
+pub fn outbox(conn: &Connection, prefix: &str, limit: usize) -> Result<Vec<OutboxRow>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, ticket_id, message_id, envelope_to, status, attempts, last_error, created_at,
+                next_attempt_at, sent_at
+         FROM outbox ORDER BY id DESC LIMIT ?1",
+    )?;
+    let rows = stmt.query_map([limit as i64], |r| {
+        Ok(OutboxRow {
+            id: r.get(0)?,
+            ticket: ticket_token(prefix, r.get(1)?),
+            message_id: r.get(2)?,
+            to: r.get(3)?,
+            status: r.get(4)?,
+            attempts: r.get(5)?,
+            last_error: r.get(6)?,
+            created_at: r.get(7)?,
+            next_attempt_at: r.get(8)?,
+            sent_at: r.get(9)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
