@@ -38,6 +38,23 @@ struct RawConfig {
     store: RawStore,
     #[serde(default)]
     tickets: RawTickets,
+    web: Option<RawWeb>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWeb {
+    listen: Option<String>,
+    #[serde(default)]
+    agents: Vec<RawAgent>,
+    proxy_user_header: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAgent {
+    name: String,
+    password_hash: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -172,6 +189,23 @@ impl Language {
     }
 }
 
+/// An agent who may log in to the web page.
+#[derive(Debug, Clone)]
+pub struct Agent {
+    pub name: String,
+    /// PHC string, e.g. `$argon2id$v=19$...`.
+    pub password_hash: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct WebConfig {
+    pub listen: std::net::SocketAddr,
+    pub agents: Vec<Agent>,
+    /// Trust this request header (set by a reverse proxy) as the agent's
+    /// name instead of asking for a password.
+    pub proxy_user_header: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub imap: Option<ImapConfig>,
@@ -180,6 +214,7 @@ pub struct Config {
     /// Larger mail is recorded with its headers only.
     pub max_message_bytes: u64,
     pub tickets: TicketsConfig,
+    pub web: Option<WebConfig>,
     /// The address our own mail comes from; mail from it is never answered.
     pub own_address: Option<String>,
 }
@@ -430,7 +465,50 @@ fn validate(
             "must be at least 65536 (64 KiB); the default is 52428800 (50 MiB)",
         ));
     }
+    let web = match raw.web {
+        None => None,
+        Some(w) => {
+            let listen_text = w.listen.unwrap_or_else(|| "127.0.0.1:8025".to_string());
+            let listen: std::net::SocketAddr = listen_text.parse().map_err(|_| {
+                invalid(
+                    "web.listen",
+                    format!("`{listen_text}` is not an address:port like \"127.0.0.1:8025\""),
+                )
+            })?;
+            for a in &w.agents {
+                if !a.password_hash.starts_with("$argon2") {
+                    return Err(invalid(
+                        "web.agents.password_hash",
+                        format!(
+                            "the hash for agent `{}` is not an argon2 PHC string ($argon2id$...); \
+                             make one with `ticketd hash-password`",
+                            a.name
+                        ),
+                    ));
+                }
+            }
+            if w.agents.is_empty() && w.proxy_user_header.is_none() {
+                return Err(invalid(
+                    "web.agents",
+                    "configure at least one agent, or proxy_user_header behind a reverse proxy that logs agents in",
+                ));
+            }
+            Some(WebConfig {
+                listen,
+                agents: w
+                    .agents
+                    .into_iter()
+                    .map(|a| Agent {
+                        name: a.name,
+                        password_hash: a.password_hash,
+                    })
+                    .collect(),
+                proxy_user_header: w.proxy_user_header,
+            })
+        }
+    };
     Ok(Config {
+        web,
         max_message_bytes,
         own_address: smtp.as_ref().map(|s| s.from_address.to_ascii_lowercase()),
         imap,
