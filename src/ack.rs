@@ -266,8 +266,11 @@ pub struct AckEnvelope<'a> {
     pub in_reply_to: Option<&'a str>,
     /// The buyer's References chain, oldest first (without brackets).
     pub references: &'a [String],
-    /// Our Message-ID for this ack (without brackets).
+    /// Our Message-ID for this mail (without brackets).
     pub message_id: &'a str,
+    /// Marks the mail as sent by a machine (RFC 3834): true for acks, false
+    /// for an agent's reply.
+    pub automatic: bool,
 }
 
 /// A fresh Message-ID in our own domain.
@@ -305,10 +308,13 @@ pub fn build_mail(ack: &RenderedAck, env: &AckEnvelope<'_>) -> Result<Vec<u8>, A
         .from(from)
         .to(to)
         .subject(ack.subject.clone())
-        .message_id(Some(format!("<{}>", env.message_id)))
-        .raw_header(raw_header("Auto-Submitted", "auto-replied"))
-        .raw_header(raw_header("X-Auto-Response-Suppress", "All"))
-        .raw_header(raw_header("Precedence", "auto_reply"));
+        .message_id(Some(format!("<{}>", env.message_id)));
+    if env.automatic {
+        builder = builder
+            .raw_header(raw_header("Auto-Submitted", "auto-replied"))
+            .raw_header(raw_header("X-Auto-Response-Suppress", "All"))
+            .raw_header(raw_header("Precedence", "auto_reply"));
+    }
     if let Some(parent) = env.in_reply_to {
         builder = builder.in_reply_to(format!("<{parent}>"));
         // lettre keeps only the last References value: build the chain once.
@@ -323,12 +329,15 @@ pub fn build_mail(ack: &RenderedAck, env: &AckEnvelope<'_>) -> Result<Vec<u8>, A
             .join(" ");
         builder = builder.references(refs);
     }
-    let message = builder
-        .multipart(MultiPart::alternative_plain_html(
+    let message = if ack.html.is_empty() {
+        builder.singlepart(lettre::message::SinglePart::plain(ack.text.clone()))
+    } else {
+        builder.multipart(MultiPart::alternative_plain_html(
             ack.text.clone(),
             ack.html.clone(),
         ))
-        .map_err(|e| build(&e))?;
+    }
+    .map_err(|e| build(&e))?;
     Ok(message.formatted())
 }
 
@@ -368,6 +377,7 @@ mod tests {
                 in_reply_to: Some("b2@buyer.test"),
                 references: &["b1@buyer.test".to_string()],
                 message_id: "wn-000001.x@example.test",
+                automatic: true,
             },
         )
         .unwrap();

@@ -343,6 +343,7 @@ impl Ingestor<'_> {
                 in_reply_to: msg.message_id.as_deref(),
                 references: &msg.references,
                 message_id: &message_id,
+                automatic: true,
             },
         )
         .map_err(|e| e.to_string())?;

@@ -14,6 +14,7 @@ pub mod daemon;
 pub mod imap;
 pub mod ingest;
 pub mod net;
+pub mod reply;
 pub mod rig;
 pub mod smtp;
 pub mod store;

@@ -79,6 +79,19 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
+    /// Answer a ticket as Whatnot Support; the text comes from a file or stdin.
+    Reply {
+        ticket: String,
+        /// File with the reply text (`-` or absent: standard input).
+        #[arg(long)]
+        body_file: Option<PathBuf>,
+        /// Who answers, for the thread (default: $USER).
+        #[arg(long)]
+        agent: Option<String>,
+        /// Send it now instead of at the next `run`/`poll`.
+        #[arg(long)]
+        send: bool,
+    },
     /// Close a ticket; a reply from the buyer reopens it.
     Close { ticket: String },
     /// Reopen a closed ticket.
@@ -289,6 +302,49 @@ fn real_main(cli: Cli) -> Result<()> {
                         r.last_error.map(|e| format!("  ({e})")).unwrap_or_default()
                     )?;
                 }
+            }
+        }
+        Command::Reply {
+            ticket,
+            body_file,
+            agent,
+            send,
+        } => {
+            let id = ticket_ref(&config, ticket)?;
+            let mut body = String::new();
+            match body_file {
+                Some(f) if f.as_os_str() != "-" => {
+                    body = std::fs::read_to_string(f)
+                        .with_context(|| format!("reading {}", f.display()))?
+                }
+                _ => {
+                    std::io::stdin()
+                        .read_to_string(&mut body)
+                        .context("reading the reply from standard input")?;
+                }
+            }
+            let agent = agent
+                .clone()
+                .or_else(|| std::env::var("USER").ok())
+                .unwrap_or_else(|| "agent".to_string());
+            let mut store = Store::open(&config.data_dir)?;
+            let message_id = ticketd::reply::queue_reply(
+                &mut store,
+                &config,
+                id,
+                &agent,
+                &body,
+                chrono::Utc::now(),
+            )?;
+            println!("reply queued <{message_id}>");
+            if *send {
+                let Some(smtp_cfg) = &config.smtp else {
+                    bail!("--send needs an [smtp] section in the config");
+                };
+                let transport = ticketd::smtp::transport(smtp_cfg)?;
+                let stats =
+                    runtime()?.block_on(ticketd::smtp::deliver_due(&mut store, &transport))?;
+                println!("sent {}, failed {}", stats.sent, stats.failed);
             }
         }
         Command::Close { ticket } | Command::Reopen { ticket } => {

@@ -13,7 +13,8 @@ CREATE TABLE tickets (
     due_at         INTEGER,                    -- response promised by
     issue_type     TEXT NOT NULL DEFAULT 'general',
     category       TEXT,
-    closed_at      INTEGER
+    closed_at      INTEGER,
+    responded_at   INTEGER                     -- first agent reply: the clock stops
 );
 CREATE INDEX tickets_updated ON tickets(updated_at);
 
