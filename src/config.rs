@@ -67,8 +67,15 @@ struct RawImap {
     password_file: Option<PathBuf>,
     password_env: Option<String>,
     mailbox: Option<String>,
+    mailboxes: Option<Vec<RawMailbox>>,
     ca_file: Option<PathBuf>,
     poll_interval: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMailbox {
+    name: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -138,7 +145,10 @@ pub struct ImapConfig {
     pub tls: TlsMode,
     pub username: String,
     pub password: Secret,
+    /// The first (or only) mailbox watched.
     pub mailbox: String,
+    /// Every mailbox watched, `mailbox` first.
+    pub mailboxes: Vec<String>,
     pub ca_file: Option<PathBuf>,
     pub poll_interval: Duration,
 }
@@ -361,7 +371,28 @@ fn validate(
                     "must be at least 1 (seconds)",
                 ));
             }
+            let mailboxes: Vec<String> = match (r.mailbox, r.mailboxes) {
+                (Some(_), Some(_)) => {
+                    return Err(invalid(
+                        "imap.mailboxes",
+                        "set either imap.mailbox or [[imap.mailboxes]], not both",
+                    ))
+                }
+                (Some(m), None) => vec![m],
+                (None, Some(list)) => list.into_iter().map(|m| m.name).collect(),
+                (None, None) => vec!["INBOX".to_string()],
+            };
+            if mailboxes.is_empty() || mailboxes.iter().any(|m| m.trim().is_empty()) {
+                return Err(invalid("imap.mailboxes", "mailbox names must not be empty"));
+            }
+            for (i, m) in mailboxes.iter().enumerate() {
+                if mailboxes[..i].contains(m) {
+                    return Err(invalid("imap.mailboxes", format!("`{m}` is listed twice")));
+                }
+            }
             Some(ImapConfig {
+                mailbox: mailboxes[0].clone(),
+                mailboxes,
                 port: r.port.unwrap_or(match tls {
                     TlsMode::Implicit => 993,
                     _ => 143,
@@ -370,7 +401,6 @@ fn validate(
                 tls,
                 username: r.username,
                 password,
-                mailbox: r.mailbox.unwrap_or_else(|| "INBOX".to_string()),
                 ca_file: r.ca_file.map(|p| resolve(base, p)),
                 poll_interval: Duration::from_secs(poll),
             })

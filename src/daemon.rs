@@ -5,13 +5,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use tokio::sync::{watch, Notify};
 use tracing::{error, info, warn};
 
-use crate::ack::AckTemplates;
-use crate::config::Config;
-use crate::imap::{self, ImapError};
+use crate::ack::{AckError, AckTemplates};
+use crate::config::{Config, ImapConfig};
+use crate::imap::{self, Hooks, ImapError};
 use crate::ingest::Ingestor;
+use crate::service;
 use crate::smtp::{self, SmtpError, Transport};
 use crate::store::{Store, StoreError};
 
@@ -58,11 +62,23 @@ pub enum DaemonError {
     Smtp(#[from] SmtpError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Templates(#[from] AckError),
 }
 
 /// Reconnect delay after the n-th consecutive failure: 1 s doubling to 60 s.
 fn reconnect_delay(failures: u32) -> Duration {
     Duration::from_secs((1u64 << failures.min(6)).min(60))
+}
+
+/// Up to half as much again, so many daemons don't reconnect in step.
+fn with_jitter(delay: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let noise = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let half = delay.as_millis() as u64 / 2 + 1;
+    delay + Duration::from_millis(noise % half)
 }
 
 async fn outbox_worker(
@@ -88,71 +104,185 @@ async fn outbox_worker(
     }
 }
 
-/// `ticketd run` (once = false) and `ticketd poll --once` (once = true).
-pub async fn run(
-    config: &Config,
-    templates: &AckTemplates,
-    once: bool,
-    shutdown: Shutdown,
-) -> Result<(), DaemonError> {
-    let imap_cfg = config.imap.as_ref().ok_or(DaemonError::NoImap)?;
-    let mut store = Store::open(&config.data_dir)?;
-    let transport = config.smtp.as_ref().map(smtp::transport).transpose()?;
-    let ingestor = Ingestor { config, templates };
-    let wake = Arc::new(Notify::new());
+/// How often the IMAP side must show signs of life: a third of the systemd
+/// watchdog period, else ten minutes (NOOP/IDLE renewal keeps NAT and
+/// firewalls from dropping an idle connection).
+fn keepalive() -> Duration {
+    service::watchdog_interval()
+        .map(|w| (w / 3).max(Duration::from_secs(1)))
+        .unwrap_or(Duration::from_secs(600))
+}
 
-    if once {
-        imap::watch(imap_cfg, &mut store, &ingestor, &shutdown, true, &|| {}).await?;
-        if let Some(t) = &transport {
-            let stats = smtp::deliver_due(&mut store, t).await?;
-            if stats.sent + stats.failed > 0 {
-                info!(sent = stats.sent, failed = stats.failed, "outbox delivered");
+/// Watches one mailbox until `stop`, reconnecting after any failure.
+async fn mailbox_loop(
+    config: &Config,
+    imap_cfg: &ImapConfig,
+    mailbox: &str,
+    templates: &AckTemplates,
+    stop: &Shutdown,
+    hooks: &Hooks<'_>,
+) -> Result<(), DaemonError> {
+    let mut store = Store::open(&config.data_dir)?;
+    let ingestor = Ingestor { config, templates };
+    let mut failures = 0u32;
+    while !stop.is_requested() {
+        match imap::watch(imap_cfg, mailbox, &mut store, &ingestor, stop, false, hooks).await {
+            Ok(()) => failures = 0,
+            Err(e) => {
+                let delay = with_jitter(reconnect_delay(failures));
+                failures = failures.saturating_add(1);
+                error!(mailbox, error = %e, retry_in = ?delay, "IMAP connection failed");
+                service::status(&format!("{mailbox}: {e}; retrying in {}s", delay.as_secs()));
+                // Still alive: the wait is bounded and the loop goes on.
+                service::watchdog();
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = stop.wait() => {}
+                }
             }
         }
-        return Ok(());
     }
+    Ok(())
+}
 
-    let worker = transport.map(|t| {
-        let outbox_store = Store::open(&config.data_dir);
-        (outbox_store, t)
-    });
-    let worker = match worker {
-        Some((Ok(s), t)) => Some(tokio::spawn(outbox_worker(
-            s,
-            t,
-            wake.clone(),
-            shutdown.clone(),
-        ))),
-        Some((Err(e), _)) => return Err(e.into()),
+/// `ticketd poll --once`: every mailbox once, then the due outbox.
+pub async fn poll_once(config: &Config, templates: &AckTemplates) -> Result<(), DaemonError> {
+    let imap_cfg = config.imap.as_ref().ok_or(DaemonError::NoImap)?;
+    let mut store = Store::open(&config.data_dir)?;
+    let ingestor = Ingestor { config, templates };
+    let (_never, shutdown) = shutdown_channel();
+    let hooks = Hooks {
+        on_filed: &|| {},
+        on_alive: &|_| {},
+        keepalive: keepalive(),
+    };
+    for mailbox in &imap_cfg.mailboxes {
+        imap::watch(
+            imap_cfg, mailbox, &mut store, &ingestor, &shutdown, true, &hooks,
+        )
+        .await?;
+    }
+    if let Some(smtp_cfg) = &config.smtp {
+        let t = smtp::transport(smtp_cfg)?;
+        let stats = smtp::deliver_due(&mut store, &t).await?;
+        if stats.sent + stats.failed > 0 {
+            info!(sent = stats.sent, failed = stats.failed, "outbox delivered");
+        }
+    }
+    Ok(())
+}
+
+/// `ticketd run`: watches every mailbox and sends the outbox until
+/// `shutdown`. Each `reload` (SIGHUP) re-reads the config file and the
+/// templates and restarts the watchers with them; a broken new config or
+/// template is logged and the running one kept.
+pub async fn run(
+    config_path: &Path,
+    mut config: Config,
+    shutdown: Shutdown,
+    mut reload: watch::Receiver<u64>,
+) -> Result<(), DaemonError> {
+    let mut templates = AckTemplates::load(&config.tickets.templates_dir)?;
+    config.imap.as_ref().ok_or(DaemonError::NoImap)?;
+    let wake = Arc::new(Notify::new());
+    let worker = match &config.smtp {
+        Some(smtp_cfg) => {
+            let t = smtp::transport(smtp_cfg)?;
+            let s = Store::open(&config.data_dir)?;
+            Some(tokio::spawn(outbox_worker(
+                s,
+                t,
+                wake.clone(),
+                shutdown.clone(),
+            )))
+        }
         None => {
             warn!("no [smtp] section: acknowledgements are not sent");
             None
         }
     };
 
-    info!(mailbox = %imap_cfg.mailbox, host = %imap_cfg.host, "watching");
+    let ready = AtomicBool::new(false);
     let notify = wake.clone();
     let on_filed = move || notify.notify_one();
-    let mut failures = 0u32;
-    while !shutdown.is_requested() {
-        match imap::watch(imap_cfg, &mut store, &ingestor, &shutdown, false, &on_filed).await {
-            Ok(()) => failures = 0,
-            Err(e) => {
-                let delay = reconnect_delay(failures);
-                failures = failures.saturating_add(1);
-                error!(error = %e, retry_in = ?delay, "IMAP connection failed");
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = shutdown.wait() => {}
-                }
+    let on_alive = |what: &str| {
+        if !ready.swap(true, Ordering::SeqCst) {
+            service::ready(what);
+        } else {
+            service::status(what);
+        }
+        service::watchdog();
+    };
+    loop {
+        let Some(imap_cfg) = config.imap.clone() else {
+            return Err(DaemonError::NoImap);
+        };
+        let hooks = Hooks {
+            on_filed: &on_filed,
+            on_alive: &on_alive,
+            keepalive: keepalive(),
+        };
+        info!(mailboxes = ?imap_cfg.mailboxes, host = %imap_cfg.host, "watching");
+        let (round_trigger, round) = shutdown_channel();
+        let forward = async {
+            tokio::select! {
+                _ = shutdown.wait() => {}
+                _ = reload.changed() => {}
+            }
+            round_trigger.trigger();
+        };
+        let watchers = futures::future::join_all(
+            imap_cfg
+                .mailboxes
+                .iter()
+                .map(|m| mailbox_loop(&config, &imap_cfg, m, &templates, &round, &hooks)),
+        );
+        let (_, results) = tokio::join!(forward, watchers);
+        for r in results {
+            if let Err(e) = r {
+                error!(error = %e, "mailbox watcher stopped");
             }
         }
+        if shutdown.is_requested() {
+            break;
+        }
+        service::reloading();
+        match reload_config(config_path, &config) {
+            Ok((c, t)) => {
+                config = c;
+                templates = t;
+                info!("configuration and templates reloaded");
+            }
+            Err(e) => error!(error = %e, "reload failed; keeping the running configuration"),
+        }
+        service::ready("reloaded");
     }
+    service::stopping();
     if let Some(w) = worker {
         let _ = w.await;
     }
     info!("stopped");
     Ok(())
+}
+
+/// Reads the config and templates again. Only what can change safely is
+/// taken: ticket settings and templates. Connection and store settings
+/// need a restart, and a change to them is logged as such.
+fn reload_config(path: &Path, running: &Config) -> Result<(Config, AckTemplates), String> {
+    let new = Config::load(path).map_err(|e| e.to_string())?;
+    let templates = AckTemplates::load(&new.tickets.templates_dir).map_err(|e| e.to_string())?;
+    if new.data_dir != running.data_dir {
+        warn!("store.data_dir changed: restart ticketd to use it");
+    }
+    if format!("{:?}", new.imap) != format!("{:?}", running.imap)
+        || format!("{:?}", new.smtp) != format!("{:?}", running.smtp)
+    {
+        warn!("[imap] or [smtp] changed: restart ticketd to use the new connection settings");
+    }
+    let mut config = running.clone();
+    config.tickets = new.tickets;
+    config.max_message_bytes = new.max_message_bytes;
+    Ok((config, templates))
 }
 
 #[cfg(test)]

@@ -308,18 +308,18 @@ pub fn has_idle(caps: &async_imap::types::Capabilities) -> bool {
     caps.has_str("IDLE")
 }
 
-/// Waits until the mailbox may have changed: IDLE when the server has it,
-/// else the poll interval. Hands the session back for the next sync.
+/// Waits until the mailbox may have changed, at most `pause`: IDLE when
+/// the server has it, else a sleep. Hands the session back for the next sync.
 pub async fn wait(
     session: ImapSession,
     use_idle: bool,
-    poll_interval: Duration,
+    pause: Duration,
     shutdown: &Shutdown,
 ) -> Result<(ImapSession, Wake), ImapError> {
     if !use_idle {
         let mut session = session;
         tokio::select! {
-            _ = tokio::time::sleep(poll_interval) => {}
+            _ = tokio::time::sleep(pause) => {}
             _ = shutdown.wait() => return Ok((session, Wake::Shutdown)),
         }
         timed("NOOP", session.noop()).await?;
@@ -342,7 +342,7 @@ pub async fn wait(
         Wake::Changed
     } else {
         // `_stop` must live until the wait ends: dropping it interrupts IDLE.
-        let (fut, _stop) = idle.wait_with_timeout(IDLE_RENEW);
+        let (fut, _stop) = idle.wait_with_timeout(pause);
         let result = tokio::select! {
             r = fut => Some(r),
             _ = shutdown.wait() => None,
@@ -369,37 +369,62 @@ pub async fn logout(mut session: ImapSession) {
 }
 
 /// One connection's life: sync, wait, sync, ... until shutdown or `once`.
+/// What the watcher tells the daemon as it goes.
+pub struct Hooks<'a> {
+    /// Something was filed: the outbox may have work.
+    pub on_filed: &'a (dyn Fn() + Sync),
+    /// A bounded round trip with the server just succeeded (watchdog).
+    pub on_alive: &'a (dyn Fn(&str) + Sync),
+    /// The longest the watcher may stay silent: IDLE is renewed (and a
+    /// polling server NOOPed) at least this often.
+    pub keepalive: Duration,
+}
+
+/// One connection's life for one mailbox: sync, wait, sync, ... until
+/// shutdown or `once`.
 pub async fn watch(
     cfg: &ImapConfig,
+    mailbox: &str,
     store: &mut Store,
     ingestor: &Ingestor<'_>,
     shutdown: &Shutdown,
     once: bool,
-    on_filed: &(dyn Fn() + Sync),
+    hooks: &Hooks<'_>,
 ) -> Result<(), ImapError> {
     let mut session = connect(cfg).await?;
     let caps = timed("CAPABILITY", session.capabilities()).await?;
     let use_idle = has_idle(&caps);
     if !use_idle {
-        info!(interval = ?cfg.poll_interval, "server has no IDLE; polling");
+        info!(mailbox, interval = ?cfg.poll_interval, "server has no IDLE; polling");
     }
+    let pause = if use_idle {
+        hooks.keepalive.min(IDLE_RENEW)
+    } else {
+        hooks.keepalive.min(cfg.poll_interval)
+    };
     loop {
-        let stats = sync(&mut session, &cfg.mailbox, store, ingestor, shutdown)
-            .instrument(info_span!("sync", mailbox = %cfg.mailbox))
+        let stats = sync(&mut session, mailbox, store, ingestor, shutdown)
+            .instrument(info_span!("sync", mailbox))
             .await?;
         if stats.fetched > 0 {
             info!(
+                mailbox,
                 fetched = stats.fetched,
                 filed = stats.filed,
                 duplicates = stats.duplicates,
                 "mailbox synced"
             );
-            on_filed();
+            (hooks.on_filed)();
         }
+        (hooks.on_alive)(if use_idle {
+            "waiting for mail (IDLE)"
+        } else {
+            "waiting for mail (polling)"
+        });
         if once || shutdown.is_requested() {
             break;
         }
-        let (s, wake) = wait(session, use_idle, cfg.poll_interval, shutdown).await?;
+        let (s, wake) = wait(session, use_idle, pause, shutdown).await?;
         session = s;
         if wake == Wake::Shutdown {
             break;

@@ -16,5 +16,6 @@ pub mod ingest;
 pub mod net;
 pub mod reply;
 pub mod rig;
+pub mod service;
 pub mod smtp;
 pub mod store;

@@ -22,6 +22,9 @@ struct Cli {
     /// Configuration file.
     #[arg(long, short, global = true, default_value = DEFAULT_CONFIG_PATH, env = "TICKETD_CONFIG")]
     config: PathBuf,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value = "auto")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -110,8 +113,15 @@ enum Command {
         #[arg(long)]
         jsonl: bool,
     },
-    /// Validate the config and templates and open the store.
+    /// Check config, templates, store, IMAP login and SMTP, one line each.
     Check,
+    /// Write a consistent copy of the database to PATH while ticketd runs.
+    Backup { path: PathBuf },
+    /// Counts: tickets, messages, outbox, mailbox positions.
+    Stats {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -120,13 +130,50 @@ enum OutboxAction {
     Retry { id: i64 },
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TICKETD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// journald under systemd, else text.
+    Auto,
+    Text,
+    Json,
+    Journald,
+}
+
+/// Logs to stderr as text or JSON, or to the journal with structured
+/// fields. The journal is used only when its socket answers; without one
+/// (tests, containers, CI) the logs go to stderr instead of failing.
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::prelude::*;
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_env("TICKETD_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+    };
+    let under_systemd = std::env::var_os("JOURNAL_STREAM").is_some();
+    let journald = match format {
+        LogFormat::Journald => true,
+        LogFormat::Auto => under_systemd,
+        _ => false,
+    };
+    if journald {
+        match tracing_journald::layer() {
+            Ok(layer) => {
+                tracing_subscriber::registry()
+                    .with(filter())
+                    .with(layer)
+                    .init();
+                return;
+            }
+            Err(e) => eprintln!("ticketd: no journal ({e}); logging to stderr"),
+        }
+    }
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter())
+        .with_writer(std::io::stderr);
+    if format == LogFormat::Json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
 }
 
 fn load(cli: &Cli) -> Result<Config> {
@@ -163,27 +210,37 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 /// SIGTERM and SIGINT both ask for a clean stop.
+/// SIGTERM and SIGINT ask for a clean stop; SIGHUP for a reload (each
+/// SIGHUP bumps the returned counter).
 fn spawn_signal_handler(
     rt: &tokio::runtime::Runtime,
     trigger: daemon::ShutdownTrigger,
-) -> Result<()> {
+) -> Result<tokio::sync::watch::Receiver<u64>> {
     use tokio::signal::unix::{signal, SignalKind};
     let _guard = rt.enter();
     let mut term = signal(SignalKind::terminate()).context("cannot install SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot install SIGINT handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("cannot install SIGHUP handler")?;
+    let (reload_tx, reload_rx) = tokio::sync::watch::channel(0u64);
     rt.spawn(async move {
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM: finishing the message in hand"),
-            _ = int.recv() => tracing::info!("SIGINT: finishing the message in hand"),
+        loop {
+            tokio::select! {
+                _ = term.recv() => { tracing::info!("SIGTERM: finishing the message in hand"); break }
+                _ = int.recv() => { tracing::info!("SIGINT: finishing the message in hand"); break }
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP: reloading configuration and templates");
+                    reload_tx.send_modify(|n| *n += 1);
+                }
+            }
         }
         trigger.trigger();
     });
-    Ok(())
+    Ok(reload_rx)
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    init_logging(cli.log_format);
     match real_main(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -204,13 +261,15 @@ fn main() -> std::process::ExitCode {
 fn real_main(cli: Cli) -> Result<()> {
     let config = load(&cli)?;
     match &cli.command {
-        Command::Run | Command::Poll { .. } => {
-            let once = matches!(cli.command, Command::Poll { .. });
+        Command::Poll { .. } => {
             let templates = load_templates(&config)?;
+            runtime()?.block_on(daemon::poll_once(&config, &templates))?;
+        }
+        Command::Run => {
             let rt = runtime()?;
             let (trigger, shutdown) = daemon::shutdown_channel();
-            spawn_signal_handler(&rt, trigger)?;
-            rt.block_on(daemon::run(&config, &templates, once, shutdown))?;
+            let reload = spawn_signal_handler(&rt, trigger)?;
+            rt.block_on(daemon::run(&cli.config, config, shutdown, reload))?;
         }
         Command::Ingest { files, send } => {
             let templates = load_templates(&config)?;
@@ -535,8 +594,97 @@ fn real_main(cli: Cli) -> Result<()> {
                 "ok: templates in {}",
                 config.tickets.templates_dir.display()
             );
-            Store::open(&config.data_dir).context("opening the store")?;
-            println!("ok: store in {}", config.data_dir.display());
+            let store = Store::open(&config.data_dir).context("opening the store")?;
+            store.check_writable().with_context(|| {
+                format!(
+                    "the data directory {} is not writable by this user; fix its owner or mode",
+                    config.data_dir.display()
+                )
+            })?;
+            println!("ok: store in {} (writable)", config.data_dir.display());
+            let rt = runtime()?;
+            if let Some(imap) = &config.imap {
+                rt.block_on(async {
+                    let mut session = ticketd::imap::connect(imap).await?;
+                    for mailbox in &imap.mailboxes {
+                        let mbox = session.examine(mailbox).await.map_err(|e| {
+                            ticketd::imap::ImapError::Mailbox {
+                                mailbox: mailbox.clone(),
+                                message: e.to_string(),
+                            }
+                        })?;
+                        println!(
+                            "ok: IMAP {}@{}:{} mailbox {mailbox} ({} messages)",
+                            imap.username, imap.host, imap.port, mbox.exists
+                        );
+                    }
+                    ticketd::imap::logout(session).await;
+                    Ok::<(), ticketd::imap::ImapError>(())
+                })
+                .context("IMAP check failed")?;
+            } else {
+                println!("skip: no [imap] section");
+            }
+            if let Some(smtp_cfg) = &config.smtp {
+                let transport = ticketd::smtp::transport(smtp_cfg)?;
+                let ok = rt.block_on(transport.test_connection()).with_context(|| {
+                    format!(
+                        "SMTP check failed for {}:{}; check host, port, tls, ca_file and the login",
+                        smtp_cfg.host, smtp_cfg.port
+                    )
+                })?;
+                if !ok {
+                    bail!(
+                        "SMTP server {}:{} did not answer NOOP",
+                        smtp_cfg.host,
+                        smtp_cfg.port
+                    );
+                }
+                println!("ok: SMTP {}:{}", smtp_cfg.host, smtp_cfg.port);
+            } else {
+                println!("skip: no [smtp] section (no acknowledgements)");
+            }
+        }
+        Command::Backup { path } => {
+            let store = Store::open(&config.data_dir)?;
+            store
+                .backup_to(path)
+                .with_context(|| format!("backing up to {}", path.display()))?;
+            println!("database copied to {}", path.display());
+            println!(
+                "attachments and raw mail: copy {} as well (immutable, content-addressed files: \
+                 `rsync -a` is safe while ticketd runs; copy it after the database)",
+                config.data_dir.join("blobs").display()
+            );
+        }
+        Command::Stats { json } => {
+            let store = Store::open(&config.data_dir)?;
+            let st = views::stats(store.conn(), chrono::Utc::now().timestamp())?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&st)?);
+            } else {
+                println!(
+                    "tickets:     {} open ({} overdue), {} closed",
+                    st.tickets_open, st.tickets_overdue, st.tickets_closed
+                );
+                println!(
+                    "messages:    {} in, {} out, {} unfiled",
+                    st.messages_in, st.messages_out, st.unfiled
+                );
+                println!(
+                    "attachments: {} ({} bytes)",
+                    st.attachments, st.attachment_bytes
+                );
+                for (status, n) in &st.outbox {
+                    println!("outbox:      {n} {status}");
+                }
+                for m in &st.mailboxes {
+                    println!(
+                        "mailbox:     {} at UID {} (UIDVALIDITY {})",
+                        m.mailbox, m.last_uid, m.uidvalidity
+                    );
+                }
+            }
         }
     }
     Ok(())

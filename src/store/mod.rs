@@ -220,6 +220,33 @@ impl Store {
         Ok(())
     }
 
+    /// A consistent copy of the database while ticketd keeps running
+    /// (SQLite's online backup). Blobs are immutable files and are copied
+    /// separately.
+    pub fn backup_to(&self, dest: &Path) -> Result<(), StoreError> {
+        if dest.exists() {
+            return Err(StoreError::Io {
+                path: dest.to_path_buf(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    "will not overwrite it",
+                ),
+            });
+        }
+        self.conn.backup(rusqlite::DatabaseName::Main, dest, None)?;
+        Ok(())
+    }
+
+    /// Checks the data directory takes new files (and fsync), as filing needs.
+    pub fn check_writable(&self) -> Result<(), StoreError> {
+        let probe = self
+            .data_dir
+            .join(format!(".write-check.{}", std::process::id()));
+        let result = File::create(&probe).and_then(|f| f.sync_all());
+        let _ = fs::remove_file(&probe);
+        result.map_err(io_err(&self.data_dir))
+    }
+
     /// Closes or reopens a ticket. Closing stops its response clock.
     pub fn set_ticket_status(&self, ticket: i64, open: bool, now: i64) -> Result<(), StoreError> {
         let changed = if open {

@@ -505,3 +505,62 @@ pub fn outbox(conn: &Connection, prefix: &str, limit: usize) -> Result<Vec<Outbo
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
+
+#[derive(Debug, Serialize)]
+pub struct Stats {
+    pub tickets_open: i64,
+    pub tickets_closed: i64,
+    pub tickets_overdue: i64,
+    pub messages_in: i64,
+    pub messages_out: i64,
+    pub unfiled: i64,
+    pub attachments: i64,
+    pub attachment_bytes: i64,
+    pub outbox: Vec<(String, i64)>,
+    pub mailboxes: Vec<MailboxStat>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MailboxStat {
+    pub mailbox: String,
+    pub uidvalidity: i64,
+    pub last_uid: i64,
+}
+
+/// Counts for `ticketd stats`; `now` decides what is overdue.
+pub fn stats(conn: &Connection, now: i64) -> Result<Stats, StoreError> {
+    let count =
+        |sql: &str| -> Result<i64, StoreError> { Ok(conn.query_row(sql, [], |r| r.get(0))?) };
+    let mut outbox =
+        conn.prepare("SELECT status, count(*) FROM outbox GROUP BY status ORDER BY status")?;
+    let outbox = outbox
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut mb = conn
+        .prepare("SELECT mailbox, uidvalidity, last_uid FROM mailbox_positions ORDER BY mailbox")?;
+    let mailboxes = mb
+        .query_map([], |r| {
+            Ok(MailboxStat {
+                mailbox: r.get(0)?,
+                uidvalidity: r.get(1)?,
+                last_uid: r.get(2)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(Stats {
+        tickets_open: count("SELECT count(*) FROM tickets WHERE status = 'open'")?,
+        tickets_closed: count("SELECT count(*) FROM tickets WHERE status = 'closed'")?,
+        tickets_overdue: conn.query_row(
+            "SELECT count(*) FROM tickets WHERE status = 'open' AND responded_at IS NULL AND due_at < ?1",
+            [now],
+            |r| r.get(0),
+        )?,
+        messages_in: count("SELECT count(*) FROM messages WHERE direction = 'in'")?,
+        messages_out: count("SELECT count(*) FROM messages WHERE direction = 'out'")?,
+        unfiled: count("SELECT count(*) FROM messages WHERE ticket_id IS NULL")?,
+        attachments: count("SELECT count(*) FROM attachments")?,
+        attachment_bytes: count("SELECT coalesce(sum(size), 0) FROM attachments")?,
+        outbox,
+        mailboxes,
+    })
+}

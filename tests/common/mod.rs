@@ -253,6 +253,7 @@ fn buyer_imap(rig: &MailRig, user: &str) -> ticketd::config::ImapConfig {
         username: user.into(),
         password: ticketd::config::Secret::new(RIG_PASSWORD),
         mailbox: "INBOX".into(),
+        mailboxes: vec!["INBOX".into()],
         ca_file: None,
         poll_interval: Duration::from_secs(60),
     }
