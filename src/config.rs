@@ -66,6 +66,9 @@ struct RawImap {
     username: String,
     password_file: Option<PathBuf>,
     password_env: Option<String>,
+    password_credential: Option<String>,
+    password_command: Option<String>,
+    auth: Option<String>,
     mailbox: Option<String>,
     mailboxes: Option<Vec<RawMailbox>>,
     ca_file: Option<PathBuf>,
@@ -87,6 +90,9 @@ struct RawSmtp {
     username: Option<String>,
     password_file: Option<PathBuf>,
     password_env: Option<String>,
+    password_credential: Option<String>,
+    password_command: Option<String>,
+    auth: Option<String>,
     ca_file: Option<PathBuf>,
     from_name: Option<String>,
     from_address: String,
@@ -119,6 +125,63 @@ pub enum TlsMode {
     None,
 }
 
+/// How a login proves itself: a password, or an OAuth2 bearer token
+/// (XOAUTH2, for Google Workspace and Microsoft 365 mailboxes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    Password,
+    Xoauth2,
+}
+
+/// Where a secret comes from. A command is run again at every login, so
+/// short-lived OAuth2 tokens are fresh; the others are read at start-up.
+#[derive(Clone)]
+pub enum SecretSource {
+    Fixed(Secret),
+    Command(String),
+}
+
+impl std::fmt::Debug for SecretSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretSource::Fixed(_) => f.write_str("Fixed(***)"),
+            SecretSource::Command(c) => write!(f, "Command({c:?})"),
+        }
+    }
+}
+
+impl SecretSource {
+    /// The secret now. For a command: its standard output, trimmed.
+    pub fn get(&self) -> Result<Secret, String> {
+        match self {
+            SecretSource::Fixed(s) => Ok(s.clone()),
+            SecretSource::Command(cmd) => run_secret_command(cmd),
+        }
+    }
+}
+
+fn run_secret_command(cmd: &str) -> Result<Secret, String> {
+    let out = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run `{cmd}`: {e}"))?;
+    if !out.status.success() {
+        // stderr may help; stdout may hold a secret and is never shown.
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(format!("`{cmd}` failed ({}): {}", out.status, err.trim()));
+    }
+    let secret = String::from_utf8(out.stdout)
+        .map_err(|_| format!("`{cmd}` printed something that is not UTF-8"))?
+        .trim()
+        .to_string();
+    if secret.is_empty() {
+        return Err(format!("`{cmd}` printed nothing"));
+    }
+    Ok(Secret(secret))
+}
+
 /// A password, kept out of `Debug` output so it never reaches a log line.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -144,7 +207,8 @@ pub struct ImapConfig {
     pub port: u16,
     pub tls: TlsMode,
     pub username: String,
-    pub password: Secret,
+    pub password: SecretSource,
+    pub auth: AuthMethod,
     /// The first (or only) mailbox watched.
     pub mailbox: String,
     /// Every mailbox watched, `mailbox` first.
@@ -158,7 +222,8 @@ pub struct SmtpConfig {
     pub host: String,
     pub port: u16,
     pub tls: TlsMode,
-    pub credentials: Option<(String, Secret)>,
+    pub credentials: Option<(String, SecretSource)>,
+    pub auth: AuthMethod,
     pub ca_file: Option<PathBuf>,
     pub from_name: String,
     pub from_address: String,
@@ -291,43 +356,89 @@ fn check_tls_none(section: &str, tls: TlsMode, host: &str) -> Result<(), ConfigE
     Ok(())
 }
 
-fn read_password(
-    section: &str,
+/// Every way a config can name a secret; at most one may be set.
+struct SecretKeys {
     file: Option<PathBuf>,
     env: Option<String>,
+    credential: Option<String>,
+    command: Option<String>,
+}
+
+fn read_password(
+    section: &str,
+    keys: SecretKeys,
     base: &Path,
     getenv: &dyn Fn(&str) -> Option<String>,
-) -> Result<Option<Secret>, ConfigError> {
-    match (file, env) {
-        (Some(_), Some(_)) => Err(invalid(
+) -> Result<Option<SecretSource>, ConfigError> {
+    let set = [
+        keys.file.is_some(),
+        keys.env.is_some(),
+        keys.credential.is_some(),
+        keys.command.is_some(),
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count();
+    if set > 1 {
+        return Err(invalid(
             &format!("{section}.password_file"),
-            "set either password_file or password_env, not both",
-        )),
-        (Some(file), None) => {
-            let file = resolve(base, file);
-            let text = std::fs::read_to_string(&file).map_err(|e| {
-                invalid(
-                    &format!("{section}.password_file"),
-                    format!("cannot read {}: {e}", file.display()),
-                )
-            })?;
-            let password = text.trim_end_matches(['\r', '\n']).to_string();
-            if password.is_empty() {
-                return Err(invalid(
-                    &format!("{section}.password_file"),
-                    format!("{} is empty", file.display()),
-                ));
-            }
-            Ok(Some(Secret(password)))
+            "set only one of password_file, password_env, password_credential, password_command",
+        ));
+    }
+    let from_file = |key: &str, file: PathBuf| -> Result<SecretSource, ConfigError> {
+        let text = std::fs::read_to_string(&file).map_err(|e| {
+            invalid(
+                &format!("{section}.{key}"),
+                format!("cannot read {}: {e}", file.display()),
+            )
+        })?;
+        let password = text.trim_end_matches(['\r', '\n']).to_string();
+        if password.is_empty() {
+            return Err(invalid(
+                &format!("{section}.{key}"),
+                format!("{} is empty", file.display()),
+            ));
         }
-        (None, Some(name)) => match getenv(&name) {
-            Some(v) if !v.is_empty() => Ok(Some(Secret(v))),
+        Ok(SecretSource::Fixed(Secret(password)))
+    };
+    if let Some(file) = keys.file {
+        return from_file("password_file", resolve(base, file)).map(Some);
+    }
+    if let Some(name) = keys.credential {
+        // systemd's LoadCredential= puts it in $CREDENTIALS_DIRECTORY.
+        let dir = getenv("CREDENTIALS_DIRECTORY").ok_or_else(|| {
+            invalid(
+                &format!("{section}.password_credential"),
+                "CREDENTIALS_DIRECTORY is not set: run under systemd with LoadCredential=, or use password_file",
+            )
+        })?;
+        return from_file("password_credential", Path::new(&dir).join(name)).map(Some);
+    }
+    if let Some(name) = keys.env {
+        return match getenv(&name) {
+            Some(v) if !v.is_empty() => Ok(Some(SecretSource::Fixed(Secret(v)))),
             _ => Err(invalid(
                 &format!("{section}.password_env"),
                 format!("environment variable {name} is not set or empty"),
             )),
-        },
-        (None, None) => Ok(None),
+        };
+    }
+    if let Some(cmd) = keys.command {
+        // Run once now so a broken command stops start-up, not the first login.
+        run_secret_command(&cmd).map_err(|e| invalid(&format!("{section}.password_command"), e))?;
+        return Ok(Some(SecretSource::Command(cmd)));
+    }
+    Ok(None)
+}
+
+fn parse_auth(key: &str, value: Option<&str>) -> Result<AuthMethod, ConfigError> {
+    match value.unwrap_or("password") {
+        "password" => Ok(AuthMethod::Password),
+        "xoauth2" => Ok(AuthMethod::Xoauth2),
+        other => Err(invalid(
+            key,
+            format!("`{other}` is not an auth method; use \"password\" or \"xoauth2\" (the secret is then the OAuth2 access token)"),
+        )),
     }
 }
 
@@ -360,10 +471,19 @@ fn validate(
             if r.host.trim().is_empty() {
                 return Err(invalid("imap.host", "must not be empty"));
             }
-            let password = read_password("imap", r.password_file, r.password_env, base, getenv)?
-                .ok_or_else(|| {
-                    invalid("imap.password_file", "set password_file or password_env")
-                })?;
+            let auth = parse_auth("imap.auth", r.auth.as_deref())?;
+            let keys = SecretKeys {
+                file: r.password_file,
+                env: r.password_env,
+                credential: r.password_credential,
+                command: r.password_command,
+            };
+            let password = read_password("imap", keys, base, getenv)?.ok_or_else(|| {
+                invalid(
+                    "imap.password_file",
+                    "set password_file, password_env, password_credential or password_command",
+                )
+            })?;
             let poll = r.poll_interval.unwrap_or(60);
             if poll == 0 {
                 return Err(invalid(
@@ -401,6 +521,7 @@ fn validate(
                 tls,
                 username: r.username,
                 password,
+                auth,
                 ca_file: r.ca_file.map(|p| resolve(base, p)),
                 poll_interval: Duration::from_secs(poll),
             })
@@ -412,7 +533,14 @@ fn validate(
             let tls = parse_tls("smtp.tls", r.tls.as_deref())?;
             check_tls_none("smtp", tls, &r.host)?;
             check_address("smtp.from_address", &r.from_address)?;
-            let password = read_password("smtp", r.password_file, r.password_env, base, getenv)?;
+            let auth = parse_auth("smtp.auth", r.auth.as_deref())?;
+            let keys = SecretKeys {
+                file: r.password_file,
+                env: r.password_env,
+                credential: r.password_credential,
+                command: r.password_command,
+            };
+            let password = read_password("smtp", keys, base, getenv)?;
             let credentials = match (r.username, password) {
                 (Some(u), Some(p)) => Some((u, p)),
                 (None, None) => None,
@@ -444,6 +572,7 @@ fn validate(
                 host: r.host,
                 tls,
                 credentials,
+                auth,
                 ca_file: r.ca_file.map(|p| resolve(base, p)),
                 from_name,
                 from_address: r.from_address,
@@ -591,7 +720,8 @@ data_dir = "/var/lib/ticketd"
         let c = parse_with_env(GOOD).unwrap();
         let imap = c.imap.unwrap();
         assert_eq!(imap.mailbox, "INBOX");
-        assert_eq!(imap.password.expose(), "secret");
+        assert_eq!(imap.password.get().unwrap().expose(), "secret");
+        assert_eq!(imap.auth, AuthMethod::Password);
         assert_eq!(imap.poll_interval, Duration::from_secs(60));
         assert_eq!(c.smtp.unwrap().port, 587);
         assert_eq!(c.tickets.prefix, "WN");
@@ -610,6 +740,30 @@ data_dir = "/var/lib/ticketd"
         .unwrap_err()
         .to_string();
         assert!(err.contains("mailbx"), "{err}");
+    }
+
+    #[test]
+    fn secrets_from_a_command_are_fetched_at_each_login() {
+        let c = parse_with_env(&GOOD.replace(
+            "password_env = \"PW\"",
+            "password_command = \"echo token-$((1+1))\"\nauth = \"xoauth2\"",
+        ))
+        .unwrap();
+        let imap = c.imap.unwrap();
+        assert_eq!(imap.auth, AuthMethod::Xoauth2);
+        assert_eq!(imap.password.get().unwrap().expose(), "token-2");
+        assert!(!format!("{:?}", imap.password).contains("token-2"));
+        let err =
+            parse_with_env(&GOOD.replace("password_env = \"PW\"", "password_command = \"false\""))
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("imap.password_command"), "{err}");
+        let err = parse_with_env(
+            &GOOD.replace("password_env = \"PW\"", "password_credential = \"imap\""),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("CREDENTIALS_DIRECTORY"), "{err}");
     }
 
     #[test]

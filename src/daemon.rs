@@ -12,7 +12,7 @@ use tokio::sync::{watch, Notify};
 use tracing::{error, info, warn};
 
 use crate::ack::{AckError, AckTemplates};
-use crate::config::{Config, ImapConfig};
+use crate::config::{Config, ImapConfig, SecretSource, SmtpConfig};
 use crate::imap::{self, Hooks, ImapError};
 use crate::ingest::Ingestor;
 use crate::service;
@@ -83,13 +83,29 @@ fn with_jitter(delay: Duration) -> Duration {
 
 async fn outbox_worker(
     mut store: Store,
-    transport: Transport,
+    smtp_cfg: SmtpConfig,
     wake: Arc<Notify>,
     shutdown: Shutdown,
 ) {
+    let mut transport: Option<Transport> = None;
     loop {
-        if let Err(e) = smtp::deliver_due(&mut store, &transport).await {
-            error!(error = %e, "outbox: cannot read or update the queue");
+        // A command-sourced secret (an OAuth2 token) expires: such a
+        // transport is built anew for every round.
+        if transport.is_none()
+            || smtp_cfg
+                .credentials
+                .as_ref()
+                .is_some_and(|(_, s)| matches!(s, SecretSource::Command(_)))
+        {
+            match smtp::transport(&smtp_cfg) {
+                Ok(t) => transport = Some(t),
+                Err(e) => error!(error = %e, "outbox: cannot set up SMTP"),
+            }
+        }
+        if let Some(t) = &transport {
+            if let Err(e) = smtp::deliver_due(&mut store, t).await {
+                error!(error = %e, "outbox: cannot read or update the queue");
+            }
         }
         let now = chrono::Utc::now().timestamp();
         let sleep = match store.outbox_next_due() {
@@ -187,11 +203,11 @@ pub async fn run(
     let wake = Arc::new(Notify::new());
     let worker = match &config.smtp {
         Some(smtp_cfg) => {
-            let t = smtp::transport(smtp_cfg)?;
+            smtp::transport(smtp_cfg)?;
             let s = Store::open(&config.data_dir)?;
             Some(tokio::spawn(outbox_worker(
                 s,
-                t,
+                smtp_cfg.clone(),
                 wake.clone(),
                 shutdown.clone(),
             )))

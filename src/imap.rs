@@ -10,7 +10,7 @@ use async_imap::types::UnsolicitedResponse;
 use futures::TryStreamExt;
 use tracing::{debug, info, info_span, warn, Instrument};
 
-use crate::config::{ImapConfig, TlsMode};
+use crate::config::{AuthMethod, ImapConfig, TlsMode};
 use crate::daemon::Shutdown;
 use crate::ingest::Ingestor;
 use crate::net::{self, MailStream, NetError};
@@ -116,18 +116,42 @@ pub async fn connect(cfg: &ImapConfig) -> Result<ImapSession, ImapError> {
             client
         }
     };
-    match tokio::time::timeout(
-        COMMAND_TIMEOUT,
-        client.login(&cfg.username, cfg.password.expose()),
-    )
-    .await
-    {
+    let secret = cfg.password.get().map_err(|message| ImapError::Login {
+        user: cfg.username.clone(),
+        message,
+    })?;
+    let login = async {
+        match cfg.auth {
+            AuthMethod::Password => client.login(&cfg.username, secret.expose()).await,
+            AuthMethod::Xoauth2 => {
+                let auth = XOAuth2 {
+                    user: cfg.username.clone(),
+                    token: secret.expose().to_string(),
+                };
+                client.authenticate("XOAUTH2", auth).await
+            }
+        }
+    };
+    match tokio::time::timeout(COMMAND_TIMEOUT, login).await {
         Err(_) => Err(ImapError::Timeout("LOGIN")),
         Ok(Err((e, _))) => Err(ImapError::Login {
             user: cfg.username.clone(),
             message: e.to_string(),
         }),
         Ok(Ok(session)) => Ok(session),
+    }
+}
+
+/// SASL XOAUTH2 (Google, Microsoft): the user and a bearer token.
+struct XOAuth2 {
+    user: String,
+    token: String,
+}
+
+impl async_imap::Authenticator for XOAuth2 {
+    type Response = String;
+    fn process(&mut self, _challenge: &[u8]) -> String {
+        format!("user={}\x01auth=Bearer {}\x01\x01", self.user, self.token)
     }
 }
 

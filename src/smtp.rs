@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use chrono::Utc;
 use lettre::address::Envelope;
-use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use tracing::{info, warn};
 
-use crate::config::{SmtpConfig, TlsMode};
+use crate::config::{AuthMethod, SmtpConfig, TlsMode};
 use crate::store::{Store, StoreError};
 
 /// After this many failed attempts an item is marked failed (about two
@@ -61,11 +61,13 @@ pub fn transport(cfg: &SmtpConfig) -> Result<Transport, SmtpError> {
         TlsMode::Starttls => builder.tls(Tls::Required(tls_params()?)),
         TlsMode::None => builder.tls(Tls::None),
     };
-    if let Some((user, password)) = &cfg.credentials {
-        builder = builder.credentials(Credentials::new(
-            user.clone(),
-            password.expose().to_string(),
-        ));
+    if let Some((user, source)) = &cfg.credentials {
+        // Fetched now: a command-sourced token is fresh for this transport.
+        let secret = source.get().map_err(SmtpError::Setup)?;
+        builder = builder.credentials(Credentials::new(user.clone(), secret.expose().to_string()));
+        if cfg.auth == AuthMethod::Xoauth2 {
+            builder = builder.authentication(vec![Mechanism::Xoauth2]);
+        }
     }
     Ok(builder.build())
 }
