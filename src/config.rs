@@ -73,6 +73,7 @@ struct RawImap {
     mailboxes: Option<Vec<RawMailbox>>,
     ca_file: Option<PathBuf>,
     poll_interval: Option<u64>,
+    timeout: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -215,6 +216,8 @@ pub struct ImapConfig {
     pub mailboxes: Vec<String>,
     pub ca_file: Option<PathBuf>,
     pub poll_interval: Duration,
+    /// How long one IMAP step may take before the connection is deemed dead.
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -524,6 +527,11 @@ fn validate(
                 auth,
                 ca_file: r.ca_file.map(|p| resolve(base, p)),
                 poll_interval: Duration::from_secs(poll),
+                timeout: Duration::from_secs(match r.timeout {
+                    Some(0) => return Err(invalid("imap.timeout", "must be at least 1 (seconds)")),
+                    Some(t) => t,
+                    None => 60,
+                }),
             })
         }
     };

@@ -18,8 +18,6 @@ use crate::store::{MailboxPosition, Store, StoreError};
 
 pub type ImapSession = async_imap::Session<MailStream>;
 
-/// How long one IMAP command may take before the connection is deemed dead.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 /// Servers end IDLE after 30 minutes; re-issue it well before.
 const IDLE_RENEW: Duration = Duration::from_secs(25 * 60);
 /// Fetch bodies in batches of at most this many bytes (by RFC822.SIZE) or
@@ -45,11 +43,14 @@ pub enum ImapError {
     Store(#[from] StoreError),
 }
 
+/// Runs one IMAP step with a deadline: async-imap has none of its own, and
+/// a silent server must not hang the daemon.
 async fn timed<T, E: std::fmt::Display>(
+    limit: Duration,
     op: &'static str,
     fut: impl std::future::Future<Output = Result<T, E>>,
 ) -> Result<T, ImapError> {
-    match tokio::time::timeout(COMMAND_TIMEOUT, fut).await {
+    match tokio::time::timeout(limit, fut).await {
         Err(_) => Err(ImapError::Timeout(op)),
         Ok(Err(e)) => Err(ImapError::Command {
             op,
@@ -60,10 +61,11 @@ async fn timed<T, E: std::fmt::Display>(
 }
 
 async fn greeting(
+    limit: Duration,
     client: &mut async_imap::Client<MailStream>,
     addr: &str,
 ) -> Result<(), ImapError> {
-    match tokio::time::timeout(COMMAND_TIMEOUT, client.read_response()).await {
+    match tokio::time::timeout(limit, client.read_response()).await {
         Err(_) => Err(ImapError::Timeout("greeting")),
         Ok(Some(Ok(_))) => Ok(()),
         Ok(Some(Err(e))) => Err(ImapError::Protocol {
@@ -80,20 +82,21 @@ async fn greeting(
 /// Connects and logs in.
 pub async fn connect(cfg: &ImapConfig) -> Result<ImapSession, ImapError> {
     let addr = format!("{}:{}", cfg.host, cfg.port);
-    let tcp = net::connect_tcp(&cfg.host, cfg.port, COMMAND_TIMEOUT).await?;
+    let tcp = net::connect_tcp(&cfg.host, cfg.port, cfg.timeout).await?;
     let client = match cfg.tls {
         TlsMode::Implicit => {
             let tls = net::tls_config(cfg.ca_file.as_deref())?;
             let stream = net::tls_wrap(tcp, &cfg.host, cfg.port, tls).await?;
             let mut client = async_imap::Client::new(MailStream::Tls(Box::new(stream)));
-            greeting(&mut client, &addr).await?;
+            greeting(cfg.timeout, &mut client, &addr).await?;
             client
         }
         TlsMode::Starttls => {
             let tls = net::tls_config(cfg.ca_file.as_deref())?;
             let mut client = async_imap::Client::new(MailStream::Plain(tcp));
-            greeting(&mut client, &addr).await?;
+            greeting(cfg.timeout, &mut client, &addr).await?;
             timed(
+                cfg.timeout,
                 "STARTTLS",
                 client.run_command_and_check_ok("STARTTLS", None),
             )
@@ -112,7 +115,7 @@ pub async fn connect(cfg: &ImapConfig) -> Result<ImapSession, ImapError> {
         }
         TlsMode::None => {
             let mut client = async_imap::Client::new(MailStream::Plain(tcp));
-            greeting(&mut client, &addr).await?;
+            greeting(cfg.timeout, &mut client, &addr).await?;
             client
         }
     };
@@ -132,7 +135,7 @@ pub async fn connect(cfg: &ImapConfig) -> Result<ImapSession, ImapError> {
             }
         }
     };
-    match tokio::time::timeout(COMMAND_TIMEOUT, login).await {
+    match tokio::time::timeout(cfg.timeout, login).await {
         Err(_) => Err(ImapError::Timeout("LOGIN")),
         Ok(Err((e, _))) => Err(ImapError::Login {
             user: cfg.username.clone(),
@@ -167,6 +170,7 @@ pub struct SyncStats {
 /// Stops between messages when shutdown is requested; what was committed
 /// stays committed.
 pub async fn sync(
+    limit: Duration,
     session: &mut ImapSession,
     mailbox: &str,
     store: &mut Store,
@@ -174,7 +178,7 @@ pub async fn sync(
     shutdown: &Shutdown,
 ) -> Result<SyncStats, ImapError> {
     while session.unsolicited_responses.try_recv().is_ok() {}
-    let mbox = match tokio::time::timeout(COMMAND_TIMEOUT, session.examine(mailbox)).await {
+    let mbox = match tokio::time::timeout(limit, session.examine(mailbox)).await {
         Err(_) => return Err(ImapError::Timeout("EXAMINE")),
         Ok(Err(e)) => {
             return Err(ImapError::Mailbox {
@@ -206,11 +210,12 @@ pub async fn sync(
     // Sizes first, so bodies can be fetched in bounded batches.
     let sizes: Vec<(u32, u64)> = {
         let stream = timed(
+            limit,
             "UID FETCH",
             session.uid_fetch(format!("{}:*", last_uid + 1), "(UID RFC822.SIZE)"),
         )
         .await?;
-        let fetches: Vec<_> = timed("UID FETCH", stream.try_collect::<Vec<_>>()).await?;
+        let fetches: Vec<_> = timed(limit, "UID FETCH", stream.try_collect::<Vec<_>>()).await?;
         let mut v: Vec<(u32, u64)> = fetches
             .iter()
             .filter_map(|f| Some((f.uid?, u64::from(f.size.unwrap_or(0)))))
@@ -240,8 +245,8 @@ pub async fn sync(
         } else {
             "(UID BODY.PEEK[])"
         };
-        let stream = timed("UID FETCH", session.uid_fetch(set, query)).await?;
-        let mut fetched: Vec<_> = timed("UID FETCH", stream.try_collect::<Vec<_>>()).await?;
+        let stream = timed(limit, "UID FETCH", session.uid_fetch(set, query)).await?;
+        let mut fetched: Vec<_> = timed(limit, "UID FETCH", stream.try_collect::<Vec<_>>()).await?;
         fetched.sort_by_key(|f| f.uid);
         for f in fetched {
             let Some(uid) = f.uid else { continue };
@@ -335,6 +340,7 @@ pub fn has_idle(caps: &async_imap::types::Capabilities) -> bool {
 /// Waits until the mailbox may have changed, at most `pause`: IDLE when
 /// the server has it, else a sleep. Hands the session back for the next sync.
 pub async fn wait(
+    limit: Duration,
     session: ImapSession,
     use_idle: bool,
     pause: Duration,
@@ -346,13 +352,13 @@ pub async fn wait(
             _ = tokio::time::sleep(pause) => {}
             _ = shutdown.wait() => return Ok((session, Wake::Shutdown)),
         }
-        timed("NOOP", session.noop()).await?;
+        timed(limit, "NOOP", session.noop()).await?;
         return Ok((session, Wake::Changed));
     }
     let unsolicited = session.unsolicited_responses.clone();
     while unsolicited.try_recv().is_ok() {}
     let mut idle = session.idle();
-    timed("IDLE", idle.init()).await?;
+    timed(limit, "IDLE", idle.init()).await?;
     // Mail that arrived between the last FETCH and IDLE is announced before
     // the server's continuation, and async-imap routes it to the channel.
     let mut pending = false;
@@ -383,7 +389,7 @@ pub async fn wait(
             }
         }
     };
-    let session = timed("DONE", idle.done()).await?;
+    let session = timed(limit, "DONE", idle.done()).await?;
     Ok((session, wake))
 }
 
@@ -416,7 +422,7 @@ pub async fn watch(
     hooks: &Hooks<'_>,
 ) -> Result<(), ImapError> {
     let mut session = connect(cfg).await?;
-    let caps = timed("CAPABILITY", session.capabilities()).await?;
+    let caps = timed(cfg.timeout, "CAPABILITY", session.capabilities()).await?;
     let use_idle = has_idle(&caps);
     if !use_idle {
         info!(mailbox, interval = ?cfg.poll_interval, "server has no IDLE; polling");
@@ -427,9 +433,16 @@ pub async fn watch(
         hooks.keepalive.min(cfg.poll_interval)
     };
     loop {
-        let stats = sync(&mut session, mailbox, store, ingestor, shutdown)
-            .instrument(info_span!("sync", mailbox))
-            .await?;
+        let stats = sync(
+            cfg.timeout,
+            &mut session,
+            mailbox,
+            store,
+            ingestor,
+            shutdown,
+        )
+        .instrument(info_span!("sync", mailbox))
+        .await?;
         if stats.fetched > 0 {
             info!(
                 mailbox,
@@ -448,7 +461,7 @@ pub async fn watch(
         if once || shutdown.is_requested() {
             break;
         }
-        let (s, wake) = wait(session, use_idle, pause, shutdown).await?;
+        let (s, wake) = wait(cfg.timeout, session, use_idle, pause, shutdown).await?;
         session = s;
         if wake == Wake::Shutdown {
             break;

@@ -257,5 +257,6 @@ fn buyer_imap(rig: &MailRig, user: &str) -> ticketd::config::ImapConfig {
         mailboxes: vec!["INBOX".into()],
         ca_file: None,
         poll_interval: Duration::from_secs(60),
+        timeout: Duration::from_secs(30),
     }
 }
