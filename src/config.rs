@@ -39,6 +39,16 @@ struct RawConfig {
     #[serde(default)]
     tickets: RawTickets,
     web: Option<RawWeb>,
+    intake: Option<RawIntake>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIntake {
+    #[serde(default)]
+    addresses: Vec<String>,
+    subject_contains: Option<Vec<String>>,
+    thread_replies: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -293,6 +303,8 @@ pub struct Config {
     pub max_message_bytes: u64,
     pub tickets: TicketsConfig,
     pub web: Option<WebConfig>,
+    /// Which mail in a shared mailbox is support mail; `None`: all of it.
+    pub intake: Option<crate::core::intake::IntakeRules>,
     /// The address our own mail comes from; mail from it is never answered.
     pub own_address: Option<String>,
 }
@@ -674,7 +686,39 @@ fn validate(
             })
         }
     };
+    let intake = match raw.intake {
+        None => None,
+        Some(i) => {
+            for a in &i.addresses {
+                check_address("intake.addresses", a)?;
+            }
+            let subject_contains: Vec<String> = i
+                .subject_contains
+                .unwrap_or_else(|| vec!["Whatnot Support".to_string()])
+                .into_iter()
+                .map(|s| s.to_lowercase())
+                .collect();
+            if subject_contains.iter().any(|s| s.trim().is_empty()) {
+                return Err(invalid(
+                    "intake.subject_contains",
+                    "an empty fragment would match every subject",
+                ));
+            }
+            if i.addresses.is_empty() && subject_contains.is_empty() {
+                return Err(invalid(
+                    "intake.addresses",
+                    "with no addresses and no subject_contains nothing new would ever be selected",
+                ));
+            }
+            Some(crate::core::intake::IntakeRules {
+                addresses: i.addresses.iter().map(|a| a.to_ascii_lowercase()).collect(),
+                subject_contains,
+                thread_replies: i.thread_replies.unwrap_or(true),
+            })
+        }
+    };
     Ok(Config {
+        intake,
         web,
         max_message_bytes,
         own_address: smtp.as_ref().map(|s| s.from_address.to_ascii_lowercase()),

@@ -162,7 +162,13 @@ async fn mailbox_loop(
 }
 
 /// `ticketd poll --once`: every mailbox once, then the due outbox.
-pub async fn poll_once(config: &Config, templates: &AckTemplates) -> Result<(), DaemonError> {
+/// With `report`, a dry run: each new message's intake decision is passed
+/// to it and nothing is filed or sent.
+pub async fn poll_once(
+    config: &Config,
+    templates: &AckTemplates,
+    report: Option<&(dyn Fn(String) + Sync)>,
+) -> Result<(), DaemonError> {
     let imap_cfg = config.imap.as_ref().ok_or(DaemonError::NoImap)?;
     let mut store = Store::open(&config.data_dir)?;
     let ingestor = Ingestor { config, templates };
@@ -171,12 +177,16 @@ pub async fn poll_once(config: &Config, templates: &AckTemplates) -> Result<(), 
         on_filed: &|| {},
         on_alive: &|_| {},
         keepalive: keepalive(),
+        report,
     };
     for mailbox in &imap_cfg.mailboxes {
         imap::watch(
             imap_cfg, mailbox, &mut store, &ingestor, &shutdown, true, &hooks,
         )
         .await?;
+    }
+    if report.is_some() {
+        return Ok(());
     }
     if let Some(smtp_cfg) = &config.smtp {
         let t = smtp::transport(smtp_cfg)?;
@@ -237,6 +247,7 @@ pub async fn run(
             on_filed: &on_filed,
             on_alive: &on_alive,
             keepalive: keepalive(),
+            report: None,
         };
         info!(mailboxes = ?imap_cfg.mailboxes, host = %imap_cfg.host, "watching");
         let (round_trigger, round) = shutdown_channel();

@@ -3,6 +3,7 @@
 //! deleted), fetch everything past the stored UID watermark with BODY.PEEK,
 //! and wait for more with IDLE, or by polling when the server lacks IDLE.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use async_imap::extensions::idle::IdleResponse;
@@ -11,10 +12,11 @@ use futures::TryStreamExt;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::config::{AuthMethod, ImapConfig, TlsMode};
+use crate::core::{intake, parse};
 use crate::daemon::Shutdown;
 use crate::ingest::Ingestor;
 use crate::net::{self, MailStream, NetError};
-use crate::store::{MailboxPosition, Store, StoreError};
+use crate::store::{self, MailboxPosition, Store, StoreError};
 
 pub type ImapSession = async_imap::Session<MailStream>;
 
@@ -176,6 +178,7 @@ pub async fn sync(
     store: &mut Store,
     ingestor: &Ingestor<'_>,
     shutdown: &Shutdown,
+    hooks: &Hooks<'_>,
 ) -> Result<SyncStats, ImapError> {
     while session.unsolicited_responses.try_recv().is_ok() {}
     let mbox = match tokio::time::timeout(limit, session.examine(mailbox)).await {
@@ -207,25 +210,97 @@ pub async fn sync(
         return Ok(stats);
     }
 
-    // Sizes first, so bodies can be fetched in bounded batches.
-    let sizes: Vec<(u32, u64)> = {
+    // Sizes first (and, in a shared mailbox, the few headers that decide
+    // what is support mail), so bodies are fetched only for selected mail,
+    // in bounded batches.
+    let rules = ingestor.config.intake.as_ref();
+    let query = match rules {
+        Some(_) => format!(
+            "(UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS ({})])",
+            intake::HEADER_FIELDS
+        ),
+        None => "(UID RFC822.SIZE)".to_string(),
+    };
+    let mut listed: Vec<(u32, u64, Option<Vec<u8>>)> = {
         let stream = timed(
             limit,
             "UID FETCH",
-            session.uid_fetch(format!("{}:*", last_uid + 1), "(UID RFC822.SIZE)"),
+            session.uid_fetch(format!("{}:*", last_uid + 1), query),
         )
         .await?;
         let fetches: Vec<_> = timed(limit, "UID FETCH", stream.try_collect::<Vec<_>>()).await?;
-        let mut v: Vec<(u32, u64)> = fetches
+        fetches
             .iter()
-            .filter_map(|f| Some((f.uid?, u64::from(f.size.unwrap_or(0)))))
-            .filter(|(uid, _)| *uid > last_uid)
-            .collect();
-        v.sort_unstable();
-        v.dedup_by_key(|(uid, _)| *uid);
-        v
+            .filter_map(|f| {
+                Some((
+                    f.uid?,
+                    u64::from(f.size.unwrap_or(0)),
+                    f.header().map(<[u8]>::to_vec),
+                ))
+            })
+            .filter(|(uid, _, _)| *uid > last_uid)
+            .collect()
     };
-    debug!(mailbox, new = sizes.len(), "messages past the watermark");
+    listed.sort_unstable_by_key(|(uid, _, _)| *uid);
+    listed.dedup_by_key(|(uid, _, _)| *uid);
+    let newest = listed.last().map(|(uid, _, _)| *uid);
+    let sizes: Vec<(u32, u64)> = match rules {
+        None => listed.iter().map(|(u, s, _)| (*u, *s)).collect(),
+        Some(rules) => {
+            let mut seen = HashSet::new();
+            let mut keep = Vec::new();
+            for (uid, size, headers) in &listed {
+                let headers = headers.as_deref().unwrap_or(b"");
+                let msg = parse::parse(headers);
+                let decision = intake::select(
+                    headers,
+                    &msg,
+                    rules,
+                    &ingestor.config.tickets.prefix,
+                    &store::Lookup(store.conn()),
+                    &seen,
+                );
+                debug!(mailbox, uid, message_id = %msg.dedupe_key, selected = decision.is_selected(), reason = %decision.reason(), "intake");
+                if let Some(report) = hooks.report {
+                    report(format!(
+                        "{mailbox} UID {uid}: {} ({}) from {} \"{}\"",
+                        if decision.is_selected() {
+                            "take"
+                        } else {
+                            "skip"
+                        },
+                        decision.reason(),
+                        msg.from_address.as_deref().unwrap_or("?"),
+                        msg.subject
+                    ));
+                }
+                if decision.is_selected() {
+                    seen.insert(msg.dedupe_key.clone());
+                    keep.push((*uid, *size));
+                }
+            }
+            keep
+        }
+    };
+    debug!(
+        mailbox,
+        new = listed.len(),
+        selected = sizes.len(),
+        "messages past the watermark"
+    );
+    if hooks.report.is_some() {
+        // Dry run: decisions only; nothing filed, the position unchanged.
+        if rules.is_none() {
+            for (uid, _) in &sizes {
+                if let Some(report) = hooks.report {
+                    report(format!(
+                        "{mailbox} UID {uid}: take (no [intake] rules: all mail is support mail)"
+                    ));
+                }
+            }
+        }
+        return Ok(stats);
+    }
 
     let max = ingestor.config.max_message_bytes;
     for batch in batches(&sizes) {
@@ -289,22 +364,73 @@ pub async fn sync(
             }
         }
     }
-    if stored
-        .as_ref()
-        .is_some_and(|p| p.uidvalidity != uidvalidity)
-        && stats.fetched == 0
-    {
-        // Record the new UIDVALIDITY even when the rescan found nothing.
-        crate::store::set_position(
-            store.conn(),
-            &MailboxPosition {
-                mailbox: mailbox.to_string(),
-                uidvalidity,
-                last_uid: 0,
-            },
-        )?;
+    // Mail that was not selected (or a rescan that found nothing new) still
+    // moves the watermark, so it is never looked at again.
+    if let Some(newest) = newest {
+        if !shutdown.is_requested() {
+            let current = store.position(mailbox)?;
+            let behind = current
+                .as_ref()
+                .is_none_or(|p| p.uidvalidity != uidvalidity || p.last_uid < newest);
+            if behind {
+                store::set_position(
+                    store.conn(),
+                    &MailboxPosition {
+                        mailbox: mailbox.to_string(),
+                        uidvalidity,
+                        last_uid: newest,
+                    },
+                )?;
+            }
+        }
     }
     Ok(stats)
+}
+
+/// For `ticketd check`: how the intake rules would treat the last `n`
+/// messages of a mailbox, as (reason, count), most common first. Headers
+/// only; nothing is filed or flagged.
+pub async fn intake_preview(
+    session: &mut ImapSession,
+    limit: Duration,
+    mailbox: &str,
+    rules: &intake::IntakeRules,
+    prefix: &str,
+    store: &Store,
+    n: u32,
+) -> Result<Vec<(String, usize)>, ImapError> {
+    let mbox = timed(limit, "EXAMINE", session.examine(mailbox)).await?;
+    if mbox.exists == 0 {
+        return Ok(vec![]);
+    }
+    let first = mbox.exists.saturating_sub(n.saturating_sub(1)).max(1);
+    let query = format!("(UID BODY.PEEK[HEADER.FIELDS ({})])", intake::HEADER_FIELDS);
+    let stream = timed(limit, "FETCH", session.fetch(format!("{first}:*"), query)).await?;
+    let fetches: Vec<_> = timed(limit, "FETCH", stream.try_collect::<Vec<_>>()).await?;
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    let mut seen = HashSet::new();
+    for f in &fetches {
+        let headers = f.header().unwrap_or(b"");
+        let msg = parse::parse(headers);
+        let decision = intake::select(
+            headers,
+            &msg,
+            rules,
+            prefix,
+            &store::Lookup(store.conn()),
+            &seen,
+        );
+        if decision.is_selected() {
+            seen.insert(msg.dedupe_key.clone());
+        }
+        let reason = decision.reason();
+        match counts.iter_mut().find(|(r, _)| *r == reason) {
+            Some((_, c)) => *c += 1,
+            None => counts.push((reason, 1)),
+        }
+    }
+    counts.sort_by(|a, b| b.1.cmp(&a.1));
+    Ok(counts)
 }
 
 fn batches(sizes: &[(u32, u64)]) -> Vec<&[(u32, u64)]> {
@@ -408,6 +534,8 @@ pub struct Hooks<'a> {
     /// The longest the watcher may stay silent: IDLE is renewed (and a
     /// polling server NOOPed) at least this often.
     pub keepalive: Duration,
+    /// Dry run: decisions are reported here, nothing is filed.
+    pub report: Option<&'a (dyn Fn(String) + Sync)>,
 }
 
 /// One connection's life for one mailbox: sync, wait, sync, ... until
@@ -440,6 +568,7 @@ pub async fn watch(
             store,
             ingestor,
             shutdown,
+            hooks,
         )
         .instrument(info_span!("sync", mailbox))
         .await?;

@@ -14,7 +14,7 @@ use crate::core::extract::{self, Facts};
 use crate::core::parse::{self, parse, InboundMessage};
 use crate::core::policy::{self, response_due, Known};
 use crate::core::quote;
-use crate::core::thread::{self, ThreadLookup, ThreadMatch};
+use crate::core::thread::{self, ThreadMatch};
 use crate::store::{self, MailboxPosition, Store, StoreError};
 
 /// What became of one message.
@@ -30,19 +30,6 @@ pub enum Outcome {
     Unfiled { kind: &'static str },
     /// Already stored (same Message-ID, or same bytes when it has none).
     Duplicate,
-}
-
-struct TxLookup<'a>(&'a Connection);
-
-impl ThreadLookup for TxLookup<'_> {
-    fn ticket_of_message(&self, ids: &[String]) -> Option<i64> {
-        store::ticket_of_message(self.0, ids).ok().flatten()
-    }
-    fn is_participant(&self, ticket: i64, address: &str) -> Option<bool> {
-        store::is_participant(self.0, ticket, address)
-            .ok()
-            .flatten()
-    }
 }
 
 /// Files raw messages. Holds what every message needs: settings and the
@@ -126,7 +113,7 @@ impl Ingestor<'_> {
         }
 
         let prefix = &self.config.tickets.prefix;
-        let mut matched = thread::decide(&msg, prefix, &TxLookup(&tx));
+        let mut matched = thread::decide(&msg, prefix, &store::Lookup(&tx));
         if kind == MessageKind::Bounce && matched.ticket().is_none() {
             // A bounce of one of our acks belongs to that ack's ticket.
             let ids = parse::embedded_message_ids(raw);

@@ -38,6 +38,9 @@ enum Command {
         /// Accepted for clarity: `poll` always makes exactly one pass.
         #[arg(long)]
         once: bool,
+        /// Print what would be taken from the mailbox, and why; file nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// File raw messages from files (`-` for standard input), without IMAP.
     Ingest {
@@ -261,9 +264,12 @@ fn main() -> std::process::ExitCode {
 fn real_main(cli: Cli) -> Result<()> {
     let config = load(&cli)?;
     match &cli.command {
-        Command::Poll { .. } => {
+        Command::Poll { dry_run, .. } => {
             let templates = load_templates(&config)?;
-            runtime()?.block_on(daemon::poll_once(&config, &templates))?;
+            let print = |line: String| println!("{line}");
+            let report: Option<&(dyn Fn(String) + Sync)> =
+                if *dry_run { Some(&print) } else { None };
+            runtime()?.block_on(daemon::poll_once(&config, &templates, report))?;
         }
         Command::Run => {
             let rt = runtime()?;
@@ -617,6 +623,23 @@ fn real_main(cli: Cli) -> Result<()> {
                             "ok: IMAP {}@{}:{} mailbox {mailbox} ({} messages)",
                             imap.username, imap.host, imap.port, mbox.exists
                         );
+                        if let Some(rules) = &config.intake {
+                            let counts = ticketd::imap::intake_preview(
+                                &mut session,
+                                imap.timeout,
+                                mailbox,
+                                rules,
+                                &config.tickets.prefix,
+                                &store,
+                                100,
+                            )
+                            .await?;
+                            let total: usize = counts.iter().map(|(_, c)| c).sum();
+                            println!("    intake on the last {total} message(s) of {mailbox}:");
+                            for (reason, count) in counts {
+                                println!("    {count:>5}  {reason}");
+                            }
+                        }
                     }
                     ticketd::imap::logout(session).await;
                     Ok::<(), ticketd::imap::ImapError>(())

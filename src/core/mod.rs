@@ -3,6 +3,7 @@
 
 pub mod classify;
 pub mod extract;
+pub mod intake;
 pub mod parse;
 pub mod policy;
 pub mod quote;

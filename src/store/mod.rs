@@ -291,6 +291,19 @@ fn migrate(conn: &mut Connection, db: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Threading's view of the store, on whatever connection or transaction
+/// the caller holds.
+pub struct Lookup<'a>(pub &'a Connection);
+
+impl crate::core::thread::ThreadLookup for Lookup<'_> {
+    fn ticket_of_message(&self, ids: &[String]) -> Option<i64> {
+        ticket_of_message(self.0, ids).ok().flatten()
+    }
+    fn is_participant(&self, ticket: i64, address: &str) -> Option<bool> {
+        is_participant(self.0, ticket, address).ok().flatten()
+    }
+}
+
 // Queries used inside the per-message transaction. They take a plain
 // connection so the caller decides the transaction boundary.
 
