@@ -71,6 +71,12 @@ enum Command {
         /// Machine mail (auto-replies, bounces, lists) that belongs to no ticket.
         #[arg(long)]
         unfiled: bool,
+        /// Open, unanswered tickets past their promised response time.
+        #[arg(long, conflicts_with_all = ["closed", "all", "unfiled", "due_within"])]
+        overdue: bool,
+        /// Open, unanswered tickets due within this long (e.g. 6h, 90m, 2d).
+        #[arg(long, value_parser = parse_duration, conflicts_with_all = ["closed", "all", "unfiled"])]
+        due_within: Option<chrono::Duration>,
         #[arg(long)]
         json: bool,
         #[arg(long, default_value_t = 100)]
@@ -98,6 +104,12 @@ enum Command {
         #[arg(long)]
         send: bool,
     },
+    /// Write an attachment (by its sha256, as `show` lists it) to a file or stdout.
+    Attachment {
+        sha256: String,
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
     /// Close a ticket; a reply from the buyer reopens it.
     Close { ticket: String },
     /// Reopen a closed ticket.
@@ -109,6 +121,12 @@ enum Command {
         json: bool,
         #[arg(long, default_value_t = 20)]
         limit: usize,
+        /// Only open or only closed tickets.
+        #[arg(long, value_parser = ["open", "closed"])]
+        status: Option<String>,
+        /// Only tickets active since a date (2026-11-01) or for a while (7d, 12h).
+        #[arg(long)]
+        since: Option<String>,
     },
     /// Every stored inbound message as one JSON object per line.
     Export {
@@ -196,6 +214,48 @@ fn fmt_time(config: &Config, unix: i64) -> String {
                 .to_string()
         })
         .unwrap_or_default()
+}
+
+/// "6h", "90m", "2d", "45s".
+fn parse_duration(text: &str) -> Result<chrono::Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: i64 = n
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like 6h, 90m or 2d"))?;
+    match unit {
+        "s" => Ok(chrono::Duration::seconds(n)),
+        "m" => Ok(chrono::Duration::minutes(n)),
+        "h" | "" => Ok(chrono::Duration::hours(n)),
+        "d" => Ok(chrono::Duration::days(n)),
+        _ => Err(format!("`{text}`: use s, m, h or d, like 6h")),
+    }
+}
+
+/// A date (2026-11-01, midnight UTC) or a duration back from now (7d).
+fn parse_since(text: &str, now: chrono::DateTime<chrono::Utc>) -> Result<i64> {
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(d.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp()).unwrap_or(0));
+    }
+    let back = parse_duration(text).map_err(|e| anyhow::anyhow!("--since {e} or a date like 2026-11-01"))?;
+    Ok((now - back).timestamp())
+}
+
+/// "due in 5h 12m" / "overdue by 3h 2m".
+fn clock_text(seconds_left: i64) -> String {
+    let s = seconds_left.abs();
+    let (h, m) = (s / 3600, (s % 3600) / 60);
+    let span = if h >= 48 {
+        format!("{}d {}h", h / 24, h % 24)
+    } else {
+        format!("{h}h {m:02}m")
+    };
+    if seconds_left >= 0 {
+        format!("due in {span}")
+    } else {
+        format!("overdue by {span}")
+    }
 }
 
 fn ticket_ref(config: &Config, text: &str) -> Result<i64> {
@@ -412,6 +472,24 @@ fn real_main(cli: Cli) -> Result<()> {
                 println!("sent {}, failed {}", stats.sent, stats.failed);
             }
         }
+        Command::Attachment { sha256, output } => {
+            let store = Store::open(&config.data_dir)?;
+            let known: bool = store
+                .conn()
+                .query_row("SELECT 1 FROM attachments WHERE sha256 = ?1 LIMIT 1", [sha256], |_| Ok(()))
+                .is_ok();
+            if !known || sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                bail!("no attachment with sha256 {sha256} (see `ticketd show` for the list)");
+            }
+            let bytes = store.read_blob(sha256)?;
+            match output {
+                Some(path) if path.as_os_str() != "-" => {
+                    std::fs::write(path, &bytes).with_context(|| format!("writing {}", path.display()))?;
+                    eprintln!("wrote {} bytes to {}", bytes.len(), path.display());
+                }
+                _ => std::io::stdout().lock().write_all(&bytes)?,
+            }
+        }
         Command::Close { ticket } | Command::Reopen { ticket } => {
             let open = matches!(cli.command, Command::Reopen { .. });
             let store = Store::open(&config.data_dir)?;
@@ -427,6 +505,8 @@ fn real_main(cli: Cli) -> Result<()> {
             closed,
             all,
             unfiled,
+            overdue,
+            due_within,
             json,
             limit,
             ..
@@ -453,9 +533,16 @@ fn real_main(cli: Cli) -> Result<()> {
                 }
                 return Ok(());
             }
-            let filter = match (closed, all) {
-                (true, _) => views::ListFilter::Closed,
-                (_, true) => views::ListFilter::All,
+            let now = chrono::Utc::now();
+            let filter = match (closed, all, overdue, due_within) {
+                (true, ..) => views::ListFilter::Closed,
+                (_, true, ..) => views::ListFilter::All,
+                (_, _, true, _) => views::ListFilter::Overdue {
+                    now: now.timestamp(),
+                },
+                (.., Some(d)) => views::ListFilter::DueBefore {
+                    until: (now + *d).timestamp(),
+                },
                 _ => views::ListFilter::Open,
             };
             let rows = views::list(store.conn(), &config.tickets.prefix, filter, *limit)?;
@@ -464,11 +551,15 @@ fn real_main(cli: Cli) -> Result<()> {
                 writeln!(out)?;
             } else {
                 for t in rows {
-                    let due = t.due_at.map(|d| fmt_time(&config, d)).unwrap_or_default();
+                    let clock = match (t.responded_at, t.due_at) {
+                        (Some(_), _) => "answered".to_string(),
+                        (None, Some(due)) if t.status == "open" => clock_text(due - now.timestamp()),
+                        _ => String::new(),
+                    };
                     writeln!(
                         out,
-                        "{}  {:<6}  due {}  {:<8}  {}  {}",
-                        t.ticket, t.status, due, t.issue_type, t.requester, t.subject
+                        "{}  {:<6}  {:<22}  {:<8}  {}  {}",
+                        t.ticket, t.status, clock, t.issue_type, t.requester, t.subject
                     )?;
                 }
             }
@@ -497,7 +588,12 @@ fn real_main(cli: Cli) -> Result<()> {
             writeln!(out, "language:  {}", view.language)?;
             writeln!(out, "opened:    {}", fmt_time(&config, view.created_at))?;
             if let Some(due) = view.due_at {
-                writeln!(out, "respond by: {}", fmt_time(&config, due))?;
+                let clock = match (view.status.as_str(), view.responded_at) {
+                    (_, Some(at)) => format!("answered {}", fmt_time(&config, at)),
+                    ("closed", None) => "closed".to_string(),
+                    _ => clock_text(due - chrono::Utc::now().timestamp()),
+                };
+                writeln!(out, "respond by: {} ({clock})", fmt_time(&config, due))?;
             }
             writeln!(
                 out,
@@ -537,11 +633,12 @@ fn real_main(cli: Cli) -> Result<()> {
                 for a in &m.attachments {
                     writeln!(
                         out,
-                        "   attachment: {} ({}, {} bytes, sha256 {})",
+                        "   attachment: {} ({}, {} bytes)\n      ticketd attachment {} -o FILE   # stored at {}",
                         a.filename.as_deref().unwrap_or("(unnamed)"),
                         a.content_type,
                         a.size,
-                        a.sha256
+                        a.sha256,
+                        store.blob_path(&a.sha256).display()
                     )?;
                 }
                 match &m.ack {
@@ -555,9 +652,24 @@ fn real_main(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Command::Search { query, json, limit } => {
+        Command::Search {
+            query,
+            json,
+            limit,
+            status,
+            since,
+        } => {
             let store = Store::open(&config.data_dir)?;
-            let hits = views::search(store.conn(), &config.tickets.prefix, query, *limit)?;
+            let since = since
+                .as_deref()
+                .map(|s| parse_since(s, chrono::Utc::now()))
+                .transpose()?;
+            let filter = views::SearchFilter {
+                status: status.clone(),
+                since,
+                limit: *limit,
+            };
+            let hits = views::search_filtered(store.conn(), &config.tickets.prefix, query, &filter)?;
             let mut out = std::io::stdout().lock();
             if *json {
                 serde_json::to_writer_pretty(&mut out, &hits)?;

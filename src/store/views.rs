@@ -48,6 +48,7 @@ pub struct TicketView {
     pub updated_at: i64,
     pub due_at: Option<i64>,
     pub closed_at: Option<i64>,
+    pub responded_at: Option<i64>,
     pub issue_type: String,
     pub category: Option<String>,
     pub order_numbers: Vec<String>,
@@ -113,7 +114,7 @@ pub fn ticket(
     let mut view = conn
         .query_row(
             "SELECT status, subject, requester, requester_name, language, created_at, updated_at, due_at,
-                    closed_at, issue_type, category
+                    closed_at, issue_type, category, responded_at
              FROM tickets WHERE id = ?1",
             [id],
             |r| {
@@ -130,6 +131,7 @@ pub fn ticket(
                     closed_at: r.get(8)?,
                     issue_type: r.get(9)?,
                     category: r.get(10)?,
+                    responded_at: r.get(11)?,
                     order_numbers: vec![],
                     shipment_numbers: vec![],
                     usernames: vec![],
@@ -196,6 +198,10 @@ pub enum ListFilter {
     Open,
     Closed,
     All,
+    /// Open, unanswered, and past the promised response time at `now`.
+    Overdue { now: i64 },
+    /// Open, unanswered, and due before `until` (overdue ones included).
+    DueBefore { until: i64 },
 }
 
 #[derive(Debug, Serialize)]
@@ -208,6 +214,8 @@ pub struct ListedTicket {
     pub created_at: i64,
     pub updated_at: i64,
     pub due_at: Option<i64>,
+    /// When an agent first answered; the response clock stops then.
+    pub responded_at: Option<i64>,
 }
 
 /// Tickets, the ones due first (the response queue).
@@ -217,16 +225,29 @@ pub fn list(
     filter: ListFilter,
     limit: usize,
 ) -> Result<Vec<ListedTicket>, StoreError> {
-    let cond = match filter {
-        ListFilter::Open => "WHERE status = 'open'",
-        ListFilter::Closed => "WHERE status = 'closed'",
-        ListFilter::All => "",
+    let (cond, bound) = match filter {
+        ListFilter::Open => ("WHERE status = 'open'", 0),
+        ListFilter::Closed => ("WHERE status = 'closed'", 0),
+        ListFilter::All => ("WHERE ?2 = ?2", 0),
+        ListFilter::Overdue { now } => (
+            "WHERE status = 'open' AND responded_at IS NULL AND due_at < ?2",
+            now,
+        ),
+        ListFilter::DueBefore { until } => (
+            "WHERE status = 'open' AND responded_at IS NULL AND due_at < ?2",
+            until,
+        ),
+    };
+    let cond = if cond.contains("?2") {
+        cond.to_string()
+    } else {
+        format!("{cond} AND ?2 = ?2")
     };
     let mut stmt = conn.prepare(&format!(
-        "SELECT id, status, requester, subject, issue_type, created_at, updated_at, due_at
+        "SELECT id, status, requester, subject, issue_type, created_at, updated_at, due_at, responded_at
          FROM tickets {cond} ORDER BY due_at IS NULL, due_at, id LIMIT ?1"
     ))?;
-    let rows = stmt.query_map([limit as i64], |r| {
+    let rows = stmt.query_map(params![limit as i64, bound], |r| {
         Ok(ListedTicket {
             ticket: ticket_token(prefix, r.get(0)?),
             status: r.get(1)?,
@@ -236,6 +257,7 @@ pub fn list(
             created_at: r.get(5)?,
             updated_at: r.get(6)?,
             due_at: r.get(7)?,
+            responded_at: r.get(8)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -287,6 +309,40 @@ fn looks_like_order(q: &str) -> bool {
 /// indexed tables; anything else is a full-text query with the user's input
 /// quoted, so `ORD-123`, quotes or `*` never become FTS syntax.
 pub fn search(
+    conn: &Connection,
+    prefix: &str,
+    query: &str,
+    limit: usize,
+) -> Result<Vec<SearchHit>, StoreError> {
+    search_filtered(conn, prefix, query, &SearchFilter { limit, ..SearchFilter::default() })
+}
+
+/// Narrows a search.
+#[derive(Debug, Clone, Default)]
+pub struct SearchFilter {
+    /// "open" or "closed".
+    pub status: Option<String>,
+    /// Only tickets active since (unix seconds).
+    pub since: Option<i64>,
+    pub limit: usize,
+}
+
+/// `search` with a status, a since-date and a limit.
+pub fn search_filtered(
+    conn: &Connection,
+    prefix: &str,
+    query: &str,
+    filter: &SearchFilter,
+) -> Result<Vec<SearchHit>, StoreError> {
+    let mut hits = search_unfiltered(conn, prefix, query, usize::MAX.min(filter.limit.saturating_mul(10).max(200)))?;
+    hits.retain(|h| {
+        filter.status.as_deref().is_none_or(|s| h.status == s) && filter.since.is_none_or(|t| h.last_activity >= t)
+    });
+    hits.truncate(filter.limit);
+    Ok(hits)
+}
+
+fn search_unfiltered(
     conn: &Connection,
     prefix: &str,
     query: &str,
