@@ -429,7 +429,7 @@ pub async fn intake_preview(
             None => counts.push((reason, 1)),
         }
     }
-    counts.sort_by(|a, b| b.1.cmp(&a.1));
+    counts.sort_by_key(|c| std::cmp::Reverse(c.1));
     Ok(counts)
 }
 

@@ -139,18 +139,26 @@ impl Ingestor<'_> {
             (Some(t), _) => {
                 // A follow-up reopens a closed ticket and may be the first
                 // to say what the problem is.
-                tx.execute(
-                    "UPDATE tickets SET updated_at = ?2, status = 'open', closed_at = NULL,
-                     issue_type = CASE WHEN issue_type = 'general' THEN ?3 ELSE issue_type END,
-                     category = coalesce(category, ?4)
-                     WHERE id = ?1",
-                    params![
-                        t,
-                        now_s,
-                        facts.issue_type.as_str(),
-                        facts.category.map(|c| c.as_str())
-                    ],
-                )?;
+                // A machine (vacation reply, bounce) never reopens a ticket.
+                if kind.is_machine() {
+                    tx.execute(
+                        "UPDATE tickets SET updated_at = ?2 WHERE id = ?1",
+                        params![t, now_s],
+                    )?;
+                } else {
+                    tx.execute(
+                        "UPDATE tickets SET updated_at = ?2, status = 'open', closed_at = NULL,
+                         issue_type = CASE WHEN issue_type = 'general' THEN ?3 ELSE issue_type END,
+                         category = coalesce(category, ?4)
+                         WHERE id = ?1",
+                        params![
+                            t,
+                            now_s,
+                            facts.issue_type.as_str(),
+                            facts.category.map(|c| c.as_str())
+                        ],
+                    )?;
+                }
                 (Some(t), false)
             }
             (None, true) => (None, false),

@@ -41,6 +41,20 @@ const AUTO_SUBJECTS: &[&str] = &[
     "niet aanwezig",
 ];
 
+const AUTO_SUBJECT_PREFIXES: &[&str] = &[
+    "automatisch antwoord:",
+    "automatic reply:",
+    "auto reply:",
+    "auto-reply:",
+    "autoreply:",
+    "out of office autoreply",
+    "out of office:",
+    "out of the office:",
+    "afwezigheidsbericht",
+    "afwezig:",
+    "abwesenheitsnotiz",
+];
+
 fn is_noreply(address: &str) -> bool {
     let local = address.split('@').next().unwrap_or("");
     let squashed: String = local
@@ -80,6 +94,11 @@ pub fn classify(msg: &InboundMessage, own_address: Option<&str>) -> MessageKind 
     }
     let subject = msg.subject.to_lowercase();
     if h.x_auto_response_suppress.is_some() && AUTO_SUBJECTS.iter().any(|s| subject.contains(s)) {
+        return MessageKind::AutoReply;
+    }
+    // Responders that set no header at all (Lotus Notes, some webmail):
+    // their subject prefixes are distinctive enough on their own.
+    if AUTO_SUBJECT_PREFIXES.iter().any(|p| subject.starts_with(p)) {
         return MessageKind::AutoReply;
     }
     if let Some(p) = h.precedence.as_deref() {
@@ -142,6 +161,11 @@ mod tests {
             MessageKind::Own
         );
         assert_eq!(kind("From: no-reply@shop.test\r\n"), MessageKind::NoReply);
+        let lotus = "From: a@buyer.test\r\nMessage-ID: <y@z.test>\r\nSubject: Out of Office AutoReply: Pakket\r\n\r\nb\r\n";
+        assert_eq!(
+            classify(&parse(lotus.as_bytes()), None),
+            MessageKind::AutoReply
+        );
         assert_eq!(
             kind("From: do_not_reply@shop.test\r\n"),
             MessageKind::NoReply

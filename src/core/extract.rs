@@ -167,12 +167,11 @@ pub fn order_numbers(text: &str) -> Vec<String> {
         let dotted_before = before == Some(b'.');
         let dotted_after =
             after == Some(b'.') && bytes.get(i + 1).is_some_and(|b| b.is_ascii_alphanumeric());
-        // "Bestelnummer: X" is a label, "https:X" or "cid:X" is not.
-        let labelled_colon = before == Some(b':')
-            && start >= 2
-            && bytes[start - 2].is_ascii_alphabetic()
-            && text[..start - 1]
-                .rsplit(|c: char| !c.is_alphanumeric())
+        // "Bestelnummer: X" and "Order #X" are labels; "https:X", "cid:X"
+        // or "a#X" are not.
+        let labelled_colon = matches!(before, Some(b':' | b'#')) && {
+            let head = text[..start - 1].trim_end_matches([' ', ':', '#']);
+            head.rsplit(|c: char| !c.is_alphanumeric())
                 .next()
                 .is_some_and(|w| {
                     let w = w.to_lowercase();
@@ -180,7 +179,10 @@ pub fn order_numbers(text: &str) -> Vec<String> {
                         || w.contains("number")
                         || w == "order"
                         || w == "bestelling"
-                });
+                        || w == "nr"
+                        || w == "no"
+                })
+        };
         if (glued(before) && !labelled_colon) || glued(after) || dotted_before || dotted_after {
             continue;
         }
@@ -239,7 +241,12 @@ pub fn shipment_numbers(text: &str) -> Vec<String> {
 }
 
 static USERNAME_LABEL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(?:gebruikersnaam|username|user\s*name|whatnot[- ]naam)\s*(?:is|:)?\s*:?\s*@?([A-Za-z0-9_.]{2,30})")
+    Regex::new(r"(?i)\b(?:gebruikersnaam|username|user\s*name|whatnot[- ]naam)(?:\s+op\s+whatnot|\s+on\s+whatnot)?\s*(?::|\bis\b|=)\s*@?([A-Za-z0-9_.]{2,30})")
+        .expect("static regex")
+});
+/// "Gebruikersnaam | x" as a table row or a line of its own.
+static USERNAME_ROW: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?im)^\s*(?:gebruikersnaam|username|user\s*name)\s+@?([A-Za-z0-9_.]{2,30})\s*$")
         .expect("static regex")
 });
 static USERNAME_AT: LazyLock<Regex> = LazyLock::new(|| {
@@ -257,7 +264,12 @@ pub fn username(text: &str) -> Option<String> {
                 "is" | "en" | "and" | "van" | "of"
             )
         });
-    labelled.or_else(|| {
+    let row = || {
+        USERNAME_ROW
+            .captures(text)
+            .map(|c| c[1].trim_end_matches('.').to_string())
+    };
+    labelled.or_else(row).or_else(|| {
         USERNAME_AT
             .captures(text)
             .map(|c| c[1].trim_end_matches('.').to_string())
@@ -340,7 +352,7 @@ static ISSUE_MISSING: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)\b(ontbre\w*|mist(?:te)?|ontbrak|niet\s+in\s+(?:het|de)\s+(?:pakket|doos)|zat\s+niet\s+in|leeg\w*\s+(?:pakket|doos)|verkeerde?\s+(?:artikel|product|item|kaart)|missing|not\s+included|wasn'?t\s+(?:in|included)|empty\s+(?:box|package)|wrong\s+(?:item|product|card))\b").expect("static regex")
 });
 static ISSUE_DELAYED: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)(\bvertraag\w*|\bniet\s+(?:aangekomen|ontvangen|geleverd|bezorgd)|\bnog\s+(?:steeds\s+)?niet\s+(?:binnen|ontvangen|aangekomen|geleverd|bezorgd)|\bwaar\s+blijft|\bwaar\s+is\s+mijn\s+(?:pakket|bestelling)|\bnog\s+niet\s+verzonden|\bdelay\w*|\bnot\s+(?:yet\s+)?(?:arrived|received|delivered|shipped)|\bhas\s*n[o']t\s+(?:yet\s+)?(?:arrived|shipped|been\s+delivered)|\bhasn'?t\s+(?:arrived|shipped)|\bstill\s+(?:waiting|hasn'?t|not)|\bwhere\s+is\s+my\s+(?:order|package|parcel)|\blate\s+(?:delivery|package))").expect("static regex")
+    Regex::new(r"(?i)(\bvertraag\w*|\bniet\s+(?:aangekomen|ontvangen|geleverd|bezorgd)|\bnog\s+(?:steeds\s+)?niet\s+(?:binnen|ontvangen|aangekomen|geleverd|bezorgd)|\bwaar\s+blijft|\bwaar\s+is\s+mijn\s+(?:pakket|bestelling)|\bnog\s+niet\s+verzonden|\bwacht\w*\s+(?:al\s+)?(?:nog\s+)?(?:steeds\s+)?(?:al\s+)?(?:\w+\s+){0,3}op\s+(?:mijn|de|het)\s+(?:pakket|bestelling|zending|levering)|\bwacht\w*\s+nog\s+steeds|\bnog\s+steeds\s+niet|\bnog\s+niets\s+(?:ontvangen|binnen)|\bdelay\w*|\bnot\s+(?:yet\s+)?(?:arrived|received|delivered|shipped)|\bhas\s*n[o']t\s+(?:yet\s+)?(?:arrived|shipped|been\s+delivered)|\bhasn'?t\s+(?:arrived|shipped)|\bstill\s+(?:waiting|hasn'?t|not)|\bwhere\s+is\s+my\s+(?:order|package|parcel)|\blate\s+(?:delivery|package))").expect("static regex")
 });
 static ISSUE_ACCOUNT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)\b(account|inlog\w*|log\s+in|login|wachtwoord|password|geblokkeerd|blocked|suspended|opgeschort|verifi\w+|tweestaps\w*|two-factor|2fa|gebruikersnaam\s+wijzigen|change\s+(?:my\s+)?username|uitbetaling\w*|payout)\b").expect("static regex")
@@ -426,8 +438,13 @@ fn make_date(year: Option<i32>, month: u32, day: u32, today: NaiveDate) -> Optio
 
 /// The first date written in `s`, day-first as in Dutch and most of Europe.
 fn first_date(s: &str, today: NaiveDate) -> Option<NaiveDate> {
+    first_date_at(s, today).map(|(_, _, d)| d)
+}
+
+/// The first date in `s` with its byte position and length.
+fn first_date_at(s: &str, today: NaiveDate) -> Option<(usize, usize, NaiveDate)> {
     let numeric = DATE_NUMERIC.captures(s).and_then(|c| {
-        let at = c.get(0)?.start();
+        let m = c.get(0)?;
         let d = if let Some(y) = c.get(1) {
             make_date(
                 y.as_str().parse().ok(),
@@ -439,10 +456,10 @@ fn first_date(s: &str, today: NaiveDate) -> Option<NaiveDate> {
             let year = c.get(6).and_then(|y| y.as_str().parse().ok());
             make_date(year, c[5].parse().ok()?, c[4].parse().ok()?, today)
         }?;
-        Some((at, d))
+        Some((m.start(), m.len(), d))
     });
     let words = DATE_WORDS.captures_iter(s).find_map(|c| {
-        let at = c.get(0)?.start();
+        let m = c.get(0)?;
         let d = if let Some(day) = c.get(1) {
             let month = month_number(&c[2])?;
             let year = c.get(3).and_then(|y| y.as_str().parse().ok());
@@ -452,7 +469,7 @@ fn first_date(s: &str, today: NaiveDate) -> Option<NaiveDate> {
             let year = c.get(6).and_then(|y| y.as_str().parse().ok());
             make_date(year, month, c.get(5)?.as_str().parse().ok()?, today)
         }?;
-        Some((at, d))
+        Some((m.start(), m.len(), d))
     });
     let relative = {
         let l = s.to_lowercase();
@@ -465,29 +482,36 @@ fn first_date(s: &str, today: NaiveDate) -> Option<NaiveDate> {
         ]
         .iter()
         .find_map(|(w, back)| {
-            l.find(w)
-                .map(|at| (at, today - chrono::Duration::days(*back)))
+            let at = l.find(w)?;
+            // "eergisteren" also contains "gisteren": take the longer.
+            Some((at, w.len(), today - chrono::Duration::days(*back)))
         })
     };
     [numeric, words, relative]
         .into_iter()
         .flatten()
-        .min_by_key(|(at, _)| *at)
-        .map(|(_, d)| d)
-        .filter(|d| *d <= today)
+        .filter(|(_, _, d)| *d <= today)
+        .min_by_key(|(at, _, _)| *at)
 }
 
-/// A date stated right after a label ("gekocht op 12 november", "delivered
-/// on 2026-11-20"), within the same sentence.
+/// A date stated with a label in the same sentence: after it ("gekocht op
+/// 12 november", "delivered on 2026-11-20"), or before it as Dutch puts
+/// the verb last ("ik heb op 9 november besteld"). A negated label ("nog
+/// niet geleverd") says no date.
 fn labelled_date(text: &str, label: &Regex, today: NaiveDate) -> Option<NaiveDate> {
     for m in label.find_iter(text) {
+        let before = &text[..m.start()];
+        let sentence_start = sentence_start(before);
+        let lead = before[sentence_start..].to_lowercase();
+        let lead_words: Vec<&str> = lead.split_whitespace().rev().take(3).collect();
+        if lead_words
+            .iter()
+            .any(|w| matches!(*w, "niet" | "not" | "geen" | "never" | "nooit" | "nog"))
+        {
+            continue;
+        }
         let rest = &text[m.end()..];
-        let end = rest
-            .char_indices()
-            .find(|(_, c)| matches!(c, '\n' | '!' | '?') || *c == ';')
-            .map(|(i, _)| i)
-            .unwrap_or(rest.len())
-            .min(60);
+        let end = sentence_end(rest).min(60);
         let mut cut = end;
         while !rest.is_char_boundary(cut) {
             cut -= 1;
@@ -495,8 +519,74 @@ fn labelled_date(text: &str, label: &Regex, today: NaiveDate) -> Option<NaiveDat
         if let Some(d) = first_date(&rest[..cut], today) {
             return Some(d);
         }
+        // Verb last: the nearest date before the label in its sentence.
+        let window = &before[sentence_start..];
+        let mut from = window.len().saturating_sub(80);
+        while !window.is_char_boundary(from) {
+            from += 1;
+        }
+        if let Some(d) = last_date(&window[from..], today) {
+            return Some(d);
+        }
     }
     None
+}
+
+/// Where the sentence holding the end of `before` starts.
+fn sentence_start(before: &str) -> usize {
+    let b = before.as_bytes();
+    let mut i = b.len();
+    while i > 0 {
+        let c = b[i - 1];
+        if c == b'\n' || c == b'!' || c == b'?' {
+            return i;
+        }
+        // ". " before an upper-case letter ends a sentence; "4 nov. 2026" does not.
+        if c == b'.'
+            && b.get(i).is_some_and(|x| *x == b' ')
+            && b.get(i + 1).is_some_and(|x| x.is_ascii_uppercase())
+        {
+            return i;
+        }
+        i -= 1;
+    }
+    0
+}
+
+/// Where the sentence starting `rest` ends.
+fn sentence_end(rest: &str) -> usize {
+    let b = rest.as_bytes();
+    for i in 0..b.len() {
+        match b[i] {
+            b'\n' | b'!' | b'?' | b';' => return i,
+            b'.' if b.get(i + 1) == Some(&b' ')
+                && b.get(i + 2).is_some_and(|x| x.is_ascii_uppercase()) =>
+            {
+                return i
+            }
+            _ => {}
+        }
+    }
+    b.len()
+}
+
+/// The last date written in `s`.
+fn last_date(s: &str, today: NaiveDate) -> Option<NaiveDate> {
+    let mut found = None;
+    let mut at = 0;
+    while at < s.len() {
+        match first_date_at(&s[at..], today) {
+            Some((pos, len, d)) => {
+                found = Some(d);
+                at += pos + len.max(1);
+                while at < s.len() && !s.is_char_boundary(at) {
+                    at += 1;
+                }
+            }
+            None => break,
+        }
+    }
+    found
 }
 
 const NL_WORDS: &[&str] = &[
@@ -589,6 +679,11 @@ mod tests {
             vec!["dQzGdHsKxwaEyrQfCdcCs8"]
         );
         assert_eq!(
+            order_numbers("Order #u8jzPde0IgxLd6GncfBAep"),
+            vec!["u8jzPde0IgxLd6GncfBAep"]
+        );
+        assert!(order_numbers("page#u8jzPde0IgxLd6GncfBAep").is_empty());
+        assert_eq!(
             order_numbers("order dQzGdHsKxwaEyrQfCdcCs8 and dQzGdHsKxwaEyrQfCdcCs8 again"),
             vec!["dQzGdHsKxwaEyrQfCdcCs8"]
         );
@@ -650,6 +745,15 @@ mod tests {
             Some("card_shark")
         );
         assert_eq!(username("mail anna@buyer.test please"), None);
+        assert_eq!(username("  - Je gebruikersnaam op Whatnot"), None);
+        assert_eq!(
+            username("Bestelnummer X\nGebruikersnaam disneyverzamelaar\n").as_deref(),
+            Some("disneyverzamelaar")
+        );
+        assert_eq!(
+            username("Gebruikersnaam op Whatnot: rubenv_cards").as_deref(),
+            Some("rubenv_cards")
+        );
         assert_eq!(
             username("Hi, I'm @sneakerhead_nl on Whatnot").as_deref(),
             Some("sneakerhead_nl")
@@ -728,7 +832,16 @@ mod tests {
         assert_eq!(f.purchase_date, d(2025, 12, 28));
         assert_eq!(f.delivery_date, None);
         let f = extract("", "Gisteren ontvangen", today());
-        assert_eq!(f.delivery_date, None, "a label must come before its date");
+        assert_eq!(f.delivery_date, d(2026, 11, 24), "Dutch puts the verb last");
+        let f = extract(
+            "",
+            "Nog niet geleverd. Ik heb hem gekocht op 4 november 2026.",
+            today(),
+        );
+        assert_eq!(f.delivery_date, None);
+        assert_eq!(f.purchase_date, d(2026, 11, 4));
+        let f = extract("", "Ik heb op 9 november een kaart besteld.", today());
+        assert_eq!(f.purchase_date, d(2026, 11, 9));
         let f = extract("", "ontvangen gisteren", today());
         assert_eq!(f.delivery_date, d(2026, 11, 24));
     }

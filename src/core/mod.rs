@@ -3,6 +3,7 @@
 
 pub mod classify;
 pub mod extract;
+pub mod html;
 pub mod intake;
 pub mod parse;
 pub mod policy;

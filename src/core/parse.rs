@@ -149,16 +149,30 @@ pub fn parse(raw: &[u8]) -> InboundMessage {
         .filter(|s| !s.is_empty());
     let from_name = from
         .and_then(|a| a.name())
-        .map(|s| s.trim().to_string())
+        .map(|s| {
+            if s.contains('\u{FFFD}') {
+                // Re-read the display name from the raw From header.
+                let raw_from = raw_header_value(raw, "From").unwrap_or_default();
+                let fixed = decode_header_bytes(&raw_from);
+                let name = fixed
+                    .split('<')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .trim_matches('"')
+                    .trim()
+                    .to_string();
+                if name.is_empty() {
+                    s.trim().to_string()
+                } else {
+                    name
+                }
+            } else {
+                s.trim().to_string()
+            }
+        })
         .filter(|s| !s.is_empty());
 
-    let text = match msg.body_text(0) {
-        Some(t) => t.into_owned(),
-        None => {
-            problems.push("no text body".to_string());
-            String::new()
-        }
-    };
     // mail-parser synthesises an HTML body from text; keep only a real one.
     let html = msg
         .html_bodies()
@@ -166,10 +180,53 @@ pub fn parse(raw: &[u8]) -> InboundMessage {
         .filter(|p| p.is_text_html())
         .and_then(|_| msg.body_html(0))
         .map(|h| h.into_owned());
+    let mut recovered_part = None;
+    let mut text = match msg.body_text(0) {
+        Some(t) => {
+            let flowed = msg
+                .text_part(0)
+                .and_then(|p| p.content_type())
+                .and_then(|ct| {
+                    ct.attribute("format")
+                        .filter(|f| f.eq_ignore_ascii_case("flowed"))
+                        .map(|_| {
+                            ct.attribute("delsp")
+                                .is_some_and(|d| d.eq_ignore_ascii_case("yes"))
+                        })
+                });
+            match flowed {
+                Some(delsp) => unflow(&t, delsp),
+                None => t.into_owned(),
+            }
+        }
+        None => match recover_text(&msg) {
+            Some((i, t)) => {
+                problems.push("malformed text part; decoded leniently".to_string());
+                recovered_part = Some(i);
+                t
+            }
+            None => {
+                problems.push("no text body".to_string());
+                String::new()
+            }
+        },
+    };
+    // A text part that only says "view this in HTML" tells nothing: read
+    // the HTML instead.
+    if let Some(h) = &html {
+        if text.split_whitespace().count() < 15 {
+            let from_html = super::html::to_text(h);
+            if from_html.split_whitespace().count() > text.split_whitespace().count() {
+                text = from_html;
+            }
+        }
+    }
 
     let attachments = msg
         .attachments()
-        .map(|part| InboundAttachment {
+        .enumerate()
+        .filter(|(i, _)| Some(*i) != recovered_part)
+        .map(|(_, part)| InboundAttachment {
             filename: part.attachment_name().and_then(clean_filename),
             content_type: part
                 .content_type()
@@ -215,7 +272,10 @@ pub fn parse(raw: &[u8]) -> InboundMessage {
         from_name,
         to: addresses(msg.to()),
         cc: addresses(msg.cc()),
-        subject: msg.subject().unwrap_or("").trim().to_string(),
+        subject: clean_header(
+            msg.subject().unwrap_or(""),
+            raw_header_value(raw, "Subject"),
+        ),
         date: msg.date().and_then(to_utc),
         in_reply_to: id_list(msg.in_reply_to()),
         references: id_list(msg.references()),
@@ -225,6 +285,213 @@ pub fn parse(raw: &[u8]) -> InboundMessage {
         machine,
         problems,
     }
+}
+
+/// Undoes RFC 3676 format=flowed: a line ending in a space continues on
+/// the next (with `delsp`, that space goes too). "-- " stays a signature.
+fn unflow(text: &str, delsp: bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let bare = line.trim_end_matches(['\r', '\n']);
+        let content = bare.strip_prefix(' ').unwrap_or(bare);
+        if content.ends_with(' ') && content != "-- " && !content.starts_with('>') {
+            out.push_str(if delsp {
+                &content[..content.len() - 1]
+            } else {
+                content
+            });
+        } else {
+            out.push_str(content);
+            if line.ends_with('\n') {
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+/// A body part mail-parser could not make text of (a multipart without
+/// boundary, base64 with junk in it): the first unnamed text or multipart
+/// part, decoded leniently. Returns its attachment index and the text.
+fn recover_text(msg: &mail_parser::Message<'_>) -> Option<(usize, String)> {
+    use base64::Engine;
+    let (i, part) = msg.attachments().enumerate().find(|(_, p)| {
+        p.attachment_name().is_none()
+            && p.content_type().is_some_and(|ct| {
+                ct.ctype().eq_ignore_ascii_case("text")
+                    || ct.ctype().eq_ignore_ascii_case("multipart")
+            })
+    })?;
+    let raw = part.contents();
+    let bytes = if part
+        .content_transfer_encoding()
+        .is_some_and(|e| e.eq_ignore_ascii_case("base64"))
+    {
+        // RFC 2045: characters outside the alphabet are to be ignored.
+        let clean: Vec<u8> = raw
+            .iter()
+            .copied()
+            .filter(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
+            .collect();
+        let usable = clean.len() - clean.len() % 4;
+        base64::engine::general_purpose::STANDARD_NO_PAD
+            .decode(&clean[..usable])
+            .unwrap_or_else(|_| raw.to_vec())
+    } else {
+        raw.to_vec()
+    };
+    let charset = part
+        .content_type()
+        .and_then(|ct| ct.attribute("charset"))
+        .unwrap_or("utf-8");
+    Some((i, decode_charset(&bytes, charset)))
+}
+
+fn decode_charset(bytes: &[u8], charset: &str) -> String {
+    match encoding_rs::Encoding::for_label(charset.trim().as_bytes()) {
+        Some(enc) => enc.decode(bytes).0.into_owned(),
+        None => String::from_utf8_lossy(bytes).into_owned(),
+    }
+}
+
+/// The raw bytes of a top-level header's value, unfolded.
+fn raw_header_value(raw: &[u8], name: &str) -> Option<Vec<u8>> {
+    let block = header_block(raw);
+    let mut value: Option<Vec<u8>> = None;
+    for line in block.split(|b| *b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        match &mut value {
+            Some(v) if line.first().is_some_and(|b| *b == b' ' || *b == b'\t') => {
+                v.push(b' ');
+                v.extend_from_slice(line.trim_ascii_start());
+            }
+            Some(_) => break,
+            None => {
+                if line.len() > name.len()
+                    && line[..name.len()].eq_ignore_ascii_case(name.as_bytes())
+                    && line[name.len()] == b':'
+                {
+                    value = Some(line[name.len() + 1..].trim_ascii().to_vec());
+                }
+            }
+        }
+    }
+    value
+}
+
+/// Decodes a header value the way clients show it: RFC 2047 encoded words,
+/// with adjacent words of one charset joined as bytes before decoding (a
+/// character may be split across two words), and raw 8-bit bytes read as
+/// UTF-8 or else Windows-1252.
+pub fn decode_header_bytes(value: &[u8]) -> String {
+    use base64::Engine;
+    let plain = |bytes: &[u8]| match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_string(),
+        Err(_) => encoding_rs::WINDOWS_1252.decode(bytes).0.into_owned(),
+    };
+    let text = value;
+    let mut out = String::new();
+    let mut pending: Option<(String, Vec<u8>)> = None;
+    let mut i = 0;
+    let mut gap_start = 0;
+    while i < text.len() {
+        if text[i..].starts_with(b"=?") {
+            // =?charset?enc?data?=
+            let rest = &text[i + 2..];
+            let parts: Option<(usize, &[u8], u8, &[u8])> = (|| {
+                let q1 = rest.iter().position(|b| *b == b'?')?;
+                let enc = *rest.get(q1 + 1)?;
+                if rest.get(q1 + 2) != Some(&b'?') {
+                    return None;
+                }
+                let data_start = q1 + 3;
+                let end = rest[data_start..].windows(2).position(|w| w == b"?=")? + data_start;
+                Some((end + 2, &rest[..q1], enc, &rest[data_start..end]))
+            })();
+            if let Some((len, charset, enc, data)) = parts {
+                let gap = &text[gap_start..i];
+                let charset = String::from_utf8_lossy(charset)
+                    .split('*')
+                    .next()
+                    .unwrap_or("")
+                    .to_ascii_lowercase();
+                let bytes = match enc.to_ascii_uppercase() {
+                    b'B' => base64::engine::general_purpose::STANDARD
+                        .decode(data)
+                        .or_else(|_| {
+                            base64::engine::general_purpose::STANDARD_NO_PAD
+                                .decode(data.strip_suffix(b"=").unwrap_or(data))
+                        })
+                        .unwrap_or_default(),
+                    _ => {
+                        let mut v = Vec::with_capacity(data.len());
+                        let mut j = 0;
+                        while j < data.len() {
+                            match data[j] {
+                                b'_' => v.push(b' '),
+                                b'=' if j + 2 < data.len() => {
+                                    match std::str::from_utf8(&data[j + 1..j + 3])
+                                        .ok()
+                                        .and_then(|h| u8::from_str_radix(h, 16).ok())
+                                    {
+                                        Some(b) => {
+                                            v.push(b);
+                                            j += 2;
+                                        }
+                                        None => v.push(b'='),
+                                    }
+                                }
+                                b => v.push(b),
+                            }
+                            j += 1;
+                        }
+                        v
+                    }
+                };
+                let gap_is_space = gap.iter().all(|b| b.is_ascii_whitespace());
+                match &mut pending {
+                    Some((cs, buf)) if *cs == charset && gap_is_space => {
+                        buf.extend_from_slice(&bytes)
+                    }
+                    _ => {
+                        if let Some((cs, buf)) = pending.take() {
+                            out.push_str(&decode_charset(&buf, &cs));
+                            if !gap_is_space {
+                                out.push_str(&plain(gap));
+                            }
+                        } else {
+                            out.push_str(&plain(gap));
+                        }
+                        pending = Some((charset, bytes));
+                    }
+                }
+                i += 2 + len;
+                gap_start = i;
+                continue;
+            }
+        }
+        i += 1;
+    }
+    let tail = &text[gap_start..];
+    if let Some((cs, buf)) = pending.take() {
+        out.push_str(&decode_charset(&buf, &cs));
+    }
+    out.push_str(&plain(tail));
+    out.trim().to_string()
+}
+
+/// mail-parser's reading of a header, unless it lost characters (U+FFFD):
+/// then our own decoding of the raw bytes.
+fn clean_header(parsed: &str, raw_value: Option<Vec<u8>>) -> String {
+    if parsed.contains('\u{FFFD}') {
+        if let Some(v) = raw_value {
+            let decoded = decode_header_bytes(&v);
+            if !decoded.contains('\u{FFFD}') {
+                return decoded;
+            }
+        }
+    }
+    parsed.trim().to_string()
 }
 
 /// Message-IDs quoted inside the body, as a bounce carries those of the
@@ -265,14 +532,27 @@ pub fn header_block(raw: &[u8]) -> &[u8] {
 /// included), no surrounding space, at most 255 characters. It is still
 /// metadata only and never becomes part of a path.
 pub fn clean_filename(name: &str) -> Option<String> {
+    const MAX: usize = 255;
     let cleaned: String = name
         .chars()
         .filter(|c| !c.is_control())
-        .take(255)
         .collect::<String>()
         .trim()
         .to_string();
-    (!cleaned.is_empty()).then_some(cleaned)
+    if cleaned.is_empty() {
+        return None;
+    }
+    let chars: Vec<char> = cleaned.chars().collect();
+    if chars.len() <= MAX {
+        return Some(cleaned);
+    }
+    // Too long: keep the start and the extension, which says what it is.
+    let ext: String = match cleaned.rfind('.') {
+        Some(dot) if cleaned.len() - dot <= 10 => cleaned[dot..].to_string(),
+        _ => String::new(),
+    };
+    let keep = MAX - ext.chars().count();
+    Some(chars[..keep].iter().collect::<String>() + &ext)
 }
 
 #[cfg(test)]
@@ -324,6 +604,10 @@ Hallo, hier zijn de foto's.\r\n";
         );
         assert_eq!(clean_filename("a\0b.jpg").as_deref(), Some("ab.jpg"));
         assert_eq!(clean_filename(&"x".repeat(300)).map(|s| s.len()), Some(255));
+        let long = format!("{}.jpg", "y".repeat(300));
+        let kept = clean_filename(&long).unwrap();
+        assert_eq!(kept.len(), 255);
+        assert!(kept.ends_with("y.jpg"));
         assert_eq!(clean_filename(" \t"), None);
     }
 
@@ -332,6 +616,32 @@ Hallo, hier zijn de foto's.\r\n";
         assert_eq!(header_block(b"A: b\r\n\r\nbody"), b"A: b\r\n\r\n");
         assert_eq!(header_block(b"A: b\n\nbody"), b"A: b\n\n");
         assert_eq!(header_block(b"A: b"), b"A: b");
+    }
+
+    #[test]
+    fn header_words_split_mid_character_and_raw_latin1() {
+        // "één" split across two B words in the middle of the é bytes.
+        let v = b"Pakket =?UTF-8?B?w6k=?= =?UTF-8?B?w6k=?=n";
+        assert_eq!(decode_header_bytes(v), "Pakket één");
+        let split = b"=?UTF-8?B?4oCTIMM=?= =?UTF-8?B?qcOpbg==?=";
+        assert_eq!(decode_header_bytes(split), "– één");
+        assert_eq!(
+            decode_header_bytes(b"Pi\xe8ce ab\xeem\xe9e"),
+            "Pièce abîmée"
+        );
+        assert_eq!(
+            decode_header_bytes(b"=?iso-8859-1?Q?caf=E9_au_lait?= ok"),
+            "café au lait ok"
+        );
+    }
+
+    #[test]
+    fn flowed_text_is_joined() {
+        assert_eq!(
+            unflow("gekocht op 4 \nnovember 2026\n-- \nAnna\n", false),
+            "gekocht op 4 november 2026\n-- \nAnna\n"
+        );
+        assert_eq!(unflow("ab \ncd\n", true), "abcd\n");
     }
 
     #[test]

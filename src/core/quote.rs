@@ -12,13 +12,23 @@ static HISTORY_START: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
         r"(?ix)^\s*(?:
             # Gmail / Apple Mail / Thunderbird, Dutch and English
-            op\s.{3,120}?\s(?:schreef|heeft\s.{0,40}geschreven)\b.*:?\s*$
+            op\s.{3,120}?\s(?:schreef|heeft\s.{0,160}?geschreven)\b.*:?\s*$
           | on\s.{3,120}?\s(?:wrote|writes)\s*:?\s*$
           | am\s.{3,120}?\sschrieb\b.*:?\s*$
           # Outlook separators
-          | -{2,}\s*(?:oorspronkelijk\s+bericht|original\s+message|origineel\s+bericht|doorgestuurd\s+bericht|forwarded\s+message)\s*-{2,}\s*$
+          | -{2,}\s*(?:oorspronkelijk\s+bericht|original\s+message|origineel\s+bericht)\s*-{2,}\s*$
           | _{10,}\s*$
-          | (?:begin\s+forwarded\s+message|begin\s+doorgestuurd\s+bericht)\s*:\s*$
+        )",
+    )
+    .expect("static regex")
+});
+
+/// A forward: what follows is what the buyer sends us, not history.
+static FORWARD_START: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?ix)^\s*(?:
+            -{2,}\s*(?:doorgestuurd\s+bericht|forwarded\s+message|weitergeleitete\s+nachricht)\s*-{2,}\s*$
+          | (?:begin\s+forwarded\s+message|begin\s+doorgestuurd\s+bericht|doorgestuurd\s+bericht)\s*:\s*$
         )",
     )
     .expect("static regex")
@@ -53,6 +63,10 @@ pub fn new_text(body: &str) -> String {
     let lines: Vec<&str> = body.lines().collect();
     let mut end = lines.len();
     for (i, line) in lines.iter().enumerate() {
+        if FORWARD_START.is_match(line) {
+            // Everything of a forward matters, the forwarded part most.
+            return body.trim().to_string();
+        }
         if HISTORY_START.is_match(line) || SIGNATURE.is_match(line) {
             end = i;
             break;
@@ -94,11 +108,41 @@ pub fn new_text(body: &str) -> String {
         .copied()
         .collect();
     let text = kept.join("\n").trim().to_string();
+    if !text.is_empty() {
+        return text;
+    }
+    // The history marker came first: an interleaved reply ("> question",
+    // answer, ...). Keep the answers: every line that is neither quote nor
+    // attribution, up to a signature.
+    let mut answers = Vec::new();
+    for line in &lines {
+        if SIGNATURE.is_match(line) {
+            break;
+        }
+        let t = line.trim_start();
+        if t.starts_with('>') || HISTORY_START.is_match(line) {
+            continue;
+        }
+        answers.push(*line);
+    }
+    let text = answers.join("\n");
+    let text = collapse_blank_lines(text.trim());
     if text.is_empty() {
         body.trim().to_string()
     } else {
         text
     }
+}
+
+fn collapse_blank_lines(text: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for line in text.lines() {
+        if line.trim().is_empty() && out.last().is_some_and(|l| l.trim().is_empty()) {
+            continue;
+        }
+        out.push(line);
+    }
+    out.join("\n")
 }
 
 #[cfg(test)]
@@ -140,6 +184,20 @@ mod tests {
         let t =
             "> What is your order number?\ndQzGdHsKxwaEyrQfCdcCs8\n> And your username?\n@anna\n";
         assert_eq!(new_text(t), "dQzGdHsKxwaEyrQfCdcCs8\n@anna");
+    }
+
+    #[test]
+    fn attribution_first_then_answers() {
+        let t = "Op 25-11-2026 om 14:02 schreef Whatnot Support:\n> Je bestelnummer (bijvoorbeeld dQzGdHsKxwaEyrQfCdcCs8)\n\nDat is jgVvVqE1SkHbn88HxjSI6b\n\n> Met vriendelijke groet,\n";
+        assert_eq!(new_text(t), "Dat is jgVvVqE1SkHbn88HxjSI6b");
+        let apple = "Nog een detail.\n\nOp 25 nov 2026 om 14:02 heeft Whatnot Support <support@example.test> het volgende geschreven:\n\n> x";
+        assert_eq!(new_text(apple), "Nog een detail.");
+    }
+
+    #[test]
+    fn forwards_are_kept_whole() {
+        let f = "Zie hieronder.\n\n---------- Forwarded message ---------\nVan: Verkoper\nDate: ma 23 nov\n\nTrack: 3SMUNT7766554433";
+        assert!(new_text(f).contains("3SMUNT7766554433"));
     }
 
     #[test]

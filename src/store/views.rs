@@ -199,9 +199,13 @@ pub enum ListFilter {
     Closed,
     All,
     /// Open, unanswered, and past the promised response time at `now`.
-    Overdue { now: i64 },
+    Overdue {
+        now: i64,
+    },
     /// Open, unanswered, and due before `until` (overdue ones included).
-    DueBefore { until: i64 },
+    DueBefore {
+        until: i64,
+    },
 }
 
 #[derive(Debug, Serialize)]
@@ -314,7 +318,15 @@ pub fn search(
     query: &str,
     limit: usize,
 ) -> Result<Vec<SearchHit>, StoreError> {
-    search_filtered(conn, prefix, query, &SearchFilter { limit, ..SearchFilter::default() })
+    search_filtered(
+        conn,
+        prefix,
+        query,
+        &SearchFilter {
+            limit,
+            ..SearchFilter::default()
+        },
+    )
 }
 
 /// Narrows a search.
@@ -334,9 +346,15 @@ pub fn search_filtered(
     query: &str,
     filter: &SearchFilter,
 ) -> Result<Vec<SearchHit>, StoreError> {
-    let mut hits = search_unfiltered(conn, prefix, query, usize::MAX.min(filter.limit.saturating_mul(10).max(200)))?;
+    let mut hits = search_unfiltered(
+        conn,
+        prefix,
+        query,
+        filter.limit.saturating_mul(10).max(200),
+    )?;
     hits.retain(|h| {
-        filter.status.as_deref().is_none_or(|s| h.status == s) && filter.since.is_none_or(|t| h.last_activity >= t)
+        filter.status.as_deref().is_none_or(|s| h.status == s)
+            && filter.since.is_none_or(|t| h.last_activity >= t)
     });
     hits.truncate(filter.limit);
     Ok(hits)
