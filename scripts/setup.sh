@@ -36,3 +36,17 @@ if ! command -v cargo >/dev/null 2>&1; then
     echo "setup: cargo is missing; install the Rust toolchain (rustup) first" >&2
     exit 1
 fi
+
+# --- Headless Chromium for the agents' web page test (tests/web.rs) ---------
+# The browser test drives Debian's chromium through chromium-driver
+# (WebDriver on loopback); both are installed when either is missing.
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+    if [ "$(id -u)" != 0 ]; then
+        echo "setup: need root to install: chromium chromium-driver" >&2
+        exit 1
+    fi
+    echo "setup: installing chromium chromium-driver" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
+fi

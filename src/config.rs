@@ -58,6 +58,7 @@ struct RawWeb {
     #[serde(default)]
     agents: Vec<RawAgent>,
     proxy_user_header: Option<String>,
+    with_daemon: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -292,6 +293,9 @@ pub struct WebConfig {
     /// Trust this request header (set by a reverse proxy) as the agent's
     /// name instead of asking for a password.
     pub proxy_user_header: Option<String>,
+    /// Serve the page from `ticketd run` too, instead of a separate
+    /// `ticketd web`.
+    pub with_daemon: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -683,6 +687,7 @@ fn validate(
                     })
                     .collect(),
                 proxy_user_header: w.proxy_user_header,
+                with_daemon: w.with_daemon.unwrap_or(false),
             })
         }
     };

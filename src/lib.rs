@@ -19,3 +19,4 @@ pub mod rig;
 pub mod service;
 pub mod smtp;
 pub mod store;
+pub mod web;

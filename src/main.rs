@@ -136,6 +136,10 @@ enum Command {
     },
     /// Check config, templates, store, IMAP login and SMTP, one line each.
     Check,
+    /// Serve the agents' web page.
+    Web,
+    /// Read a password from standard input, print its argon2id hash for [[web.agents]].
+    HashPassword,
     /// Write a consistent copy of the database to PATH while ticketd runs.
     Backup { path: PathBuf },
     /// Counts: tickets, messages, outbox, mailbox positions.
@@ -236,9 +240,13 @@ fn parse_duration(text: &str) -> Result<chrono::Duration, String> {
 /// A date (2026-11-01, midnight UTC) or a duration back from now (7d).
 fn parse_since(text: &str, now: chrono::DateTime<chrono::Utc>) -> Result<i64> {
     if let Ok(d) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        return Ok(d.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp()).unwrap_or(0));
+        return Ok(d
+            .and_hms_opt(0, 0, 0)
+            .map(|t| t.and_utc().timestamp())
+            .unwrap_or(0));
     }
-    let back = parse_duration(text).map_err(|e| anyhow::anyhow!("--since {e} or a date like 2026-11-01"))?;
+    let back = parse_duration(text)
+        .map_err(|e| anyhow::anyhow!("--since {e} or a date like 2026-11-01"))?;
     Ok((now - back).timestamp())
 }
 
@@ -322,6 +330,17 @@ fn main() -> std::process::ExitCode {
 }
 
 fn real_main(cli: Cli) -> Result<()> {
+    if let Command::HashPassword = cli.command {
+        let mut pw = String::new();
+        std::io::stdin()
+            .read_to_string(&mut pw)
+            .context("reading the password from standard input")?;
+        println!(
+            "{}",
+            ticketd::web::hash_password(pw.trim_end_matches(['\r', '\n']))?
+        );
+        return Ok(());
+    }
     let config = load(&cli)?;
     match &cli.command {
         Command::Poll { dry_run, .. } => {
@@ -331,11 +350,38 @@ fn real_main(cli: Cli) -> Result<()> {
                 if *dry_run { Some(&print) } else { None };
             runtime()?.block_on(daemon::poll_once(&config, &templates, report))?;
         }
+        Command::Web => {
+            let rt = runtime()?;
+            let (trigger, shutdown) = daemon::shutdown_channel();
+            spawn_signal_handler(&rt, trigger)?;
+            rt.block_on(ticketd::web::serve(&config, shutdown))?;
+        }
+        // Answered above: it needs no config.
+        Command::HashPassword => {}
         Command::Run => {
             let rt = runtime()?;
             let (trigger, shutdown) = daemon::shutdown_channel();
             let reload = spawn_signal_handler(&rt, trigger)?;
-            rt.block_on(daemon::run(&cli.config, config, shutdown, reload))?;
+            if config.web.as_ref().is_some_and(|w| w.with_daemon) {
+                let web_config = config.clone();
+                let web_shutdown = shutdown.clone();
+                rt.block_on(async move {
+                    let (daemon, web) = tokio::join!(
+                        daemon::run(&cli.config, config, shutdown, reload),
+                        async {
+                            let r = ticketd::web::serve(&web_config, web_shutdown).await;
+                            if let Err(e) = &r {
+                                tracing::error!(error = %e, "the agents' web page stopped; mail is still filed");
+                            }
+                            r
+                        }
+                    );
+                    daemon?;
+                    web.context("the agents' web page")
+                })?;
+            } else {
+                rt.block_on(daemon::run(&cli.config, config, shutdown, reload))?;
+            }
         }
         Command::Ingest { files, send } => {
             let templates = load_templates(&config)?;
@@ -476,7 +522,11 @@ fn real_main(cli: Cli) -> Result<()> {
             let store = Store::open(&config.data_dir)?;
             let known: bool = store
                 .conn()
-                .query_row("SELECT 1 FROM attachments WHERE sha256 = ?1 LIMIT 1", [sha256], |_| Ok(()))
+                .query_row(
+                    "SELECT 1 FROM attachments WHERE sha256 = ?1 LIMIT 1",
+                    [sha256],
+                    |_| Ok(()),
+                )
                 .is_ok();
             if !known || sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
                 bail!("no attachment with sha256 {sha256} (see `ticketd show` for the list)");
@@ -484,7 +534,8 @@ fn real_main(cli: Cli) -> Result<()> {
             let bytes = store.read_blob(sha256)?;
             match output {
                 Some(path) if path.as_os_str() != "-" => {
-                    std::fs::write(path, &bytes).with_context(|| format!("writing {}", path.display()))?;
+                    std::fs::write(path, &bytes)
+                        .with_context(|| format!("writing {}", path.display()))?;
                     eprintln!("wrote {} bytes to {}", bytes.len(), path.display());
                 }
                 _ => std::io::stdout().lock().write_all(&bytes)?,
@@ -553,7 +604,9 @@ fn real_main(cli: Cli) -> Result<()> {
                 for t in rows {
                     let clock = match (t.responded_at, t.due_at) {
                         (Some(_), _) => "answered".to_string(),
-                        (None, Some(due)) if t.status == "open" => clock_text(due - now.timestamp()),
+                        (None, Some(due)) if t.status == "open" => {
+                            clock_text(due - now.timestamp())
+                        }
                         _ => String::new(),
                     };
                     writeln!(
@@ -669,7 +722,8 @@ fn real_main(cli: Cli) -> Result<()> {
                 since,
                 limit: *limit,
             };
-            let hits = views::search_filtered(store.conn(), &config.tickets.prefix, query, &filter)?;
+            let hits =
+                views::search_filtered(store.conn(), &config.tickets.prefix, query, &filter)?;
             let mut out = std::io::stdout().lock();
             if *json {
                 serde_json::to_writer_pretty(&mut out, &hits)?;

@@ -1,0 +1,468 @@
+//! Who is asking. Agents log in with a password checked against the argon2
+//! hashes in the config, or arrive with a name set by a trusted reverse
+//! proxy; either way they get a session: a random 256-bit token in an
+//! HttpOnly, SameSite=Strict cookie, kept in SQLite only as its sha256 (a
+//! copy of the database logs no one in), with its own CSRF token that every
+//! POST must send back.
+
+use std::net::SocketAddr;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::{Extension, Form};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use super::{App, AppInner, WebError};
+use crate::config::WebConfig;
+
+const SESSION_COOKIE: &str = "ticketd_session";
+/// Holds the login form's CSRF token until the agent has a session.
+const LOGIN_COOKIE: &str = "ticketd_login";
+const SESSION_SECONDS: i64 = 12 * 3600;
+const LOGIN_FORM_SECONDS: i64 = 3600;
+const LOGIN_FAILED: &str = "Unknown agent or wrong password.";
+
+/// The logged-in agent, put in the request by `require_agent`.
+#[derive(Debug, Clone)]
+pub(crate) struct Session {
+    pub agent: String,
+    pub csrf: String,
+    token_sha256: String,
+}
+
+impl Session {
+    /// A POST is accepted only with this session's CSRF token.
+    pub fn check_csrf(&self, sent: Option<&str>) -> Result<(), WebError> {
+        match sent {
+            Some(t) if constant_time_eq(t.as_bytes(), self.csrf.as_bytes()) => Ok(()),
+            _ => Err(csrf_refused()),
+        }
+    }
+}
+
+pub(crate) fn csrf_refused() -> WebError {
+    WebError::Forbidden(
+        "This form has expired or did not come from this page; reload the page and try again."
+            .into(),
+    )
+}
+
+/// Compares without stopping at the first difference.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+pub(crate) fn random_token() -> Result<String, WebError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| WebError::Random(e.to_string()))?;
+    Ok(hex::encode(bytes))
+}
+
+fn token_sha256(token: &str) -> String {
+    crate::core::parse::sha256_hex(token.as_bytes())
+}
+
+pub(crate) fn hash_password(password: &str) -> Result<String, WebError> {
+    if password.is_empty() {
+        return Err(WebError::EmptyPassword);
+    }
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).map_err(|e| WebError::Random(e.to_string()))?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| WebError::Hash(e.to_string()))?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| WebError::Hash(e.to_string()))
+}
+
+/// Every configured hash must parse, or start-up stops naming the agent.
+pub(crate) fn check_hashes(web: &WebConfig) -> Result<(), WebError> {
+    for agent in &web.agents {
+        PasswordHash::new(&agent.password_hash).map_err(|e| WebError::BadHash {
+            agent: agent.name.clone(),
+            message: e.to_string(),
+        })?;
+    }
+    Ok(())
+}
+
+/// argon2 takes the algorithm and cost from the stored hash itself.
+fn verify_password(hash: &str, password: &str) -> bool {
+    match PasswordHash::new(hash) {
+        Ok(parsed) => Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// Creates the session table if needed and drops expired sessions.
+pub(crate) fn prepare_sessions(conn: &Connection, now: i64) -> Result<(), WebError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS web_sessions (
+             token_sha256 TEXT PRIMARY KEY,
+             agent        TEXT NOT NULL,
+             kind         TEXT NOT NULL CHECK (kind IN ('password', 'proxy')),
+             csrf         TEXT NOT NULL,
+             created_at   INTEGER NOT NULL,
+             expires_at   INTEGER NOT NULL
+         );
+         CREATE INDEX IF NOT EXISTS web_sessions_expiry ON web_sessions(expires_at);",
+    )?;
+    conn.execute("DELETE FROM web_sessions WHERE expires_at <= ?1", [now])?;
+    Ok(())
+}
+
+/// Returns the session and its (secret) token.
+fn create_session(
+    conn: &Connection,
+    agent: &str,
+    kind: &str,
+    now: i64,
+) -> Result<(Session, String), WebError> {
+    let token = random_token()?;
+    let session = Session {
+        agent: agent.to_string(),
+        csrf: random_token()?,
+        token_sha256: token_sha256(&token),
+    };
+    conn.execute("DELETE FROM web_sessions WHERE expires_at <= ?1", [now])?;
+    conn.execute(
+        "INSERT INTO web_sessions (token_sha256, agent, kind, csrf, created_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            session.token_sha256,
+            session.agent,
+            kind,
+            session.csrf,
+            now,
+            now + SESSION_SECONDS
+        ],
+    )?;
+    Ok((session, token))
+}
+
+/// The live session for `token`, if it still fits the config: a password
+/// session's agent must still be configured, a proxy session's name must
+/// still be what the proxy says.
+fn find_session(
+    conn: &Connection,
+    app: &AppInner,
+    token: &str,
+    proxy_agent: Option<&str>,
+    now: i64,
+) -> Result<Option<Session>, WebError> {
+    let hash = token_sha256(token);
+    let row: Option<(String, String, String)> = conn
+        .query_row(
+            "SELECT agent, kind, csrf FROM web_sessions WHERE token_sha256 = ?1 AND expires_at > ?2",
+            params![hash, now],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    let Some((agent, kind, csrf)) = row else {
+        return Ok(None);
+    };
+    let valid = match (kind.as_str(), proxy_agent) {
+        // The proxy's word wins over an older password session.
+        (_, Some(name)) => agent == name && kind == "proxy",
+        ("password", None) => app.web.agents.iter().any(|a| a.name == agent),
+        _ => false,
+    };
+    Ok(valid.then_some(Session {
+        agent,
+        csrf,
+        token_sha256: hash,
+    }))
+}
+
+fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+        .filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+fn set_cookie(name: &str, value: &str, path: &str, max_age: i64) -> Option<HeaderValue> {
+    HeaderValue::from_str(&format!(
+        "{name}={value}; Path={path}; HttpOnly; SameSite=Strict; Max-Age={max_age}"
+    ))
+    .ok()
+}
+
+fn proxy_agent(app: &App, headers: &HeaderMap) -> Option<String> {
+    let name = app.web.proxy_user_header.as_deref()?;
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+}
+
+/// Browsers say where a request comes from (Sec-Fetch-Site); a POST from
+/// another site is refused even before its CSRF token is looked at. (Origin
+/// is no help: with `Referrer-Policy: no-referrer` it is "null" even for our
+/// own forms.)
+fn same_origin(headers: &HeaderMap) -> bool {
+    headers
+        .get("sec-fetch-site")
+        .is_none_or(|v| matches!(v.as_bytes(), b"same-origin" | b"none"))
+}
+
+/// Lets a request through only with a live session (made on the fly for a
+/// name the reverse proxy vouches for); GETs without one go to the login
+/// page, anything else is refused.
+pub(crate) async fn require_agent(
+    State(app): State<App>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let safe_method = matches!(*req.method(), Method::GET | Method::HEAD);
+    if !safe_method && !same_origin(req.headers()) {
+        return csrf_refused().into_response();
+    }
+    let token = cookie(req.headers(), SESSION_COOKIE).map(str::to_string);
+    let proxy = proxy_agent(&app, req.headers());
+    let now = chrono::Utc::now().timestamp();
+    let looked_up = app
+        .db(move |store, app| {
+            let conn = store.conn();
+            if let Some(token) = &token {
+                if let Some(s) = find_session(conn, app, token, proxy.as_deref(), now)? {
+                    return Ok(Some((s, None)));
+                }
+            }
+            match &proxy {
+                Some(name) => {
+                    let (s, token) = create_session(conn, name, "proxy", now)?;
+                    info!(agent = %name, "web: session for the agent named by the proxy");
+                    Ok(Some((s, Some(token))))
+                }
+                None => Ok(None),
+            }
+        })
+        .await;
+    match looked_up {
+        Ok(Some((session, new_token))) => {
+            req.extensions_mut().insert(session);
+            let mut res = next.run(req).await;
+            if let Some(c) =
+                new_token.and_then(|t| set_cookie(SESSION_COOKIE, &t, "/", SESSION_SECONDS))
+            {
+                res.headers_mut().append(header::SET_COOKIE, c);
+            }
+            res
+        }
+        Ok(None) if safe_method => Redirect::to("/login").into_response(),
+        Ok(None) => WebError::Forbidden("Log in first.".into()).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[derive(Serialize)]
+struct LoginPage<'a> {
+    agent: Option<&'a str>,
+    csrf: &'a str,
+    error: Option<&'a str>,
+    name: &'a str,
+    password_login: bool,
+}
+
+fn login_form(app: &App, status: StatusCode, error: Option<&str>, name: &str) -> Response {
+    let result = random_token().and_then(|csrf| {
+        let html = app.render(
+            "login.html",
+            LoginPage {
+                agent: None,
+                csrf: &csrf,
+                error,
+                name,
+                password_login: !app.web.agents.is_empty(),
+            },
+        )?;
+        Ok((csrf, html))
+    });
+    match result {
+        Ok((csrf, html)) => {
+            let mut res = (status, axum::response::Html(html)).into_response();
+            if let Some(c) = set_cookie(LOGIN_COOKIE, &csrf, "/login", LOGIN_FORM_SECONDS) {
+                res.headers_mut().append(header::SET_COOKIE, c);
+            }
+            res
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+pub(crate) async fn login_page(State(app): State<App>, headers: HeaderMap) -> Response {
+    if proxy_agent(&app, &headers).is_some() {
+        return Redirect::to("/").into_response();
+    }
+    login_form(&app, StatusCode::OK, None, "")
+}
+
+#[derive(Deserialize)]
+pub(crate) struct LoginForm {
+    #[serde(default)]
+    agent: String,
+    #[serde(default)]
+    password: String,
+    csrf: Option<String>,
+}
+
+pub(crate) async fn login(
+    State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    form: Result<Form<LoginForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let expected = cookie(&headers, LOGIN_COOKIE);
+    let form = match (form, expected) {
+        (Ok(Form(f)), Some(expected))
+            if same_origin(&headers)
+                && f.csrf
+                    .as_deref()
+                    .is_some_and(|c| constant_time_eq(c.as_bytes(), expected.as_bytes())) =>
+        {
+            f
+        }
+        _ => {
+            return login_form(
+                &app,
+                StatusCode::FORBIDDEN,
+                Some("The login form expired; please try again."),
+                "",
+            )
+        }
+    };
+    let name = form.agent.trim().to_string();
+    let hash = app
+        .web
+        .agents
+        .iter()
+        .find(|a| a.name == name)
+        .map(|a| a.password_hash.clone());
+    let known = hash.is_some();
+    // An unknown name is checked against a dummy hash, so it takes as long
+    // as a wrong password and the answer is the same.
+    let hash = hash.unwrap_or_else(|| app.dummy_hash.clone());
+    let password = form.password;
+    let permit = app.login_slots.acquire().await;
+    let verified = tokio::task::spawn_blocking(move || verify_password(&hash, &password))
+        .await
+        .unwrap_or(false);
+    drop(permit);
+    if !(known && verified) {
+        warn!(agent = ?name, peer = %peer.ip(), "web: login failed");
+        return login_form(&app, StatusCode::UNAUTHORIZED, Some(LOGIN_FAILED), &name);
+    }
+    let now = chrono::Utc::now().timestamp();
+    let agent = name.clone();
+    let created = app
+        .db(move |store, _| create_session(store.conn(), &agent, "password", now))
+        .await;
+    match created {
+        Ok((_, token)) => {
+            info!(agent = %name, peer = %peer.ip(), "web: agent logged in");
+            let mut res = Redirect::to("/").into_response();
+            let h = res.headers_mut();
+            if let Some(c) = set_cookie(SESSION_COOKIE, &token, "/", SESSION_SECONDS) {
+                h.append(header::SET_COOKIE, c);
+            }
+            if let Some(c) = set_cookie(LOGIN_COOKIE, "", "/login", 0) {
+                h.append(header::SET_COOKIE, c);
+            }
+            res
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct CsrfForm {
+    pub csrf: Option<String>,
+}
+
+pub(crate) async fn logout(
+    State(app): State<App>,
+    Extension(session): Extension<Session>,
+    form: Result<Form<CsrfForm>, axum::extract::rejection::FormRejection>,
+) -> Result<Response, WebError> {
+    let sent = form.ok().and_then(|Form(f)| f.csrf);
+    session.check_csrf(sent.as_deref())?;
+    let hash = session.token_sha256.clone();
+    app.db(move |store, _| {
+        store
+            .conn()
+            .execute("DELETE FROM web_sessions WHERE token_sha256 = ?1", [hash])?;
+        Ok(())
+    })
+    .await?;
+    info!(agent = %session.agent, "web: agent logged out");
+    let mut res = Redirect::to("/login").into_response();
+    if let Some(c) = set_cookie(SESSION_COOKIE, "", "/", 0) {
+        res.headers_mut().append(header::SET_COOKIE, c);
+    }
+    Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_verify_and_differ() {
+        let a = hash_password("correct horse").unwrap();
+        let b = hash_password("correct horse").unwrap();
+        assert!(a.starts_with("$argon2id$"));
+        assert_ne!(a, b, "salts are random");
+        assert!(verify_password(&a, "correct horse"));
+        assert!(!verify_password(&a, "correct hors"));
+        assert!(!verify_password("not a hash", "correct horse"));
+        assert!(matches!(hash_password(""), Err(WebError::EmptyPassword)));
+    }
+
+    #[test]
+    fn cookies_are_found_only_when_well_formed() {
+        let token = "ab".repeat(32);
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_str(&format!("x=1; {SESSION_COOKIE}={token}")).unwrap(),
+        );
+        assert_eq!(cookie(&h, SESSION_COOKIE), Some(token.as_str()));
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("ticketd_session=../../etc/passwd"),
+        );
+        assert_eq!(cookie(&h, SESSION_COOKIE), None);
+    }
+
+    #[test]
+    fn cross_site_posts_are_refused() {
+        let mut h = HeaderMap::new();
+        assert!(same_origin(&h));
+        h.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
+        assert!(same_origin(&h));
+        h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
+        assert!(!same_origin(&h));
+        h.insert("sec-fetch-site", HeaderValue::from_static("same-site"));
+        assert!(!same_origin(&h));
+    }
+}

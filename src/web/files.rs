@@ -1,0 +1,242 @@
+//! What the mail itself brings: attachments and the HTML part. Both come
+//! from strangers, so an attachment is found only by a validated sha256 that
+//! the attachments table knows (no name from the request reaches the disk),
+//! only JPEG/PNG/GIF/WebP are served inline, and the HTML part is sanitized
+//! and served as its own sandboxed document that can load nothing at all.
+
+use std::borrow::Cow;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use rusqlite::OptionalExtension;
+use serde::{Deserialize, Serialize};
+
+use super::{url_encode, App, WebError, CONTENT_SECURITY_POLICY};
+
+/// An attachment as the ticket page links it.
+#[derive(Debug, Serialize)]
+pub(crate) struct FileLink {
+    pub url: String,
+    pub name: String,
+    pub content_type: String,
+    pub size: String,
+}
+
+/// The image types every browser shows and that cannot carry script; the
+/// type to serve them with. Anything else (HEIC, PDF, SVG, ...) is a
+/// download.
+pub(crate) fn inline_image_type(content_type: &str) -> Option<&'static str> {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match essence.as_str() {
+        "image/jpeg" | "image/jpg" | "image/pjpeg" => Some("image/jpeg"),
+        "image/png" => Some("image/png"),
+        "image/gif" => Some("image/gif"),
+        "image/webp" => Some("image/webp"),
+        _ => None,
+    }
+}
+
+fn is_sha256(text: &str) -> bool {
+    text.len() == 64
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// `attachment; filename="ascii"; filename*=UTF-8''utf8` (RFC 6266), with
+/// anything that could end the header or the quoted string replaced.
+fn disposition(kind: &str, filename: Option<&str>) -> HeaderValue {
+    let Some(name) = filename.filter(|n| !n.trim().is_empty()) else {
+        return HeaderValue::from_static(if kind == "inline" {
+            "inline"
+        } else {
+            "attachment"
+        });
+    };
+    let ascii: String = name
+        .chars()
+        .map(|c| {
+            if (c.is_ascii_graphic() && !matches!(c, '"' | '\\' | ';' | '%')) || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    HeaderValue::from_str(&format!(
+        "{kind}; filename=\"{ascii}\"; filename*=UTF-8''{}",
+        url_encode(name)
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static("attachment"))
+}
+
+/// `/attachments/{sha256}`: the bytes of a stored attachment.
+pub(crate) async fn attachment(
+    State(app): State<App>,
+    Path(sha256): Path<String>,
+) -> Result<Response, WebError> {
+    if !is_sha256(&sha256) {
+        return Err(WebError::NotFound("There is no such attachment.".into()));
+    }
+    let (content_type, filename, bytes) = app
+        .db(move |store, _| {
+            let meta: Option<(String, Option<String>)> = store
+                .conn()
+                .prepare_cached(
+                    "SELECT content_type, filename FROM attachments WHERE sha256 = ?1 ORDER BY id LIMIT 1",
+                )?
+                .query_row([&sha256], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            let Some((content_type, filename)) = meta else {
+                return Err(WebError::NotFound("There is no such attachment.".into()));
+            };
+            // Only a 64-hex digest that the table knows becomes a path.
+            let bytes = store.read_blob(&sha256)?;
+            Ok((content_type, filename, bytes))
+        })
+        .await?;
+    let (served_type, kind) = match inline_image_type(&content_type) {
+        Some(t) => (t, "inline"),
+        None => ("application/octet-stream", "attachment"),
+    };
+    let mut res = Response::new(Body::from(bytes));
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(served_type));
+    h.insert(
+        header::CONTENT_DISPOSITION,
+        disposition(kind, filename.as_deref()),
+    );
+    // Content-addressed: the bytes behind a digest never change.
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=86400, immutable"),
+    );
+    if let Ok(csp) = HeaderValue::from_str(&format!("{CONTENT_SECURITY_POLICY}; sandbox")) {
+        h.insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
+    Ok(res)
+}
+
+/// Mail HTML without anything active or remote: no script, style element,
+/// form or event handler survives ammonia; image sources are dropped (a
+/// remote image is a tracking pixel; the photos are shown from the
+/// attachments instead), and relative links, which would point at this
+/// server, are removed.
+pub(crate) fn sanitize_mail_html(html: &str) -> String {
+    ammonia::Builder::default()
+        .url_relative(ammonia::UrlRelative::Deny)
+        .url_schemes(["http", "https", "mailto"].into_iter().collect())
+        .link_rel(Some("noopener noreferrer nofollow"))
+        .attribute_filter(|element, attribute, value| match (element, attribute) {
+            ("img", "src" | "srcset") => None,
+            _ => Some(Cow::Borrowed(value)),
+        })
+        .clean(html)
+        .to_string()
+}
+
+/// The mail frame may be framed by our own pages only, is a sandbox even
+/// when opened on its own, and loads nothing: no image, font or script.
+const MESSAGE_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; \
+    form-action 'none'; frame-ancestors 'self'; sandbox";
+
+#[derive(Deserialize)]
+pub(crate) struct MessageParams {
+    id: String,
+}
+
+/// `/message.html?id=MESSAGE-ID`: a message's HTML part, sanitized, as a
+/// document for the ticket page's sandboxed iframe.
+pub(crate) async fn message_html(
+    State(app): State<App>,
+    Query(params): Query<MessageParams>,
+) -> Result<Response, WebError> {
+    let html = app
+        .db(move |store, _| {
+            let found: Option<Option<String>> = store
+                .conn()
+                .query_row(
+                    "SELECT html_body FROM messages WHERE message_id = ?1",
+                    [&params.id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            found
+                .flatten()
+                .ok_or_else(|| WebError::NotFound("That message has no HTML part.".into()))
+        })
+        .await?;
+    let clean = tokio::task::spawn_blocking(move || sanitize_mail_html(&html))
+        .await
+        .map_err(|e| WebError::Task(e.to_string()))?;
+    let page = app.render(
+        "message.html",
+        minijinja::context! { body => minijinja::Value::from_safe_string(clean) },
+    )?;
+    let mut res = (StatusCode::OK, axum::response::Html(page)).into_response();
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(MESSAGE_CSP),
+    );
+    h.insert(
+        header::X_FRAME_OPTIONS,
+        HeaderValue::from_static("SAMEORIGIN"),
+    );
+    Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_safe_images_are_inline() {
+        assert_eq!(inline_image_type("image/JPEG; name=x"), Some("image/jpeg"));
+        assert_eq!(inline_image_type("image/webp"), Some("image/webp"));
+        assert_eq!(inline_image_type("image/heic"), None);
+        assert_eq!(inline_image_type("image/svg+xml"), None);
+        assert_eq!(inline_image_type("text/html"), None);
+    }
+
+    #[test]
+    fn digests_are_validated() {
+        assert!(is_sha256(&"0a".repeat(32)));
+        assert!(!is_sha256(&"0A".repeat(32)));
+        assert!(!is_sha256("../../etc/passwd"));
+        assert!(!is_sha256(&format!("{}/", "0".repeat(63))));
+    }
+
+    #[test]
+    fn filenames_cannot_break_the_header() {
+        let h = disposition("attachment", Some("a\"b;\r\nc é.pdf"));
+        let text = h.to_str().unwrap();
+        assert!(text.starts_with("attachment; filename=\"a_b___c _.pdf\"; filename*=UTF-8''"));
+        assert!(!text.contains('\n'));
+        assert_eq!(disposition("inline", None), "inline");
+    }
+
+    #[test]
+    fn mail_html_loses_script_and_remote_images() {
+        let clean = sanitize_mail_html(
+            "<p onclick=\"x()\">Hi<script>alert(1)</script></p>\
+             <img src=\"http://tracker.example/p.gif\" alt=\"logo\">\
+             <div style=\"background:url(http://x.example/y)\">s</div>\
+             <a href=\"/logout\">rel</a><a href=\"https://whatnot.com\">ok</a>",
+        );
+        assert!(!clean.contains("script"), "{clean}");
+        assert!(!clean.contains("onclick"), "{clean}");
+        assert!(!clean.contains("tracker"), "{clean}");
+        assert!(!clean.contains("x.example"), "{clean}");
+        assert!(!clean.contains("/logout"), "{clean}");
+        assert!(clean.contains("alt=\"logo\""), "{clean}");
+        assert!(clean.contains("https://whatnot.com"), "{clean}");
+    }
+}
