@@ -11,10 +11,28 @@ use lettre::Message;
 use minijinja::{Environment, UndefinedBehavior};
 use serde::Serialize;
 
-use crate::config::Language;
-use crate::core::policy::Missing;
+use crate::config::{Language, TicketsConfig};
+use crate::core::extract::Facts;
+use crate::core::parse::InboundMessage;
+use crate::core::policy::{self, Known, Missing};
 
-pub const TEMPLATE_NAMES: &[&str] = &["ack_subject.txt", "ack.txt", "ack.html"];
+/// Which mail a template set is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckKind {
+    /// The acknowledgement of a new ticket.
+    New,
+    /// The short "added to your ticket" note (`ack_followups = true`).
+    Followup,
+}
+
+impl AckKind {
+    fn prefix(self) -> &'static str {
+        match self {
+            AckKind::New => "ack",
+            AckKind::Followup => "followup",
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AckError {
@@ -61,6 +79,47 @@ pub struct AckContext {
 }
 
 impl AckContext {
+    /// What the ack for a buyer's first message says: the facts read from
+    /// it decide what is still missing and whether a claim deadline is
+    /// known. `now` is when the message was received.
+    pub fn for_message(
+        ticket: &str,
+        lang: Language,
+        cfg: &TicketsConfig,
+        now: DateTime<Utc>,
+        msg: &InboundMessage,
+        new_text: &str,
+        facts: &Facts,
+    ) -> AckContext {
+        let photos = msg
+            .attachments
+            .iter()
+            .filter(|a| a.content_type.starts_with("image/"))
+            .count();
+        let words = new_text.split_whitespace().count();
+        let known = Known::from_facts(facts, photos, words);
+        let today = now.with_timezone(&cfg.time_zone).date_naive();
+        let deadline =
+            policy::claim_deadline(facts.category, facts.purchase_date, facts.delivery_date);
+        AckContext {
+            ticket: ticket.to_string(),
+            language: lang.code(),
+            response_hours: cfg.response_hours,
+            due: format_due(
+                policy::response_due(now, cfg.response_hours),
+                cfg.time_zone,
+                lang,
+            ),
+            buyer_name: msg.from_name.clone(),
+            original_subject: msg.subject.clone(),
+            issue_type: facts.issue_type.as_str(),
+            missing: policy::missing_info(facts.issue_type, &known),
+            order_numbers: facts.order_numbers.clone(),
+            claim_deadline: deadline.map(|d| format_date(d, lang)),
+            claim_deadline_passed: deadline.is_some_and(|d| d < today),
+        }
+    }
+
     /// A context with every optional part filled, to check templates.
     fn samples() -> Vec<(Language, AckContext)> {
         let mut out = Vec::new();
@@ -141,7 +200,8 @@ impl AckTemplates {
         env.set_keep_trailing_newline(true);
         let templates = AckTemplates { env, dir: root };
         for (lang, sample) in AckContext::samples() {
-            templates.render(lang, &sample)?;
+            templates.render_kind(AckKind::New, lang, &sample)?;
+            templates.render_kind(AckKind::Followup, lang, &sample)?;
         }
         Ok(templates)
     }
@@ -151,22 +211,31 @@ impl AckTemplates {
     }
 
     pub fn render(&self, lang: Language, ctx: &AckContext) -> Result<RenderedAck, AckError> {
+        self.render_kind(AckKind::New, lang, ctx)
+    }
+
+    pub fn render_kind(
+        &self,
+        kind: AckKind,
+        lang: Language,
+        ctx: &AckContext,
+    ) -> Result<RenderedAck, AckError> {
         let render = |file: &str| -> Result<String, AckError> {
-            let name = format!("{}/{}", lang.code(), file);
+            let name = format!("{}/{}{}", lang.code(), kind.prefix(), file);
             let tmpl = self
                 .env
                 .get_template(&name)
                 .map_err(|e| template_error(&name, e))?;
             tmpl.render(ctx).map_err(|e| template_error(&name, e))
         };
-        let subject = render("ack_subject.txt")?
+        let subject = render("_subject.txt")?
             .split_whitespace()
             .collect::<Vec<_>>()
             .join(" ");
         Ok(RenderedAck {
             subject,
-            text: render("ack.txt")?,
-            html: render("ack.html")?,
+            text: render(".txt")?,
+            html: render(".html")?,
         })
     }
 }

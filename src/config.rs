@@ -126,6 +126,7 @@ struct RawTickets {
     default_language: Option<String>,
     templates_dir: Option<PathBuf>,
     max_acks_per_sender_per_hour: Option<u32>,
+    ack_followups: Option<bool>,
 }
 
 /// How a connection is protected. There is no silent fallback from one to
@@ -252,6 +253,8 @@ pub struct TicketsConfig {
     pub templates_dir: PathBuf,
     /// Acks one address may get per hour; more would look like a loop.
     pub max_acks_per_sender_per_hour: u32,
+    /// Answer a buyer's follow-up with a short "added to your ticket" note.
+    pub ack_followups: bool,
 }
 
 /// The languages acknowledgements are written in.
@@ -737,6 +740,7 @@ fn validate(
             default_language,
             templates_dir,
             max_acks_per_sender_per_hour: t.max_acks_per_sender_per_hour.unwrap_or(3),
+            ack_followups: t.ack_followups.unwrap_or(false),
         },
     })
 }

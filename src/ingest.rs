@@ -7,12 +7,12 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection};
 use tracing::{info, warn};
 
-use crate::ack::{self, AckContext, AckEnvelope, AckTemplates};
+use crate::ack::{self, AckContext, AckEnvelope, AckKind, AckTemplates};
 use crate::config::{Config, Language};
 use crate::core::classify::{classify, MessageKind};
 use crate::core::extract::{self, Facts};
 use crate::core::parse::{self, parse, InboundMessage};
-use crate::core::policy::{self, response_due, Known};
+use crate::core::policy::response_due;
 use crate::core::quote;
 use crate::core::thread::{self, ThreadMatch};
 use crate::store::{self, MailboxPosition, Store, StoreError};
@@ -217,24 +217,28 @@ impl Ingestor<'_> {
             insert_facts(&tx, t, message_row, &facts)?;
         }
 
-        let ack_queued = if new {
-            let t = ticket.unwrap_or_default();
-            match self.queue_ack(&tx, &msg, &new_text, &facts, t, message_row, now) {
-                Ok(()) => true,
-                Err(reason) => {
-                    warn!(ticket = %thread::ticket_token(prefix, t), %reason, "no acknowledgement");
-                    set_ack_skip(&tx, message_row, &reason)?;
-                    false
+        let followup = !new && !kind.is_machine() && self.config.tickets.ack_followups;
+        let ack_queued = match ticket {
+            Some(t) if new || followup => {
+                let which = if new { AckKind::New } else { AckKind::Followup };
+                match self.queue_ack(which, &tx, &msg, &new_text, &facts, t, message_row, now) {
+                    Ok(()) => true,
+                    Err(reason) => {
+                        warn!(ticket = %thread::ticket_token(prefix, t), %reason, "no acknowledgement");
+                        set_ack_skip(&tx, message_row, &reason)?;
+                        false
+                    }
                 }
             }
-        } else {
-            let reason = if kind.is_machine() {
-                format!("machine mail ({})", kind.as_str())
-            } else {
-                "follow-up on an existing ticket".to_string()
-            };
-            set_ack_skip(&tx, message_row, &reason)?;
-            false
+            _ => {
+                let reason = if kind.is_machine() {
+                    format!("machine mail ({})", kind.as_str())
+                } else {
+                    "follow-up on an existing ticket".to_string()
+                };
+                set_ack_skip(&tx, message_row, &reason)?;
+                false
+            }
         };
 
         if let Some(pos) = position {
@@ -265,6 +269,7 @@ impl Ingestor<'_> {
     #[allow(clippy::too_many_arguments)]
     fn queue_ack(
         &self,
+        which: AckKind,
         tx: &Connection,
         msg: &InboundMessage,
         new_text: &str,
@@ -295,37 +300,31 @@ impl Ingestor<'_> {
                 "rate limit: {to} already got {recent} acknowledgement(s) in the last hour"
             ));
         }
+        if which == AckKind::Followup {
+            let to_ticket: i64 = tx
+                .query_row(
+                    "SELECT count(*) FROM messages WHERE ticket_id = ?1 AND kind = 'followup'
+                     AND received_at > ?2",
+                    params![ticket, now.timestamp() - 3600],
+                    |r| r.get(0),
+                )
+                .map_err(|e| format!("database error: {e}"))?;
+            if to_ticket > 0 {
+                return Err(
+                    "follow-up: this ticket already got a mail from us in the last hour"
+                        .to_string(),
+                );
+            }
+        }
         let lang = store::ticket_language(tx, ticket)
             .ok()
             .and_then(|l| Language::from_code(&l))
             .unwrap_or(cfg.default_language);
         let token = thread::ticket_token(&cfg.prefix, ticket);
-        let photos = msg
-            .attachments
-            .iter()
-            .filter(|a| a.content_type.starts_with("image/"))
-            .count();
-        let words = new_text.split_whitespace().count();
-        let known = Known::from_facts(facts, photos, words);
-        let today = now.with_timezone(&cfg.time_zone).date_naive();
-        let deadline =
-            policy::claim_deadline(facts.category, facts.purchase_date, facts.delivery_date);
-        let ctx = AckContext {
-            ticket: token.clone(),
-            language: lang.code(),
-            response_hours: cfg.response_hours,
-            due: ack::format_due(response_due(now, cfg.response_hours), cfg.time_zone, lang),
-            buyer_name: msg.from_name.clone(),
-            original_subject: msg.subject.clone(),
-            issue_type: facts.issue_type.as_str(),
-            missing: policy::missing_info(facts.issue_type, &known),
-            order_numbers: facts.order_numbers.clone(),
-            claim_deadline: deadline.map(|d| ack::format_date(d, lang)),
-            claim_deadline_passed: deadline.is_some_and(|d| d < today),
-        };
+        let ctx = AckContext::for_message(&token, lang, cfg, now, msg, new_text, facts);
         let rendered = self
             .templates
-            .render(lang, &ctx)
+            .render_kind(which, lang, &ctx)
             .map_err(|e| e.to_string())?;
         let message_id = ack::new_message_id(&token, &smtp.from_address);
         let raw = ack::build_mail(
@@ -349,7 +348,7 @@ impl Ingestor<'_> {
             "INSERT INTO messages (ticket_id, message_id, direction, kind, from_addr, from_name,
              subject, received_at, in_reply_to, text_body, new_text, html_body, raw_sha256, raw_size,
              language)
-             VALUES (?1, ?2, 'out', 'ack', ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, '', ?10, ?11)",
+             VALUES (?1, ?2, 'out', ?12, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, '', ?10, ?11)",
             params![
                 ticket,
                 message_id,
@@ -361,7 +360,11 @@ impl Ingestor<'_> {
                 rendered.text,
                 rendered.html,
                 raw.len() as i64,
-                lang.code()
+                lang.code(),
+                match which {
+                    AckKind::New => "ack",
+                    AckKind::Followup => "followup",
+                }
             ],
         )
         .map_err(db)?;

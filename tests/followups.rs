@@ -1,0 +1,92 @@
+//! `ack_followups = true`: a buyer's follow-up gets one short "added to
+//! your ticket" note, not one per mail; off by default.
+
+use std::path::Path;
+use std::process::Command;
+
+fn run(config: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_ticketd"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn setup(followups: bool) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ticketd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[smtp]\nhost = \"127.0.0.1\"\nport = 25\ntls = \"none\"\nfrom_address = \"support@example.test\"\n\
+             [store]\ndata_dir = \"data\"\n[tickets]\ntemplates_dir = \"{}\"\nack_followups = {followups}\n",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("templates").display()
+        ),
+    )
+    .unwrap();
+    (dir, config)
+}
+
+fn mail(dir: &Path, name: &str, id: &str, headers: &str) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::write(
+        &p,
+        format!("From: Anna <anna@buyer.test>\r\nTo: support@example.test\r\nSubject: Re: kaart\r\nMessage-ID: <{id}>\r\n{headers}\r\nNog een foto erbij.\r\n"),
+    )
+    .unwrap();
+    p
+}
+
+fn exported(config: &Path) -> Vec<serde_json::Value> {
+    run(config, &["export", "--jsonl"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn one_note_per_hour_when_enabled_none_by_default() {
+    for enabled in [true, false] {
+        let (dir, config) = setup(enabled);
+        let first = mail(dir.path(), "1.eml", "f1@buyer.test", "");
+        run(&config, &["ingest", first.to_str().unwrap()]);
+        let ack = exported(&config)[0]["ack"]["message_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let refs = format!("In-Reply-To: <{ack}>\r\n");
+        let second = mail(dir.path(), "2.eml", "f2@buyer.test", &refs);
+        let third = mail(dir.path(), "3.eml", "f3@buyer.test", &refs);
+        run(
+            &config,
+            &["ingest", second.to_str().unwrap(), third.to_str().unwrap()],
+        );
+        let e = exported(&config);
+        assert_eq!(e.len(), 3);
+        assert!(e.iter().all(|m| m["ticket"] == "WN-000001"));
+        if enabled {
+            assert!(e[1]["ack"]["message_id"].is_string(), "{}", e[1]);
+            assert!(
+                e[2]["ack"]["skipped"]
+                    .as_str()
+                    .unwrap()
+                    .contains("last hour"),
+                "{}",
+                e[2]
+            );
+            let outbox: Vec<serde_json::Value> =
+                serde_json::from_str(&run(&config, &["outbox", "--json"])).unwrap();
+            assert_eq!(outbox.len(), 2);
+        } else {
+            assert_eq!(e[1]["ack"]["skipped"], "follow-up on an existing ticket");
+            assert_eq!(e[2]["ack"]["skipped"], "follow-up on an existing ticket");
+        }
+    }
+}
