@@ -114,6 +114,24 @@ impl Ingestor<'_> {
 
         let prefix = &self.config.tickets.prefix;
         let mut matched = thread::decide(&msg, prefix, &store::Lookup(&tx));
+        // An agent's answer sent from their own client (or found in the
+        // Sent folder): filed as the agent's reply, never acknowledged.
+        let mut kind = kind;
+        if matches!(kind, MessageKind::Human | MessageKind::Own) {
+            if let Some(own) = self.config.own_address.as_deref() {
+                let threaded = matched.ticket();
+                if let Some(t) =
+                    thread::agent_reply(&msg, threaded, prefix, own, &store::Lookup(&tx))
+                {
+                    matched = ThreadMatch::ByReference(t);
+                    kind = MessageKind::Agent;
+                    tx.execute(
+                        "UPDATE tickets SET responded_at = coalesce(responded_at, ?2) WHERE id = ?1",
+                        params![t, now.timestamp()],
+                    )?;
+                }
+            }
+        }
         if kind == MessageKind::Bounce && matched.ticket().is_none() {
             // A bounce of one of our acks belongs to that ack's ticket.
             let ids = parse::embedded_message_ids(raw);
@@ -231,7 +249,9 @@ impl Ingestor<'_> {
                 }
             }
             _ => {
-                let reason = if kind.is_machine() {
+                let reason = if kind == MessageKind::Agent {
+                    "an agent's reply".to_string()
+                } else if kind.is_machine() {
                     format!("machine mail ({})", kind.as_str())
                 } else {
                     "follow-up on an existing ticket".to_string()
@@ -311,7 +331,7 @@ impl Ingestor<'_> {
                 .map_err(|e| format!("database error: {e}"))?;
             if to_ticket > 0 {
                 return Err(
-                    "follow-up: this ticket already got a mail from us in the last hour"
+                    "follow-up: a note already went to this ticket in the last hour"
                         .to_string(),
                 );
             }

@@ -12,6 +12,9 @@ pub enum MessageKind {
     List,
     Own,
     NoReply,
+    /// An agent's answer from their own mail client (decided by threading,
+    /// not here: it needs the ticket).
+    Agent,
 }
 
 impl MessageKind {
@@ -23,9 +26,11 @@ impl MessageKind {
             MessageKind::List => "list",
             MessageKind::Own => "own",
             MessageKind::NoReply => "noreply",
+            MessageKind::Agent => "agent",
         }
     }
 
+    /// Never answered and never reopens a ticket: machines, and agents.
     pub fn is_machine(self) -> bool {
         self != MessageKind::Human
     }

@@ -84,6 +84,32 @@ pub fn decide(msg: &InboundMessage, prefix: &str, lookup: &dyn ThreadLookup) -> 
     }
 }
 
+/// An agent answering from their own mail client: sent from our own
+/// address or from someone at our own domain, on a ticket it threads to
+/// (`threaded`) or whose token is in the subject. Returns that ticket.
+pub fn agent_reply(
+    msg: &InboundMessage,
+    threaded: Option<i64>,
+    prefix: &str,
+    own_address: &str,
+    lookup: &dyn ThreadLookup,
+) -> Option<i64> {
+    let from = msg.from_address.as_deref()?;
+    let own_domain = own_address.rsplit_once('@').map(|(_, d)| d)?;
+    let ours = from.eq_ignore_ascii_case(own_address)
+        || from
+            .rsplit_once('@')
+            .is_some_and(|(_, d)| d.eq_ignore_ascii_case(own_domain));
+    if !ours {
+        return None;
+    }
+    threaded.or_else(|| {
+        subject_tokens(&msg.subject, prefix)
+            .into_iter()
+            .find(|t| lookup.is_participant(*t, from).is_some())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,6 +146,30 @@ mod tests {
         assert_eq!(
             decide(&by_token, "WN", &Fake),
             ThreadMatch::BySubjectToken(7)
+        );
+    }
+
+    #[test]
+    fn agents_answer_from_their_own_client() {
+        let own = msg("From: Sanne <sanne@example.test>\r\nSubject: RE: [WN-000007] hi\r\n");
+        assert_eq!(
+            agent_reply(&own, None, "WN", "support@example.test", &Fake),
+            Some(7)
+        );
+        let support = msg("From: support@example.test\r\nSubject: [WN-000007] hi\r\n");
+        assert_eq!(
+            agent_reply(&support, None, "WN", "support@example.test", &Fake),
+            Some(7)
+        );
+        let outsider = msg("From: x@evil.test\r\nSubject: [WN-000007] hi\r\n");
+        assert_eq!(
+            agent_reply(&outsider, Some(7), "WN", "support@example.test", &Fake),
+            None
+        );
+        let unknown = msg("From: sanne@example.test\r\nSubject: [WN-000999] hi\r\n");
+        assert_eq!(
+            agent_reply(&unknown, None, "WN", "support@example.test", &Fake),
+            None
         );
     }
 
