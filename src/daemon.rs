@@ -142,9 +142,15 @@ async fn mailbox_loop(
     let ingestor = Ingestor { config, templates };
     let mut failures = 0u32;
     while !stop.is_requested() {
+        let started = std::time::Instant::now();
         match imap::watch(imap_cfg, mailbox, &mut store, &ingestor, stop, false, hooks).await {
             Ok(()) => failures = 0,
             Err(e) => {
+                // A connection that worked for a while was healthy: start
+                // the backoff afresh instead of where the last outage left it.
+                if started.elapsed() > Duration::from_secs(60) {
+                    failures = 0;
+                }
                 let delay = with_jitter(reconnect_delay(failures));
                 failures = failures.saturating_add(1);
                 error!(mailbox, error = %e, retry_in = ?delay, "IMAP connection failed");

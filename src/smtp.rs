@@ -92,32 +92,42 @@ pub async fn deliver_due(
 ) -> Result<DeliveryStats, SmtpError> {
     let mut stats = DeliveryStats::default();
     let now = Utc::now().timestamp();
-    for item in store.outbox_due(now)? {
-        let envelope = match (item.envelope_from.parse(), item.envelope_to.parse()) {
-            (Ok(from), Ok(to)) => Envelope::new(Some(from), vec![to]).map_err(|e| e.to_string()),
-            _ => Err("invalid envelope address".to_string()),
-        };
-        // Err((message, permanent)): a 5xx answer will not change on retry.
-        let result = match envelope {
-            Ok(env) => transport
-                .send_raw(&env, &item.raw)
-                .await
-                .map_err(|e| (e.to_string(), e.is_permanent())),
-            Err(e) => Err((e, true)),
-        };
-        let now = Utc::now().timestamp();
-        match result {
-            Ok(_) => {
-                store.outbox_sent(item.id, now)?;
-                info!(message_id = %item.message_id, to = %item.envelope_to, "acknowledgement sent");
-                stats.sent += 1;
-            }
-            Err((e, permanent)) => {
-                let give_up = permanent || item.attempts + 1 >= MAX_ATTEMPTS;
-                let next = now + backoff(item.attempts);
-                store.outbox_failed_attempt(item.id, &e, next, give_up)?;
-                warn!(message_id = %item.message_id, attempt = item.attempts + 1, give_up, error = %e, "send failed");
-                stats.failed += 1;
+    // Batches of 100 until nothing due is left: every item either becomes
+    // sent or failed, or moves its next attempt past `now`, so this ends.
+    loop {
+        let batch = store.outbox_due(now)?;
+        if batch.is_empty() {
+            break;
+        }
+        for item in batch {
+            let envelope = match (item.envelope_from.parse(), item.envelope_to.parse()) {
+                (Ok(from), Ok(to)) => {
+                    Envelope::new(Some(from), vec![to]).map_err(|e| e.to_string())
+                }
+                _ => Err("invalid envelope address".to_string()),
+            };
+            // Err((message, permanent)): a 5xx answer will not change on retry.
+            let result = match envelope {
+                Ok(env) => transport
+                    .send_raw(&env, &item.raw)
+                    .await
+                    .map_err(|e| (e.to_string(), e.is_permanent())),
+                Err(e) => Err((e, true)),
+            };
+            let now = Utc::now().timestamp();
+            match result {
+                Ok(_) => {
+                    store.outbox_sent(item.id, now)?;
+                    info!(message_id = %item.message_id, to = %item.envelope_to, "acknowledgement sent");
+                    stats.sent += 1;
+                }
+                Err((e, permanent)) => {
+                    let give_up = permanent || item.attempts + 1 >= MAX_ATTEMPTS;
+                    let next = now + backoff(item.attempts);
+                    store.outbox_failed_attempt(item.id, &e, next, give_up)?;
+                    warn!(message_id = %item.message_id, attempt = item.attempts + 1, give_up, error = %e, "send failed");
+                    stats.failed += 1;
+                }
             }
         }
     }

@@ -88,8 +88,15 @@ impl Store {
         &self.conn
     }
 
+    /// A write transaction. IMMEDIATE takes the write lock up front: a
+    /// transaction that reads first and writes later would otherwise fail
+    /// at once ("database is locked") when another connection (the outbox
+    /// sender, an agent's command) committed in between, instead of
+    /// waiting its turn.
     pub fn transaction(&mut self) -> Result<Transaction<'_>, StoreError> {
-        Ok(self.conn.transaction()?)
+        Ok(self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?)
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -273,7 +280,11 @@ pub fn blob_path(data_dir: &Path, sha256: &str) -> PathBuf {
 }
 
 fn migrate(conn: &mut Connection, db: &Path) -> Result<(), StoreError> {
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    // One IMMEDIATE transaction around reading the version and migrating:
+    // two processes opening a new data directory at once must not both
+    // create the schema.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let known = MIGRATIONS.len() as i64;
     if version > known {
         return Err(StoreError::TooNew {
@@ -282,12 +293,11 @@ fn migrate(conn: &mut Connection, db: &Path) -> Result<(), StoreError> {
             known,
         });
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        let tx = conn.transaction()?;
+    for sql in MIGRATIONS.iter().skip(version as usize) {
         tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
-        tx.commit()?;
     }
+    tx.pragma_update(None, "user_version", known)?;
+    tx.commit()?;
     Ok(())
 }
 
