@@ -116,7 +116,7 @@ proptest! {
         for s in SEEDS {
             ingestor.ingest(&mut store, s, None, now).unwrap();
         }
-        let raw = mutations.iter().fold(SEEDS[seed].to_vec(), |r, m| apply(r, m));
+        let raw = mutations.iter().fold(SEEDS[seed].to_vec(), apply);
         let before = stored_messages(&store);
         let outcome = ingestor.ingest(&mut store, &raw, None, now).unwrap();
         let after = stored_messages(&store);
