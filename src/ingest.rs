@@ -331,8 +331,7 @@ impl Ingestor<'_> {
                 .map_err(|e| format!("database error: {e}"))?;
             if to_ticket > 0 {
                 return Err(
-                    "follow-up: a note already went to this ticket in the last hour"
-                        .to_string(),
+                    "follow-up: a note already went to this ticket in the last hour".to_string(),
                 );
             }
         }
