@@ -40,6 +40,13 @@ struct RawConfig {
     tickets: RawTickets,
     web: Option<RawWeb>,
     intake: Option<RawIntake>,
+    metrics: Option<RawMetrics>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -312,6 +319,8 @@ pub struct Config {
     pub web: Option<WebConfig>,
     /// Which mail in a shared mailbox is support mail; `None`: all of it.
     pub intake: Option<crate::core::intake::IntakeRules>,
+    /// Where `ticketd run` serves Prometheus metrics, if anywhere.
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// The address our own mail comes from; mail from it is never answered.
     pub own_address: Option<String>,
 }
@@ -725,7 +734,20 @@ fn validate(
             })
         }
     };
+    let metrics_listen = match raw.metrics {
+        None => None,
+        Some(m) => Some(m.listen.parse().map_err(|_| {
+            invalid(
+                "metrics.listen",
+                format!(
+                    "`{}` is not an address:port like \"127.0.0.1:9425\"",
+                    m.listen
+                ),
+            )
+        })?),
+    };
     Ok(Config {
+        metrics_listen,
         intake,
         web,
         max_message_bytes,

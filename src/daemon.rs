@@ -15,6 +15,7 @@ use crate::ack::{AckError, AckTemplates};
 use crate::config::{Config, ImapConfig, SecretSource, SmtpConfig};
 use crate::imap::{self, Hooks, ImapError};
 use crate::ingest::Ingestor;
+use crate::metrics;
 use crate::service;
 use crate::smtp::{self, SmtpError, Transport};
 use crate::store::{Store, StoreError};
@@ -137,6 +138,7 @@ async fn mailbox_loop(
     templates: &AckTemplates,
     stop: &Shutdown,
     hooks: &Hooks<'_>,
+    live: &metrics::Live,
 ) -> Result<(), DaemonError> {
     let mut store = Store::open(&config.data_dir)?;
     let ingestor = Ingestor { config, templates };
@@ -151,6 +153,7 @@ async fn mailbox_loop(
                 if started.elapsed() > Duration::from_secs(60) {
                     failures = 0;
                 }
+                live.reconnect();
                 let delay = with_jitter(reconnect_delay(failures));
                 failures = failures.saturating_add(1);
                 error!(mailbox, error = %e, retry_in = ?delay, "IMAP connection failed");
@@ -234,10 +237,20 @@ pub async fn run(
         }
     };
 
+    let live = Arc::new(metrics::Live::default());
+    let metrics_task = config.metrics_listen.map(|listen| {
+        let (live, data_dir, stop) = (live.clone(), config.data_dir.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(e) = metrics::serve(listen, &data_dir, live, stop).await {
+                error!(error = %e, %listen, "metrics endpoint stopped");
+            }
+        })
+    });
     let ready = AtomicBool::new(false);
     let notify = wake.clone();
     let on_filed = move || notify.notify_one();
     let on_alive = |what: &str| {
+        live.synced();
         if !ready.swap(true, Ordering::SeqCst) {
             service::ready(what);
         } else {
@@ -268,7 +281,7 @@ pub async fn run(
             imap_cfg
                 .mailboxes
                 .iter()
-                .map(|m| mailbox_loop(&config, &imap_cfg, m, &templates, &round, &hooks)),
+                .map(|m| mailbox_loop(&config, &imap_cfg, m, &templates, &round, &hooks, &live)),
         );
         let (_, results) = tokio::join!(forward, watchers);
         for r in results {
@@ -293,6 +306,9 @@ pub async fn run(
     service::stopping();
     if let Some(w) = worker {
         let _ = w.await;
+    }
+    if let Some(m) = metrics_task {
+        let _ = m.await;
     }
     info!("stopped");
     Ok(())

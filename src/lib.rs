@@ -13,6 +13,7 @@ pub mod core;
 pub mod daemon;
 pub mod imap;
 pub mod ingest;
+pub mod metrics;
 pub mod net;
 pub mod reply;
 pub mod rig;

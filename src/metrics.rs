@@ -1,0 +1,223 @@
+//! Prometheus metrics at `[metrics] listen`: what was filed by kind, acks
+//! by status and skip reason, outbox depth, the oldest unanswered ticket,
+//! IMAP reconnects and the last successful sync. Counts come from the store
+//! at scrape time (so they survive restarts); the two live figures come
+//! from the running daemon.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use rusqlite::Connection;
+use tracing::{error, info};
+
+use crate::daemon::Shutdown;
+use crate::store::{Store, StoreError};
+
+/// Figures only the running daemon knows.
+#[derive(Debug, Default)]
+pub struct Live {
+    pub imap_reconnects: AtomicU64,
+    /// Unix seconds of the last successful mailbox sync; 0 before the first.
+    pub last_sync: AtomicI64,
+}
+
+impl Live {
+    pub fn synced(&self) {
+        self.last_sync
+            .store(chrono::Utc::now().timestamp(), Ordering::Relaxed);
+    }
+    pub fn reconnect(&self) {
+        self.imap_reconnects.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', " ")
+}
+
+/// A skip reason without its details ("rate limit: x@y ..." -> "rate
+/// limit"), so addresses never become label values.
+fn reason_class(reason: &str) -> &str {
+    reason.split([':', '(']).next().unwrap_or(reason).trim()
+}
+
+fn grouped(conn: &Connection, sql: &str) -> Result<Vec<(String, i64)>, StoreError> {
+    let mut stmt = conn.prepare(sql)?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, Option<String>>(0)?.unwrap_or_default(),
+            r.get(1)?,
+        ))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The exposition text at `now` (unix seconds).
+pub fn render(conn: &Connection, live: &Live, now: i64) -> Result<String, StoreError> {
+    let mut out = String::new();
+    let mut family =
+        |name: &str, kind: &str, help: &str, samples: Vec<(String, i64)>, label_name: &str| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (l, v) in samples {
+                if label_name.is_empty() {
+                    let _ = writeln!(out, "{name} {v}");
+                } else {
+                    let _ = writeln!(out, "{name}{{{label_name}=\"{}\"}} {v}", label(&l));
+                }
+            }
+        };
+    family(
+        "ticketd_messages_ingested_total",
+        "counter",
+        "Inbound messages stored, by kind (human, autoreply, bounce, list, own, noreply, agent).",
+        grouped(conn, "SELECT kind, count(*) FROM messages WHERE direction = 'in' GROUP BY kind ORDER BY kind")?,
+        "kind",
+    );
+    family(
+        "ticketd_acks_total",
+        "counter",
+        "Acknowledgements and replies in the outbox, by status (queued, sent, failed, bounced).",
+        grouped(
+            conn,
+            "SELECT status, count(*) FROM outbox GROUP BY status ORDER BY status",
+        )?,
+        "status",
+    );
+    let mut skipped: Vec<(String, i64)> = Vec::new();
+    for (reason, n) in grouped(
+        conn,
+        "SELECT ack_skip, count(*) FROM messages WHERE ack_skip IS NOT NULL GROUP BY ack_skip",
+    )? {
+        let class = reason_class(&reason).to_string();
+        match skipped.iter_mut().find(|(c, _)| *c == class) {
+            Some((_, total)) => *total += n,
+            None => skipped.push((class, n)),
+        }
+    }
+    skipped.sort();
+    family(
+        "ticketd_acks_skipped_total",
+        "counter",
+        "Messages that got no acknowledgement, by reason.",
+        skipped,
+        "reason",
+    );
+    let depth: i64 = conn.query_row(
+        "SELECT count(*) FROM outbox WHERE status = 'queued'",
+        [],
+        |r| r.get(0),
+    )?;
+    family(
+        "ticketd_outbox_depth",
+        "gauge",
+        "Mails waiting to be sent.",
+        vec![(String::new(), depth)],
+        "",
+    );
+    let oldest: Option<i64> = conn.query_row(
+        "SELECT min(created_at) FROM tickets WHERE status = 'open' AND responded_at IS NULL",
+        [],
+        |r| r.get(0),
+    )?;
+    family(
+        "ticketd_oldest_unanswered_ticket_age_seconds",
+        "gauge",
+        "Age of the oldest open ticket no agent has answered (0 when none).",
+        vec![(String::new(), oldest.map(|t| (now - t).max(0)).unwrap_or(0))],
+        "",
+    );
+    family(
+        "ticketd_imap_reconnects_total",
+        "counter",
+        "IMAP connections lost and made anew since start.",
+        vec![(
+            String::new(),
+            live.imap_reconnects.load(Ordering::Relaxed) as i64,
+        )],
+        "",
+    );
+    family(
+        "ticketd_last_sync_timestamp_seconds",
+        "gauge",
+        "When a mailbox was last synced successfully (unix time; 0 before the first).",
+        vec![(String::new(), live.last_sync.load(Ordering::Relaxed))],
+        "",
+    );
+    Ok(out)
+}
+
+/// Serves `/metrics` until shutdown.
+pub async fn serve(
+    listen: SocketAddr,
+    data_dir: &std::path::Path,
+    live: Arc<Live>,
+    shutdown: Shutdown,
+) -> std::io::Result<()> {
+    let store = Store::open(data_dir).map_err(std::io::Error::other)?;
+    let store = Arc::new(Mutex::new(store));
+    let app = Router::new().route(
+        "/metrics",
+        get(move || {
+            let store = store.clone();
+            let live = live.clone();
+            async move {
+                let result = tokio::task::spawn_blocking(move || {
+                    let store = store
+                        .lock()
+                        .map_err(|_| "store lock poisoned".to_string())?;
+                    render(store.conn(), &live, chrono::Utc::now().timestamp())
+                        .map_err(|e| e.to_string())
+                })
+                .await;
+                let text = match result {
+                    Ok(r) => r,
+                    Err(e) => Err(e.to_string()),
+                };
+                match text {
+                    Ok(text) => (
+                        StatusCode::OK,
+                        [(
+                            header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        text,
+                    )
+                        .into_response(),
+                    Err(e) => {
+                        error!(error = %e, "metrics: cannot read the store");
+                        (StatusCode::INTERNAL_SERVER_ERROR, "store unavailable\n").into_response()
+                    }
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    info!(addr = %listener.local_addr()?, "metrics: listening on /metrics");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.wait().await })
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_lose_their_details() {
+        assert_eq!(
+            reason_class("rate limit: a@b.test already got 3"),
+            "rate limit"
+        );
+        assert_eq!(reason_class("machine mail (autoreply)"), "machine mail");
+        assert_eq!(label("a\"b"), "a\\\"b");
+    }
+}

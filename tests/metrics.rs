@@ -1,0 +1,93 @@
+//! `[metrics] listen`: a running daemon serves Prometheus metrics that
+//! follow what it files and sends.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use common::*;
+use ticketd::rig::MailRig;
+
+fn scrape(port: u16) -> Option<String> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.starts_with("HTTP/1.1 200").then_some(out)
+}
+
+#[test]
+fn metrics_follow_filing_and_sending() {
+    let rig = MailRig::start().unwrap();
+    let s = setup(&rig, Imap::Plain, None);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut text = std::fs::read_to_string(&s.config).unwrap();
+    text.push_str(&format!("\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n"));
+    std::fs::write(&s.config, text).unwrap();
+    let _daemon = Daemon::start(&s.config);
+
+    let anna = "anna@buyer.test";
+    rig.send(
+        anna,
+        &[SUPPORT],
+        &buyer_mail(
+            anna,
+            "Anna",
+            "Kaart kapot",
+            "m1@buyer.test",
+            "Mijn kaart is kapot.",
+            "",
+        ),
+    )
+    .unwrap();
+    rig.send(
+        "ooo@buyer.test",
+        &[SUPPORT],
+        &buyer_mail(
+            "ooo@buyer.test",
+            "Piet",
+            "Afwezig",
+            "m2@buyer.test",
+            "Ik ben afwezig.",
+            "Auto-Submitted: auto-replied\r\n",
+        ),
+    )
+    .unwrap();
+    rig.wait_for_mail(anna, 1, Duration::from_secs(20)).unwrap();
+    let body = wait_until(
+        "metrics to show the sent ack",
+        Duration::from_secs(20),
+        || scrape(port).filter(|b| b.contains("ticketd_acks_total{status=\"sent\"} 1")),
+    );
+    assert!(
+        body.contains("ticketd_messages_ingested_total{kind=\"human\"} 1"),
+        "{body}"
+    );
+    assert!(
+        body.contains("ticketd_messages_ingested_total{kind=\"autoreply\"} 1"),
+        "{body}"
+    );
+    assert!(
+        body.contains("ticketd_acks_skipped_total{reason=\"machine mail\"} 1"),
+        "{body}"
+    );
+    assert!(body.contains("ticketd_outbox_depth 0"), "{body}");
+    assert!(body.contains("ticketd_imap_reconnects_total 0"), "{body}");
+    let last_sync: i64 = body
+        .lines()
+        .find_map(|l| l.strip_prefix("ticketd_last_sync_timestamp_seconds "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap();
+    assert!(
+        (chrono::Utc::now().timestamp() - last_sync).abs() < 120,
+        "{body}"
+    );
+    assert!(body.contains("# TYPE ticketd_oldest_unanswered_ticket_age_seconds gauge"));
+}
