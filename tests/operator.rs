@@ -1,0 +1,126 @@
+//! Operator commands that need no mail server: backup, stats, and config
+//! errors that name their key.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn ticketd(config: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ticketd"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn setup(dir: &Path, extra: &str) -> std::path::PathBuf {
+    let config = dir.join("ticketd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[smtp]\nhost = \"127.0.0.1\"\nport = 25\ntls = \"none\"\nfrom_address = \"support@example.test\"\n\
+             [store]\ndata_dir = \"data\"\n[tickets]\ntemplates_dir = \"{}\"\n{extra}",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("templates").display()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+#[test]
+fn backup_is_a_consistent_copy_and_stats_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path(), "");
+    for i in 0..3 {
+        let eml = dir.path().join(format!("{i}.eml"));
+        std::fs::write(
+            &eml,
+            format!("From: b{i}@buyer.test\r\nSubject: Vraag {i}\r\nMessage-ID: <q{i}@buyer.test>\r\n\r\nWaar is mijn pakket?\r\n"),
+        )
+        .unwrap();
+        assert!(ticketd(&config, &["ingest", eml.to_str().unwrap()])
+            .status
+            .success());
+    }
+    let backup = dir.path().join("copy.sqlite3");
+    let out = ticketd(&config, &["backup", backup.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("blobs"),
+        "tells what else to copy"
+    );
+    // The copy is a store of its own with the same tickets.
+    let copy_dir = dir.path().join("restored");
+    std::fs::create_dir(&copy_dir).unwrap();
+    std::fs::copy(&backup, copy_dir.join("ticketd.sqlite3")).unwrap();
+    let restored = ticketd::store::Store::open(&copy_dir).unwrap();
+    let n: i64 = restored
+        .conn()
+        .query_row("SELECT count(*) FROM tickets", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 3);
+    // Never over an existing file.
+    let again = ticketd(&config, &["backup", backup.to_str().unwrap()]);
+    assert!(!again.status.success());
+
+    let stats = ticketd(&config, &["stats", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
+    assert_eq!(v["tickets_open"], 3);
+    assert_eq!(v["messages_in"], 3);
+    assert_eq!(v["outbox"][0], serde_json::json!(["queued", 3]));
+}
+
+#[test]
+fn config_errors_name_the_key_and_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    for (extra, key) in [
+        ("[tickets.extra]\n", "extra"),
+        ("[metrics]\nlisten = \"nowhere\"\n", "metrics.listen"),
+        (
+            "[intake]\nsubject_contains = [\"\"]\n",
+            "intake.subject_contains",
+        ),
+    ] {
+        let config = setup(dir.path(), extra);
+        let out = ticketd(&config, &["check"]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(key), "{key}: {err}");
+    }
+    // A broken template stops `check` with its file and line.
+    let templates = dir.path().join("templates");
+    for lang in ["nl", "en"] {
+        std::fs::create_dir_all(templates.join(lang)).unwrap();
+        for f in std::fs::read_dir(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("templates")
+                .join(lang),
+        )
+        .unwrap()
+        {
+            let f = f.unwrap().path();
+            std::fs::copy(&f, templates.join(lang).join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    std::fs::write(templates.join("en/ack.txt"), "Hello\n{% if %}\n").unwrap();
+    let config = dir.path().join("broken.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\ndata_dir = \"data\"\n[tickets]\ntemplates_dir = \"{}\"\n",
+            templates.display()
+        ),
+    )
+    .unwrap();
+    let out = ticketd(&config, &["check"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("en/ack.txt") && err.contains("line 2"),
+        "{err}"
+    );
+}
