@@ -14,7 +14,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 use crate::config::{AuthMethod, ImapConfig, TlsMode};
 use crate::core::{intake, parse};
 use crate::daemon::Shutdown;
-use crate::ingest::Ingestor;
+use crate::ingest::{Incoming, Ingestor};
 use crate::net::{self, MailStream, NetError};
 use crate::store::{self, MailboxPosition, Store, StoreError};
 
@@ -323,13 +323,13 @@ pub async fn sync(
         let stream = timed(limit, "UID FETCH", session.uid_fetch(set, query)).await?;
         let mut fetched: Vec<_> = timed(limit, "UID FETCH", stream.try_collect::<Vec<_>>()).await?;
         fetched.sort_by_key(|f| f.uid);
-        for f in fetched {
+        // The whole batch is filed in one transaction; a body the server
+        // did not return ends the batch there, to be fetched again.
+        let mut items = Vec::with_capacity(fetched.len());
+        for f in &fetched {
             let Some(uid) = f.uid else { continue };
             if uid <= last_uid {
                 continue;
-            }
-            if shutdown.is_requested() {
-                return Ok(stats);
             }
             let bytes = if headers_only { f.header() } else { f.body() };
             let Some(bytes) = bytes else {
@@ -337,31 +337,49 @@ pub async fn sync(
                     mailbox,
                     uid, "server returned no body; will retry on the next pass"
                 );
-                return Ok(stats);
+                break;
             };
-            stats.fetched += 1;
-            let position = MailboxPosition {
-                mailbox: mailbox.to_string(),
-                uidvalidity,
-                last_uid: uid,
-            };
-            let span = info_span!("message", uid, mailbox);
-            let now = chrono::Utc::now();
-            let outcome = span.in_scope(|| {
-                if headers_only {
-                    warn!(
-                        size = batch[0].1,
-                        max, "message larger than max_message_bytes: keeping its headers only"
-                    );
-                    ingestor.ingest_headers_only(store, bytes, batch[0].1, Some(&position), now)
-                } else {
-                    ingestor.ingest(store, bytes, Some(&position), now)
-                }
-            })?;
-            match outcome {
-                crate::ingest::Outcome::Duplicate => stats.duplicates += 1,
-                _ => stats.filed += 1,
+            if headers_only {
+                warn!(
+                    uid,
+                    size = batch[0].1,
+                    max,
+                    "message larger than max_message_bytes: keeping its headers only"
+                );
             }
+            items.push(Incoming {
+                raw: bytes,
+                position: Some(MailboxPosition {
+                    mailbox: mailbox.to_string(),
+                    uidvalidity,
+                    last_uid: uid,
+                }),
+                too_large: headers_only.then_some(batch[0].1),
+            });
+        }
+        let complete = items.len() == batch.len();
+        if !items.is_empty() {
+            let first = items
+                .first()
+                .and_then(|i| i.position.as_ref())
+                .map(|p| p.last_uid);
+            let last = items
+                .last()
+                .and_then(|i| i.position.as_ref())
+                .map(|p| p.last_uid);
+            let span = info_span!("batch", mailbox, first_uid = ?first, last_uid = ?last);
+            let outcomes =
+                span.in_scope(|| ingestor.ingest_batch(store, &items, chrono::Utc::now()))?;
+            stats.fetched += outcomes.len();
+            for outcome in outcomes {
+                match outcome {
+                    crate::ingest::Outcome::Duplicate => stats.duplicates += 1,
+                    _ => stats.filed += 1,
+                }
+            }
+        }
+        if !complete {
+            return Ok(stats);
         }
     }
     // Mail that was not selected (or a rescan that found nothing new) still

@@ -32,6 +32,15 @@ pub enum Outcome {
     Duplicate,
 }
 
+/// One message to file, with where it sits in its mailbox.
+#[derive(Debug, Clone)]
+pub struct Incoming<'a> {
+    pub raw: &'a [u8],
+    pub position: Option<MailboxPosition>,
+    /// Set when only the headers were fetched: the message's full size.
+    pub too_large: Option<u64>,
+}
+
 /// Files raw messages. Holds what every message needs: settings and the
 /// loaded templates.
 pub struct Ingestor<'a> {
@@ -82,38 +91,96 @@ impl Ingestor<'_> {
         position: Option<&MailboxPosition>,
         now: DateTime<Utc>,
     ) -> Result<Outcome, StoreError> {
-        let mut msg = parse(raw);
-        if let Some(size) = too_large {
-            msg.problems.push(format!(
-                "message of {size} bytes is larger than max_message_bytes ({}): only its headers were kept",
-                self.config.max_message_bytes
-            ));
-            msg.raw_size = size as usize;
-        }
-        let kind = classify(&msg, self.config.own_address.as_deref());
-        for problem in &msg.problems {
-            warn!(message_id = %msg.dedupe_key, uid = ?position.map(|p| p.last_uid), problem, "message partly unreadable; kept raw");
-        }
+        let item = Incoming {
+            raw,
+            too_large,
+            position: position.cloned(),
+        };
+        let mut outcomes = self.ingest_batch(store, std::slice::from_ref(&item), now)?;
+        Ok(outcomes.pop().unwrap_or(Outcome::Duplicate))
+    }
 
-        // Blobs first: written and fsynced before any row names them.
-        store.put_blob(raw)?;
-        let mut attachment_shas = Vec::with_capacity(msg.attachments.len());
-        for a in &msg.attachments {
-            attachment_shas.push(store.put_blob(&a.data)?);
+    /// Files several messages in one transaction, in order: their blobs are
+    /// written first and made durable with one filesystem sync, then every
+    /// row, ticket change, queued ack and the last mailbox position commit
+    /// together. All or nothing, so exactly-once holds as for one message,
+    /// at a fraction of the fsyncs.
+    pub fn ingest_batch(
+        &self,
+        store: &mut Store,
+        items: &[Incoming<'_>],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Outcome>, StoreError> {
+        let mut prepared = Vec::with_capacity(items.len());
+        for item in items {
+            let (raw, too_large) = match item.too_large {
+                Some(size) => (item.raw, Some(size)),
+                None if item.raw.len() as u64 > self.config.max_message_bytes => {
+                    (parse::header_block(item.raw), Some(item.raw.len() as u64))
+                }
+                None => (item.raw, None),
+            };
+            let mut msg = parse(raw);
+            if let Some(size) = too_large {
+                msg.problems.push(format!(
+                    "message of {size} bytes is larger than max_message_bytes ({}): only its headers were kept",
+                    self.config.max_message_bytes
+                ));
+                msg.raw_size = size as usize;
+            }
+            let kind = classify(&msg, self.config.own_address.as_deref());
+            for problem in &msg.problems {
+                warn!(message_id = %msg.dedupe_key, uid = ?item.position.as_ref().map(|p| p.last_uid), problem, "message partly unreadable; kept raw");
+            }
+            // Blobs first: written now, made durable below, before any
+            // row names them.
+            store.put_blob_unsynced(raw)?;
+            let mut attachment_shas = Vec::with_capacity(msg.attachments.len());
+            for a in &msg.attachments {
+                attachment_shas.push(store.put_blob_unsynced(&a.data)?);
+            }
+            prepared.push((raw, msg, kind, attachment_shas));
         }
+        store.sync_blobs()?;
 
         let tx = store.transaction()?;
-        if store::message_exists(&tx, &msg.dedupe_key)? {
+        let mut outcomes = Vec::with_capacity(items.len());
+        for ((raw, msg, kind, shas), item) in prepared.into_iter().zip(items) {
+            outcomes.push(self.file_one(
+                &tx,
+                raw,
+                msg,
+                kind,
+                &shas,
+                item.position.as_ref(),
+                now,
+            )?);
+        }
+        tx.commit()?;
+        Ok(outcomes)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn file_one(
+        &self,
+        tx: &Connection,
+        raw: &[u8],
+        msg: InboundMessage,
+        kind: MessageKind,
+        attachment_shas: &[String],
+        position: Option<&MailboxPosition>,
+        now: DateTime<Utc>,
+    ) -> Result<Outcome, StoreError> {
+        if store::message_exists(tx, &msg.dedupe_key)? {
             if let Some(pos) = position {
-                store::set_position(&tx, pos)?;
+                store::set_position(tx, pos)?;
             }
-            tx.commit()?;
             info!(message_id = %msg.dedupe_key, "duplicate delivery; already filed");
             return Ok(Outcome::Duplicate);
         }
 
         let prefix = &self.config.tickets.prefix;
-        let mut matched = thread::decide(&msg, prefix, &store::Lookup(&tx));
+        let mut matched = thread::decide(&msg, prefix, &store::Lookup(tx));
         // An agent's answer sent from their own client (or found in the
         // Sent folder): filed as the agent's reply, never acknowledged.
         let mut kind = kind;
@@ -121,7 +188,7 @@ impl Ingestor<'_> {
             if let Some(own) = self.config.own_address.as_deref() {
                 let threaded = matched.ticket();
                 if let Some(t) =
-                    thread::agent_reply(&msg, threaded, prefix, own, &store::Lookup(&tx))
+                    thread::agent_reply(&msg, threaded, prefix, own, &store::Lookup(tx))
                 {
                     matched = ThreadMatch::ByReference(t);
                     kind = MessageKind::Agent;
@@ -135,7 +202,7 @@ impl Ingestor<'_> {
         if kind == MessageKind::Bounce && matched.ticket().is_none() {
             // A bounce of one of our acks belongs to that ack's ticket.
             let ids = parse::embedded_message_ids(raw);
-            if let Some(t) = store::ticket_of_message(&tx, &ids)? {
+            if let Some(t) = store::ticket_of_message(tx, &ids)? {
                 matched = ThreadMatch::ByReference(t);
                 for id in &ids {
                     tx.execute(
@@ -216,8 +283,8 @@ impl Ingestor<'_> {
         }
 
         let message_row =
-            insert_message(&tx, &msg, &new_text, kind, ticket, &facts, position, now_s)?;
-        for (a, sha) in msg.attachments.iter().zip(&attachment_shas) {
+            insert_message(tx, &msg, &new_text, kind, ticket, &facts, position, now_s)?;
+        for (a, sha) in msg.attachments.iter().zip(attachment_shas) {
             tx.execute(
                 "INSERT INTO attachments (message, sha256, filename, content_type, size, content_id)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -232,7 +299,7 @@ impl Ingestor<'_> {
             )?;
         }
         if let Some(t) = ticket {
-            insert_facts(&tx, t, message_row, &facts)?;
+            insert_facts(tx, t, message_row, &facts)?;
         }
 
         let followup = !new && !kind.is_machine() && self.config.tickets.ack_followups;
@@ -243,7 +310,7 @@ impl Ingestor<'_> {
                     Ok(()) => true,
                     Err(reason) => {
                         warn!(ticket = %thread::ticket_token(prefix, t), %reason, "no acknowledgement");
-                        set_ack_skip(&tx, message_row, &reason)?;
+                        set_ack_skip(tx, message_row, &reason)?;
                         false
                     }
                 }
@@ -256,15 +323,14 @@ impl Ingestor<'_> {
                 } else {
                     "follow-up on an existing ticket".to_string()
                 };
-                set_ack_skip(&tx, message_row, &reason)?;
+                set_ack_skip(tx, message_row, &reason)?;
                 false
             }
         };
 
         if let Some(pos) = position {
-            store::set_position(&tx, pos)?;
+            store::set_position(tx, pos)?;
         }
-        tx.commit()?;
 
         Ok(match ticket {
             Some(t) => {

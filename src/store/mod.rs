@@ -107,12 +107,14 @@ impl Store {
         blob_path(&self.data_dir, sha256)
     }
 
-    /// Writes bytes under their sha256 (once: identical content is stored
-    /// once) and makes them durable. Returns the hex digest.
-    pub fn put_blob(&self, bytes: &[u8]) -> Result<String, StoreError> {
+    /// Writes bytes under their sha256 without waiting for the disk;
+    /// `sync_blobs` must follow before any row names them. A file left
+    /// short by a crash before that sync has the wrong size and is
+    /// written again.
+    pub fn put_blob_unsynced(&self, bytes: &[u8]) -> Result<String, StoreError> {
         let sha = crate::core::parse::sha256_hex(bytes);
         let path = self.blob_path(&sha);
-        if path.exists() {
+        if fs::metadata(&path).is_ok_and(|m| m.len() == bytes.len() as u64) {
             return Ok(sha);
         }
         let dir = path.parent().unwrap_or(&self.data_dir).to_path_buf();
@@ -121,9 +123,7 @@ impl Store {
         let write = || -> std::io::Result<()> {
             let mut f = File::create(&tmp)?;
             f.write_all(bytes)?;
-            f.sync_all()?;
-            fs::rename(&tmp, &path)?;
-            File::open(&dir)?.sync_all()
+            fs::rename(&tmp, &path)
         };
         write().map_err(|e| {
             let _ = fs::remove_file(&tmp);
@@ -133,6 +133,22 @@ impl Store {
             }
         })?;
         Ok(sha)
+    }
+
+    /// Makes every blob written so far durable: one syncfs(2) for the data
+    /// directory's filesystem instead of an fsync per file and directory.
+    pub fn sync_blobs(&self) -> Result<(), StoreError> {
+        use std::os::fd::AsRawFd;
+        let dir = File::open(&self.data_dir).map_err(io_err(&self.data_dir))?;
+        // SAFETY: syncfs only reads the descriptor, which `dir` keeps open.
+        let rc = unsafe { libc::syncfs(dir.as_raw_fd()) };
+        if rc != 0 {
+            return Err(StoreError::Io {
+                path: self.data_dir.clone(),
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        Ok(())
     }
 
     pub fn read_blob(&self, sha256: &str) -> Result<Vec<u8>, StoreError> {
