@@ -124,3 +124,40 @@ fn config_errors_name_the_key_and_the_fix() {
         "{err}"
     );
 }
+
+#[test]
+fn a_failed_send_stays_queued_and_can_be_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    // Port 9 on loopback: nothing listens, the send fails at once.
+    let config = dir.path().join("ticketd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[smtp]\nhost = \"127.0.0.1\"\nport = 9\ntls = \"none\"\nfrom_address = \"support@example.test\"\n\
+             [store]\ndata_dir = \"data\"\n[tickets]\ntemplates_dir = \"{}\"\n",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("templates").display()
+        ),
+    )
+    .unwrap();
+    let eml = dir.path().join("1.eml");
+    std::fs::write(&eml, "From: b@buyer.test\r\nSubject: Vraag\r\nMessage-ID: <r1@buyer.test>\r\n\r\nWaar is mijn pakket?\r\n").unwrap();
+    let out = ticketd(&config, &["ingest", "--send", eml.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "filing never depends on sending: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("sent 0 acknowledgement(s), 1 failed"));
+    let rows: serde_json::Value =
+        serde_json::from_slice(&ticketd(&config, &["outbox", "--json"]).stdout).unwrap();
+    assert_eq!(rows[0]["status"], "queued");
+    assert_eq!(rows[0]["attempts"], 1);
+    assert!(rows[0]["last_error"]
+        .as_str()
+        .is_some_and(|e| !e.is_empty()));
+    let retry = ticketd(&config, &["outbox", "retry", "1"]);
+    assert!(retry.status.success());
+    let missing = ticketd(&config, &["outbox", "retry", "99"]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no unsent outbox item 99"));
+}
