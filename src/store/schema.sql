@@ -78,7 +78,7 @@ CREATE INDEX facts_lookup ON facts(kind, value);
 CREATE INDEX facts_ticket ON facts(ticket_id, kind);
 
 CREATE VIRTUAL TABLE messages_fts USING fts5(
-    subject, body, tokenize = 'unicode61 remove_diacritics 2'
+    subject, body, tokenize = 'porter unicode61 remove_diacritics 2'
 );
 
 CREATE TABLE outbox (

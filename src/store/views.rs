@@ -414,9 +414,18 @@ fn search_unfiltered(
 
 fn fts_quote(q: &str) -> String {
     // Each word becomes an FTS string ("..." with quotes doubled): AND of
-    // plain terms, no operators from user input.
+    // plain terms, no operators from user input. Words of four letters or
+    // more also match as a prefix, which stands in for Dutch stemming
+    // ("beschadigd" finds "beschadigde"); English is stemmed by the index.
     q.split_whitespace()
-        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
+        .map(|w| {
+            let quoted = format!("\"{}\"", w.replace('"', "\"\""));
+            if w.chars().filter(|c| c.is_alphanumeric()).count() >= 4 {
+                quoted + "*"
+            } else {
+                quoted
+            }
+        })
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -637,4 +646,45 @@ pub fn stats(conn: &Connection, now: i64) -> Result<Stats, StoreError> {
         outbox,
         mailboxes,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    #[test]
+    fn full_text_is_safe_and_forgiving() {
+        let dir = tempfile_dir();
+        let store = Store::open(&dir).unwrap();
+        let c = store.conn();
+        c.execute_batch(
+            "INSERT INTO tickets (id, subject, requester, language, created_at, updated_at) VALUES (1, 's', 'a@b.test', 'nl', 0, 0);
+             INSERT INTO messages (id, ticket_id, message_id, direction, kind, subject, received_at, text_body, new_text, raw_sha256, raw_size)
+               VALUES (1, 1, 'm1', 'in', 'human', 'Kaart', 0, '', '', 'x', 0);
+             INSERT INTO messages_fts (rowid, subject, body) VALUES (1, 'Kaart', 'De hoek is beschadigde en the cards were damaged, café ORD-123');",
+        )
+        .unwrap();
+        for q in [
+            "beschadigd",
+            "damage",
+            "cafe",
+            "ORD-123",
+            "\"*",
+            "AND OR NOT",
+            "kaart*",
+        ] {
+            let hits = search(c, "WN", q, 10).unwrap_or_else(|e| panic!("{q}: {e}"));
+            if !matches!(q, "\"*" | "AND OR NOT") {
+                assert_eq!(hits.len(), 1, "{q}");
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn tempfile_dir() -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("ticketd-views-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
 }
