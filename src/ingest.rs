@@ -306,7 +306,7 @@ impl Ingestor<'_> {
         let ack_queued = match ticket {
             Some(t) if new || followup => {
                 let which = if new { AckKind::New } else { AckKind::Followup };
-                match self.queue_ack(which, &tx, &msg, &new_text, &facts, t, message_row, now) {
+                match self.queue_ack(which, tx, &msg, &new_text, &facts, t, message_row, now) {
                     Ok(()) => true,
                     Err(reason) => {
                         warn!(ticket = %thread::ticket_token(prefix, t), %reason, "no acknowledgement");
