@@ -506,7 +506,9 @@ pub fn embedded_message_ids(raw: &[u8]) -> Vec<String> {
     let mut out = Vec::new();
     for line in body.lines() {
         let l = line.trim_start();
-        if l.len() > 11 && l[..11].eq_ignore_ascii_case("message-id:") {
+        let label = l.as_bytes().get(..11);
+        if label.is_some_and(|b| b.eq_ignore_ascii_case(b"message-id:")) {
+            // The label is ASCII, so byte 11 is a character boundary.
             let id = strip_id(&l[11..]);
             if !id.is_empty() && !out.contains(&id) {
                 out.push(id);
@@ -594,6 +596,13 @@ Hallo, hier zijn de foto's.\r\n";
     fn bounces_name_the_failed_message() {
         let raw = b"From: MAILER-DAEMON@mx.test\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n--b\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: <wn-000001.x@example.test>\r\nSubject: hi\r\n--b--\r\n";
         assert_eq!(embedded_message_ids(raw), vec!["wn-000001.x@example.test"]);
+    }
+
+    #[test]
+    fn multibyte_text_near_a_label_does_not_panic() {
+        // Found by the property test: a mutation put '\u{FFFD}' at byte 10.
+        let raw = "Subject: x\r\n\r\nMessage-:@\u{FFFD}ID: <a@b>\r\nMessage-ID: <c@d>\r\n";
+        assert_eq!(embedded_message_ids(raw.as_bytes()), vec!["c@d"]);
     }
 
     #[test]
