@@ -122,12 +122,13 @@ async fn outbox_worker(
 }
 
 /// How often the IMAP side must show signs of life: a third of the systemd
-/// watchdog period, else ten minutes (NOOP/IDLE renewal keeps NAT and
-/// firewalls from dropping an idle connection).
+/// watchdog period, else two minutes. Renewing IDLE that often finds a
+/// connection that died silently (a NAT or firewall dropping it) within
+/// minutes, and keeps such middleboxes from dropping it in the first place.
 fn keepalive() -> Duration {
     service::watchdog_interval()
         .map(|w| (w / 3).max(Duration::from_secs(1)))
-        .unwrap_or(Duration::from_secs(600))
+        .unwrap_or(Duration::from_secs(120))
 }
 
 /// Watches one mailbox until `stop`, reconnecting after any failure.
@@ -156,7 +157,12 @@ async fn mailbox_loop(
                 live.reconnect();
                 let delay = with_jitter(reconnect_delay(failures));
                 failures = failures.saturating_add(1);
-                error!(mailbox, error = %e, retry_in = ?delay, "IMAP connection failed");
+                match &e {
+                    ImapError::Store(_) => {
+                        error!(mailbox, error = %e, retry_in = ?delay, "cannot write to the store; the message is retried")
+                    }
+                    _ => error!(mailbox, error = %e, retry_in = ?delay, "IMAP connection failed"),
+                }
                 service::status(&format!("{mailbox}: {e}; retrying in {}s", delay.as_secs()));
                 // Still alive: the wait is bounded and the loop goes on.
                 service::watchdog();

@@ -766,7 +766,14 @@ fn real_main(cli: Cli) -> Result<()> {
                 "ok: templates in {}",
                 config.tickets.templates_dir.display()
             );
-            let store = Store::open(&config.data_dir).context("opening the store")?;
+            let not_writable = || {
+                format!(
+                    "cannot open the store in {}; if this user cannot write there, fix its owner \
+                     or mode (the service runs as `ticketd`)",
+                    config.data_dir.display()
+                )
+            };
+            let store = Store::open(&config.data_dir).with_context(not_writable)?;
             store.check_writable().with_context(|| {
                 format!(
                     "the data directory {} is not writable by this user; fix its owner or mode",

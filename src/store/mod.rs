@@ -296,12 +296,18 @@ pub fn blob_path(data_dir: &Path, sha256: &str) -> PathBuf {
 }
 
 fn migrate(conn: &mut Connection, db: &Path) -> Result<(), StoreError> {
-    // One IMMEDIATE transaction around reading the version and migrating:
-    // two processes opening a new data directory at once must not both
-    // create the schema.
+    let known = MIGRATIONS.len() as i64;
+    // Up to date: nothing to write, so read-only commands work on a full
+    // disk and never wait behind the daemon's write lock.
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if current == known {
+        return Ok(());
+    }
+    // Behind: one IMMEDIATE transaction around reading the version again
+    // and migrating, so two processes opening a new data directory at once
+    // cannot both create the schema.
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    let known = MIGRATIONS.len() as i64;
     if version > known {
         return Err(StoreError::TooNew {
             path: db.to_path_buf(),

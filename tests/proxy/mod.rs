@@ -1,0 +1,327 @@
+//! A small fault-injecting TCP proxy for the fault tests.
+//!
+//! [`Proxy::start`] listens on `127.0.0.1:0` and forwards every connection
+//! to a real server port on loopback. The test then breaks the link on
+//! purpose: [`Proxy::cut`] closes every current connection, [`Proxy::stall`]
+//! stops forwarding bytes in both directions while the sockets stay open
+//! (a hung server or a dead NAT entry), [`Proxy::refuse`] accepts new
+//! connections and closes them at once (a server that is down), and
+//! [`Proxy::delay`] sleeps before forwarding each chunk (a slow link).
+//!
+//! Plain std threads: one accept thread plus two per connection, at most
+//! [`MAX_CONNECTIONS`] connections at a time (more are closed on accept).
+//! Every thread polls a stop flag at least every [`TICK`], and dropping the
+//! proxy closes all sockets and joins all threads.
+#![allow(dead_code)]
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+/// Connections forwarded at the same time; more are closed on accept.
+pub const MAX_CONNECTIONS: usize = 32;
+/// How often idle threads look at the stop, stall and cut flags.
+const TICK: Duration = Duration::from_millis(20);
+/// Bytes read (and forwarded, after the delay) at a time.
+const CHUNK: usize = 16 * 1024;
+/// A peer that takes no bytes for this long ends its connection.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A running proxy; stops its threads and closes its sockets on drop.
+pub struct Proxy {
+    port: u16,
+    shared: Arc<Shared>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+struct Shared {
+    upstream: SocketAddr,
+    stop: AtomicBool,
+    refuse: AtomicBool,
+    stall: AtomicBool,
+    delay_us: AtomicU64,
+    next_id: AtomicU64,
+    conns: Mutex<Vec<Conn>>,
+    pumps: Mutex<Vec<JoinHandle<()>>>,
+    accepted: AtomicUsize,
+    refused: AtomicUsize,
+    bytes_up: AtomicU64,
+    bytes_down: AtomicU64,
+}
+
+/// One forwarded connection: clones of both sockets, so `cut` can close
+/// them from outside the pump threads.
+struct Conn {
+    id: u64,
+    client: TcpStream,
+    server: TcpStream,
+    dead: Arc<AtomicBool>,
+}
+
+impl Conn {
+    fn close(&self) {
+        self.dead.store(true, Ordering::SeqCst);
+        let _ = self.client.shutdown(Shutdown::Both);
+        let _ = self.server.shutdown(Shutdown::Both);
+    }
+}
+
+impl Proxy {
+    /// Starts forwarding `127.0.0.1:<new port>` to `127.0.0.1:upstream_port`.
+    pub fn start(upstream_port: u16) -> Proxy {
+        let listener =
+            TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("proxy: bind 127.0.0.1:0");
+        listener
+            .set_nonblocking(true)
+            .expect("proxy: non-blocking listener");
+        let port = listener.local_addr().expect("proxy: local address").port();
+        let shared = Arc::new(Shared {
+            upstream: SocketAddr::from((Ipv4Addr::LOCALHOST, upstream_port)),
+            stop: AtomicBool::new(false),
+            refuse: AtomicBool::new(false),
+            stall: AtomicBool::new(false),
+            delay_us: AtomicU64::new(0),
+            next_id: AtomicU64::new(0),
+            conns: Mutex::new(Vec::new()),
+            pumps: Mutex::new(Vec::new()),
+            accepted: AtomicUsize::new(0),
+            refused: AtomicUsize::new(0),
+            bytes_up: AtomicU64::new(0),
+            bytes_down: AtomicU64::new(0),
+        });
+        let s = shared.clone();
+        let acceptor = thread::Builder::new()
+            .name(format!("proxy-{port}-accept"))
+            .spawn(move || accept_loop(listener, s))
+            .expect("proxy: spawn accept thread");
+        Proxy {
+            port,
+            shared,
+            acceptor: Some(acceptor),
+        }
+    }
+
+    /// The port clients connect to (on 127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Closes every current connection (both sides). New connections are
+    /// still forwarded unless `refuse(true)`.
+    pub fn cut(&self) {
+        let conns = std::mem::take(&mut *self.shared.conns.lock().unwrap());
+        for c in &conns {
+            c.close();
+        }
+    }
+
+    /// While on, no byte moves in either direction, on current and new
+    /// connections; sockets stay open and nothing is lost.
+    pub fn stall(&self, on: bool) {
+        self.shared.stall.store(on, Ordering::SeqCst);
+    }
+
+    /// While on, new connections are accepted and closed at once, as by a
+    /// server that is down. Current connections are left alone (see `cut`).
+    pub fn refuse(&self, on: bool) {
+        self.shared.refuse.store(on, Ordering::SeqCst);
+    }
+
+    /// Sleeps this long before forwarding each chunk (of up to 16 KiB), in
+    /// both directions. `Duration::ZERO` turns it off.
+    pub fn delay(&self, per_chunk: Duration) {
+        let us = u64::try_from(per_chunk.as_micros()).unwrap_or(u64::MAX);
+        self.shared.delay_us.store(us, Ordering::SeqCst);
+    }
+
+    /// Connections forwarded so far (refused ones not counted).
+    pub fn accepted(&self) -> usize {
+        self.shared.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Connections closed on accept because of `refuse(true)` or the limit.
+    pub fn refused(&self) -> usize {
+        self.shared.refused.load(Ordering::SeqCst)
+    }
+
+    /// Connections open right now.
+    pub fn active(&self) -> usize {
+        self.shared.conns.lock().unwrap().len()
+    }
+
+    /// Bytes forwarded (or being written) from the server to clients so far.
+    pub fn bytes_down(&self) -> u64 {
+        self.shared.bytes_down.load(Ordering::SeqCst)
+    }
+
+    /// Bytes forwarded (or being written) from clients to the server so far.
+    pub fn bytes_up(&self) -> u64 {
+        self.shared.bytes_up.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.acceptor.take() {
+            let _ = t.join();
+        }
+        self.cut();
+        let pumps = std::mem::take(&mut *self.shared.pumps.lock().unwrap());
+        for p in pumps {
+            let _ = p.join();
+        }
+    }
+}
+
+fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    while !shared.stop.load(Ordering::SeqCst) {
+        let client = match listener.accept() {
+            Ok((c, _)) => c,
+            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {
+                thread::sleep(TICK);
+                continue;
+            }
+            Err(_) => {
+                thread::sleep(TICK);
+                continue;
+            }
+        };
+        // Finished pump threads are joined here, so their number stays bounded.
+        reap_pumps(&shared);
+        let full = shared.conns.lock().unwrap().len() >= MAX_CONNECTIONS;
+        if shared.refuse.load(Ordering::SeqCst) || full {
+            shared.refused.fetch_add(1, Ordering::SeqCst);
+            let _ = client.shutdown(Shutdown::Both);
+            continue;
+        }
+        let Ok(server) = TcpStream::connect_timeout(&shared.upstream, CONNECT_TIMEOUT) else {
+            // The real server is down: the client sees a closed connection.
+            shared.refused.fetch_add(1, Ordering::SeqCst);
+            let _ = client.shutdown(Shutdown::Both);
+            continue;
+        };
+        if let Err(e) = start_conn(&shared, client, server) {
+            eprintln!("proxy: cannot forward a connection: {e}");
+        }
+    }
+}
+
+fn reap_pumps(shared: &Shared) {
+    let mut pumps = shared.pumps.lock().unwrap();
+    let (done, running): (Vec<_>, Vec<_>) = pumps.drain(..).partition(|p| p.is_finished());
+    *pumps = running;
+    drop(pumps);
+    for p in done {
+        let _ = p.join();
+    }
+}
+
+fn start_conn(shared: &Arc<Shared>, client: TcpStream, server: TcpStream) -> std::io::Result<()> {
+    client.set_nonblocking(false)?;
+    for s in [&client, &server] {
+        s.set_nodelay(true)?;
+        s.set_read_timeout(Some(TICK))?;
+        s.set_write_timeout(Some(WRITE_TIMEOUT))?;
+    }
+    let id = shared.next_id.fetch_add(1, Ordering::SeqCst);
+    let dead = Arc::new(AtomicBool::new(false));
+    shared.conns.lock().unwrap().push(Conn {
+        id,
+        client: client.try_clone()?,
+        server: server.try_clone()?,
+        dead: dead.clone(),
+    });
+    shared.accepted.fetch_add(1, Ordering::SeqCst);
+    let mut handles = Vec::with_capacity(2);
+    for upward in [true, false] {
+        let (src, dst) = if upward {
+            (client.try_clone()?, server.try_clone()?)
+        } else {
+            (server.try_clone()?, client.try_clone()?)
+        };
+        let s = shared.clone();
+        let dead = dead.clone();
+        handles.push(
+            thread::Builder::new()
+                .name(format!(
+                    "proxy-conn-{id}-{}",
+                    if upward { "up" } else { "down" }
+                ))
+                .spawn(move || {
+                    pump(&s, src, dst, upward, &dead);
+                    // One side ended: end the whole connection.
+                    let conns = {
+                        let mut all = s.conns.lock().unwrap();
+                        let (gone, keep): (Vec<Conn>, Vec<Conn>) =
+                            all.drain(..).partition(|c| c.id == id);
+                        *all = keep;
+                        gone
+                    };
+                    for c in &conns {
+                        c.close();
+                    }
+                    dead.store(true, Ordering::SeqCst);
+                })?,
+        );
+    }
+    shared.pumps.lock().unwrap().extend(handles);
+    Ok(())
+}
+
+/// Copies `src` to `dst` until either side closes, the connection is cut
+/// or the proxy stops. While stalled it does not read at all, so the
+/// sender's bytes wait in the kernel buffers, as with a hung peer.
+fn pump(shared: &Shared, mut src: TcpStream, mut dst: TcpStream, upward: bool, dead: &AtomicBool) {
+    let gone = || shared.stop.load(Ordering::SeqCst) || dead.load(Ordering::SeqCst);
+    let stalled = || shared.stall.load(Ordering::SeqCst);
+    let mut buf = vec![0u8; CHUNK];
+    while !gone() {
+        if stalled() {
+            thread::sleep(TICK);
+            continue;
+        }
+        let n = match src.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(_) => return,
+        };
+        let delay = Duration::from_micros(shared.delay_us.load(Ordering::SeqCst));
+        if !delay.is_zero() {
+            sleep_unless(delay, &gone);
+        }
+        // Bytes read just before a stall are held back too.
+        while stalled() && !gone() {
+            thread::sleep(TICK);
+        }
+        if gone() {
+            return;
+        }
+        // Counted before the write, so a peer that has read the bytes
+        // always sees them counted.
+        let counter = if upward {
+            &shared.bytes_up
+        } else {
+            &shared.bytes_down
+        };
+        counter.fetch_add(n as u64, Ordering::SeqCst);
+        if dst.write_all(&buf[..n]).is_err() {
+            return;
+        }
+    }
+}
+
+fn sleep_unless(total: Duration, gone: &dyn Fn() -> bool) {
+    let mut left = total;
+    while !left.is_zero() && !gone() {
+        let step = left.min(TICK);
+        thread::sleep(step);
+        left -= step;
+    }
+}
