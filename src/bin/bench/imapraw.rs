@@ -1,0 +1,193 @@
+//! The physical limit for ingest: the fastest fetch of a whole mailbox a
+//! client can do over the same connection type ticketd uses (tokio, rustls
+//! with the rig's CA, async-imap): log in, EXAMINE, one
+//! `UID FETCH 1:* BODY.PEEK[]`, bytes counted and dropped.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use futures::TryStreamExt;
+use ticketd::net::MailStream;
+use ticketd::rig::RIG_PASSWORD;
+use tokio::net::TcpStream;
+
+/// How to reach the rig's IMAP server.
+#[derive(Debug, Clone, Copy)]
+pub enum Conn<'a> {
+    /// Port 143 style, no TLS (what `tls = "none"` does on loopback).
+    Plain(u16),
+    /// Implicit TLS, verified against the rig's CA.
+    Tls(u16, &'a Path),
+}
+
+pub type Session = async_imap::Session<MailStream>;
+
+pub async fn login(conn: Conn<'_>, user: &str) -> Result<Session> {
+    let port = match conn {
+        Conn::Plain(p) | Conn::Tls(p, _) => p,
+    };
+    let tcp = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .with_context(|| format!("connecting to IMAP on port {port}"))?;
+    tcp.set_nodelay(true)?;
+    let stream = match conn {
+        Conn::Plain(_) => MailStream::Plain(tcp),
+        Conn::Tls(_, ca) => {
+            let config = ticketd::net::tls_config(Some(ca))?;
+            let name = rustls::pki_types::ServerName::try_from("localhost".to_string())?;
+            let tls = tokio_rustls::TlsConnector::from(config)
+                .connect(name, tcp)
+                .await
+                .context("TLS handshake with the rig's Dovecot")?;
+            MailStream::Tls(Box::new(tls))
+        }
+    };
+    let mut client = async_imap::Client::new(stream);
+    client
+        .read_response()
+        .await
+        .ok_or_else(|| anyhow!("no IMAP greeting"))??;
+    client
+        .login(user, RIG_PASSWORD)
+        .await
+        .map_err(|(e, _)| anyhow!("IMAP login as {user}: {e}"))
+}
+
+/// Logs in and selects INBOX once, so Dovecot creates the user's maildir.
+pub async fn create_mailbox(port: u16, user: &str) -> Result<()> {
+    let mut s = login(Conn::Plain(port), user).await?;
+    s.select("INBOX").await?;
+    s.logout().await?;
+    Ok(())
+}
+
+/// Lets Dovecot notice files written straight into the maildir (UIDs,
+/// index) so neither the baseline nor ticketd pays for that first scan.
+/// Returns the number of messages and their RFC822.SIZE total.
+pub async fn sync_index(port: u16, user: &str) -> Result<(usize, u64)> {
+    let mut s = login(Conn::Plain(port), user).await?;
+    let mbox = s.examine("INBOX").await?;
+    let mut n = 0;
+    let mut bytes = 0u64;
+    if mbox.exists > 0 {
+        let stream = s.uid_fetch("1:*", "(UID RFC822.SIZE)").await?;
+        let all: Vec<_> = stream.try_collect().await?;
+        n = all.len();
+        bytes = all.iter().map(|f| u64::from(f.size.unwrap_or(0))).sum();
+    }
+    s.logout().await?;
+    Ok((n, bytes))
+}
+
+/// One raw fetch of the whole mailbox.
+#[derive(Debug, Clone, Copy)]
+pub struct RawFetch {
+    pub messages: usize,
+    pub bytes: u64,
+    /// From connect to the last byte, login included (as ticketd's wall time).
+    pub total: Duration,
+}
+
+pub async fn fetch_all(conn: Conn<'_>, user: &str) -> Result<RawFetch> {
+    let started = Instant::now();
+    let mut s = login(conn, user).await?;
+    s.examine("INBOX").await?;
+    let mut messages = 0;
+    let mut bytes = 0u64;
+    {
+        let mut stream = s.uid_fetch("1:*", "BODY.PEEK[]").await?;
+        while let Some(f) = stream.try_next().await? {
+            if let Some(b) = f.body() {
+                messages += 1;
+                bytes += b.len() as u64;
+            }
+        }
+    }
+    let total = started.elapsed();
+    let _ = s.logout().await;
+    Ok(RawFetch {
+        messages,
+        bytes,
+        total,
+    })
+}
+
+/// The same fetch without an IMAP library: the command written by hand and
+/// the response skimmed (literals skipped by their announced length), so
+/// only the server, TLS and the socket remain. Tells whether the
+/// async-imap baseline is limited by the client.
+pub async fn fetch_wire(conn: Conn<'_>, user: &str) -> Result<RawFetch> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let started = Instant::now();
+    let port = match conn {
+        Conn::Plain(p) | Conn::Tls(p, _) => p,
+    };
+    let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
+    tcp.set_nodelay(true)?;
+    let stream = match conn {
+        Conn::Plain(_) => MailStream::Plain(tcp),
+        Conn::Tls(_, ca) => {
+            let config = ticketd::net::tls_config(Some(ca))?;
+            let name = rustls::pki_types::ServerName::try_from("localhost".to_string())?;
+            MailStream::Tls(Box::new(
+                tokio_rustls::TlsConnector::from(config)
+                    .connect(name, tcp)
+                    .await?,
+            ))
+        }
+    };
+    let mut r = BufReader::with_capacity(256 * 1024, stream);
+    let mut line = Vec::new();
+    r.read_until(b'\n', &mut line).await?;
+    let mut messages = 0;
+    let mut bytes = 0u64;
+    let commands = [
+        format!("a1 LOGIN \"{user}\" \"{RIG_PASSWORD}\"\r\n"),
+        "a2 EXAMINE INBOX\r\n".to_string(),
+        "a3 UID FETCH 1:* BODY.PEEK[]\r\n".to_string(),
+    ];
+    for (i, cmd) in commands.iter().enumerate() {
+        r.get_mut().write_all(cmd.as_bytes()).await?;
+        r.get_mut().flush().await?;
+        let tag = format!("a{} ", i + 1);
+        loop {
+            line.clear();
+            if r.read_until(b'\n', &mut line).await? == 0 {
+                bail!("connection closed during {}", cmd.trim());
+            }
+            if line.starts_with(tag.as_bytes()) {
+                if !line[tag.len()..].starts_with(b"OK") {
+                    bail!("{}: {}", cmd.trim(), String::from_utf8_lossy(&line).trim());
+                }
+                break;
+            }
+            // "* 12 FETCH (UID 12 BODY[] {4567}\r\n" announces a literal.
+            let text = &line[..line.len().saturating_sub(2)];
+            if let Some(open) = text.iter().rposition(|&b| b == b'{') {
+                if text.last() == Some(&b'}') {
+                    let n: usize = std::str::from_utf8(&text[open + 1..text.len() - 1])?.parse()?;
+                    let mut left = n;
+                    while left > 0 {
+                        let buf = r.fill_buf().await?;
+                        if buf.is_empty() {
+                            bail!("connection closed inside a literal");
+                        }
+                        let k = buf.len().min(left);
+                        r.consume(k);
+                        left -= k;
+                    }
+                    messages += 1;
+                    bytes += n as u64;
+                }
+            }
+        }
+    }
+    let total = started.elapsed();
+    let _ = r.get_mut().write_all(b"a4 LOGOUT\r\n").await;
+    Ok(RawFetch {
+        messages,
+        bytes,
+        total,
+    })
+}

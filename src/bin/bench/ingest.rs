@@ -1,0 +1,557 @@
+//! Scenario 1: ingest throughput against the physical limit. A mailbox is
+//! filled with the generated mix (written straight into the maildir), then
+//! the raw fetch (baseline) and `ticketd poll --once` read all of it over
+//! the same connection type; ticketd's time runs from exec until its
+//! "mailbox synced" log line, when every message is committed. The full mix
+//! at 1k (plain and TLS) and 10k (plain), the light mix at 1k and 50k
+//! (plain), for how the cost per message grows.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use rusqlite::OpenFlags;
+
+use crate::child::{self, PollRun, Tls};
+use crate::imapraw::{self, Conn, RawFetch};
+use crate::mailgen::{self, Filled, Mix};
+use crate::report::{ratio_text, Row, Section};
+use crate::util::{dir_size, dur, mib, rate};
+use crate::{fresh_dir, mailbox_for, Ctx};
+
+pub const TITLE: &str = "1. Ingest: ticketd poll --once vs the raw IMAP fetch";
+
+/// One mailbox size and mix, and what to run against it.
+struct Case {
+    mix: Mix,
+    count: usize,
+    modes: &'static [Tls],
+    /// Also ingest onto tmpfs (no disk flushes) and, with --perf, profile.
+    diagnose: bool,
+}
+
+/// Per-message cost of one case, for the growth table.
+struct Cost {
+    mix: Mix,
+    count: usize,
+    ticketd: Duration,
+    raw: Duration,
+}
+
+pub fn run(ctx: &mut Ctx) -> Result<Section> {
+    let mut s = Section::new("ingest", TITLE);
+    let both: &'static [Tls] = &[Tls::None, Tls::Implicit];
+    let plain: &'static [Tls] = &[Tls::None];
+    let cases: Vec<Case> = if ctx.quick {
+        vec![Case {
+            mix: Mix::Full,
+            count: 1000,
+            modes: both,
+            diagnose: true,
+        }]
+    } else {
+        vec![
+            Case {
+                mix: Mix::Full,
+                count: 1000,
+                modes: both,
+                diagnose: true,
+            },
+            Case {
+                mix: Mix::Full,
+                count: 10_000,
+                modes: plain,
+                diagnose: false,
+            },
+            Case {
+                mix: Mix::Light,
+                count: 1000,
+                modes: plain,
+                diagnose: false,
+            },
+            Case {
+                mix: Mix::Light,
+                count: 50_000,
+                modes: plain,
+                diagnose: false,
+            },
+        ]
+    };
+    append_rate(ctx, &mut s)?;
+    let mut costs = Vec::new();
+    for case in &cases {
+        run_case(ctx, case, &mut s, &mut costs)
+            .with_context(|| format!("{} messages, {}", case.count, case.mix.name()))?;
+    }
+    growth(&costs, &mut s);
+    s.note(
+        "ticketd's time is from exec of `ticketd poll --once` to its `mailbox synced` log line \
+         (every message committed, acks queued in the outbox); sending the acks afterwards (to an \
+         SMTP sink in the bench, so Postfix is not flooded) is in \"wall incl. acks\". The baseline \
+         is one `UID FETCH 1:* BODY.PEEK[]` with async-imap over the same kind of connection (tokio, \
+         rustls with the rig CA), connect and login included, best of several runs, bytes dropped.",
+    );
+    s.note(
+        "The mailboxes are written straight into the rig's maildir (`new/`, names with `,S=,W=` \
+         sizes, owned by `mail`, mode 0600, LF line endings: the same as a mail delivered through \
+         Postfix and LMTP), then Dovecot indexes them once before anything is timed.",
+    );
+    Ok(s)
+}
+
+/// Peak RSS of ticketd ingesting the 1k full mix over plain IMAP, and the
+/// largest message, for the memory scenario when ingest did not run.
+pub fn peak_of_1k(ctx: &mut Ctx) -> Result<(u64, u64)> {
+    let user = "memory-1k@example.test";
+    ctx.progress("memory: writing a 1k full-mix mailbox");
+    let maildir = mailbox_for(ctx, user)?;
+    let filled = mailgen::fill_maildir(&maildir, Mix::Full, 1000, 2000, ctx.mail_owner, &|_| {})?;
+    ctx.rt
+        .block_on(imapraw::sync_index(ctx.rig.imap_port(), user))?;
+    let data = fresh_dir(&ctx.work, "memory-ingest")?;
+    let run = ticketd_poll(ctx, user, Tls::None, &data, None, true);
+    let _ = std::fs::remove_dir_all(&data);
+    let peak = run?.peak_rss.context("could not read the RSS of ticketd")?;
+    ctx.progress(&format!("memory: ingest peak RSS {}", mib(peak)));
+    Ok((peak, filled.largest))
+}
+
+/// How fast the mailbox could be filled with IMAP APPEND instead, for the
+/// record (100 light-mix messages).
+fn append_rate(ctx: &mut Ctx, s: &mut Section) -> Result<()> {
+    let user = "append-probe@example.test";
+    mailbox_for(ctx, user)?;
+    let mut g = mailgen::MailboxGen::new(Mix::Light, 77);
+    let msgs: Vec<Vec<u8>> = (0..100)
+        .map(|_| {
+            let raw = g.next_message().0;
+            // APPEND wants CRLF.
+            String::from_utf8_lossy(&raw)
+                .replace('\n', "\r\n")
+                .into_bytes()
+        })
+        .collect();
+    let port = ctx.rig.imap_port();
+    let elapsed = ctx.rt.block_on(async {
+        let mut sess = imapraw::login(Conn::Plain(port), user).await?;
+        let t = Instant::now();
+        for m in &msgs {
+            sess.append("INBOX", None, None, m).await?;
+        }
+        let e = t.elapsed();
+        let _ = sess.logout().await;
+        anyhow::Ok(e)
+    })?;
+    let per_s = msgs.len() as f64 / elapsed.as_secs_f64();
+    s.note(format!(
+        "Filling by IMAP APPEND would run at {} msg/s here (100 light-mix messages); the bench \
+         writes maildir files instead (rate in the fill rows).",
+        rate(per_s)
+    ));
+    Ok(())
+}
+
+fn run_case(ctx: &mut Ctx, case: &Case, s: &mut Section, costs: &mut Vec<Cost>) -> Result<()> {
+    let label = format!(
+        "{}{} {}",
+        if case.count >= 1000 {
+            case.count / 1000
+        } else {
+            case.count
+        },
+        if case.count >= 1000 { "k" } else { "" },
+        case.mix.name()
+    );
+    let user = format!(
+        "ingest-{}-{}@example.test",
+        if case.mix == Mix::Full {
+            "full"
+        } else {
+            "light"
+        },
+        case.count
+    );
+    ctx.progress(&format!("{label}: writing the mailbox of {user}"));
+    let maildir = mailbox_for(ctx, &user)?;
+    let seed = 1000 + case.count as u64 + if case.mix == Mix::Full { 0 } else { 7 };
+    let filled =
+        mailgen::fill_maildir(&maildir, case.mix, case.count, seed, ctx.mail_owner, &|n| {
+            if n % 10_000 == 0 {
+                eprintln!("            {n} written");
+            }
+        })?;
+    ctx.progress(&format!(
+        "{label}: {} in {}",
+        filled.describe(),
+        dur(filled.elapsed)
+    ));
+    s.row(Row::info(
+        format!("{label}: fill the maildir (direct writes)"),
+        format!(
+            "{} msg/s, {} MB/s",
+            rate(filled.count as f64 / filled.elapsed.as_secs_f64()),
+            rate(filled.disk_bytes as f64 / 1e6 / filled.elapsed.as_secs_f64())
+        ),
+    ));
+    let t = Instant::now();
+    let (n, bytes) = ctx
+        .rt
+        .block_on(imapraw::sync_index(ctx.rig.imap_port(), &user))?;
+    if n != case.count {
+        bail!("Dovecot sees {n} of the {} messages written", case.count);
+    }
+    ctx.progress(&format!(
+        "{label}: Dovecot indexed {n} messages ({:.0} MB) in {}",
+        bytes as f64 / 1e6,
+        dur(t.elapsed())
+    ));
+    s.row(Row::info(
+        format!("{label}: mailbox"),
+        format!(
+            "{} msgs, {:.0} MB, largest {:.1} MB",
+            filled.count,
+            filled.imap_bytes as f64 / 1e6,
+            filled.largest as f64 / 1e6
+        ),
+    ));
+
+    for &tls in case.modes {
+        let raw = best_raw_fetch(ctx, &user, tls, case.count)?;
+        let tag = format!("{label}, {}", tls.name());
+        ctx.progress(&format!(
+            "{tag}: raw fetch {} ({} msg/s, {} MB/s)",
+            dur(raw.total),
+            rate(raw.messages as f64 / raw.total.as_secs_f64()),
+            rate(raw.bytes as f64 / 1e6 / raw.total.as_secs_f64())
+        ));
+        if case.count <= 10_000 {
+            wire_row(ctx, s, &tag, &user, tls, &raw)?;
+        }
+        let data = fresh_dir(&ctx.work, "ingest-data")?;
+        // Only the first case waits for the acks to go out (to the sink),
+        // to show what sending costs; the others stop once all is filed.
+        let with_acks = case.diagnose && tls == Tls::None;
+        let acks_before = ctx.sink.count();
+        let run = ticketd_poll(ctx, &user, tls, &data, None, !with_acks)?;
+        let acks = ctx.sink.count() - acks_before;
+        let stored = check_store(&data, case.count)?;
+        let used = dir_size(&data);
+        let _ = std::fs::remove_dir_all(&data);
+        let filed = filed_time(&run);
+        ctx.progress(&format!(
+            "{tag}: ticketd filed {stored} in {} (wall incl. acks {}, CPU {}, peak RSS {})",
+            dur(filed),
+            run.wall.map(dur).unwrap_or_else(|| "not waited for".into()),
+            run.cpu.map(dur).unwrap_or_default(),
+            run.peak_rss.map(mib).unwrap_or_default()
+        ));
+        throughput_rows(s, &tag, &filled, &raw, &run, stored, used);
+        if let (true, Some(wall)) = (with_acks, run.wall) {
+            let sending = wall.saturating_sub(filed);
+            s.row(Row::info(
+                format!("{tag}: sending the queued acks after filing"),
+                format!(
+                    "{acks} acks in {} ({} each, to a local SMTP sink)",
+                    dur(sending),
+                    dur(sending / acks.max(1) as u32)
+                ),
+            ));
+        }
+        if tls == Tls::None {
+            if case.mix == Mix::Full && case.count == 1000 {
+                ctx.ingest_memory = run.peak_rss.map(|p| (p, filled.largest));
+            }
+            costs.push(Cost {
+                mix: case.mix,
+                count: case.count,
+                ticketd: filed / case.count as u32,
+                raw: raw.total / case.count as u32,
+            });
+            if case.diagnose {
+                diagnose(ctx, s, &label, &user, &run, case.count)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn best_raw_fetch(ctx: &Ctx, user: &str, tls: Tls, expect: usize) -> Result<RawFetch> {
+    let runs = if expect >= 50_000 { 2 } else { 3 };
+    let mut best: Option<RawFetch> = None;
+    for _ in 0..runs {
+        let conn = match tls {
+            Tls::None => Conn::Plain(ctx.rig.imap_port()),
+            Tls::Implicit => Conn::Tls(ctx.rig.imaps_port(), ctx.rig.ca_file()),
+        };
+        let r = ctx.rt.block_on(imapraw::fetch_all(conn, user))?;
+        if r.messages != expect {
+            bail!("the raw fetch got {} of {expect} messages", r.messages);
+        }
+        if best.is_none_or(|b| r.total < b.total) {
+            best = Some(r);
+        }
+    }
+    best.context("no raw fetch ran")
+}
+
+/// The fetch without an IMAP library, to see whether async-imap limits the
+/// baseline.
+fn wire_row(
+    ctx: &Ctx,
+    s: &mut Section,
+    tag: &str,
+    user: &str,
+    tls: Tls,
+    raw: &RawFetch,
+) -> Result<()> {
+    let mut best: Option<RawFetch> = None;
+    for _ in 0..2 {
+        let conn = match tls {
+            Tls::None => Conn::Plain(ctx.rig.imap_port()),
+            Tls::Implicit => Conn::Tls(ctx.rig.imaps_port(), ctx.rig.ca_file()),
+        };
+        let r = ctx.rt.block_on(imapraw::fetch_wire(conn, user))?;
+        if r.messages != raw.messages {
+            bail!(
+                "the wire-level fetch got {} of {} messages",
+                r.messages,
+                raw.messages
+            );
+        }
+        if best.is_none_or(|b| r.total < b.total) {
+            best = Some(r);
+        }
+    }
+    let w = best.context("no wire fetch ran")?;
+    let per_s = |f: &RawFetch| f.messages as f64 / f.total.as_secs_f64();
+    s.row(Row::vs(
+        format!("{tag}: raw fetch without an IMAP library, msg/s"),
+        rate(per_s(&w)),
+        format!("{} async-imap", rate(per_s(raw))),
+        Some(per_s(&w) / per_s(raw)),
+    ));
+    Ok(())
+}
+
+fn filed_time(run: &PollRun) -> Duration {
+    run.filed.or(run.wall).unwrap_or_default()
+}
+
+fn ticketd_poll(
+    ctx: &Ctx,
+    user: &str,
+    tls: Tls,
+    data: &Path,
+    perf: Option<&Path>,
+    until_synced: bool,
+) -> Result<PollRun> {
+    let conf_dir = fresh_dir(&ctx.work, "ingest-conf")?;
+    let config = child::write_config(
+        &conf_dir,
+        &ctx.rig,
+        tls,
+        user,
+        ctx.sink.port,
+        data,
+        &ctx.templates,
+    )?;
+    child::poll_once(&ctx.ticketd, &config, perf, until_synced)
+}
+
+/// Messages ticketd stored (inbound), checked against what was written.
+fn check_store(data: &Path, expect: usize) -> Result<usize> {
+    let conn = rusqlite::Connection::open_with_flags(
+        data.join("ticketd.sqlite3"),
+        OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )?;
+    let n: i64 = conn.query_row(
+        "SELECT count(*) FROM messages WHERE direction = 'in'",
+        [],
+        |r| r.get(0),
+    )?;
+    let last: i64 = conn.query_row(
+        "SELECT coalesce(max(last_uid), 0) FROM mailbox_positions",
+        [],
+        |r| r.get(0),
+    )?;
+    if n as usize != expect || last as usize != expect {
+        bail!("ticketd stored {n} of {expect} messages (position: last UID {last})");
+    }
+    Ok(n as usize)
+}
+
+fn throughput_rows(
+    s: &mut Section,
+    tag: &str,
+    filled: &Filled,
+    raw: &RawFetch,
+    run: &PollRun,
+    stored: usize,
+    used: u64,
+) {
+    let filed = filed_time(run).as_secs_f64();
+    let t_msgs = stored as f64 / filed;
+    let r_msgs = raw.messages as f64 / raw.total.as_secs_f64();
+    let ratio = t_msgs / r_msgs;
+    s.row(
+        Row::vs(
+            format!("{tag}: msg/s"),
+            rate(t_msgs),
+            rate(r_msgs),
+            Some(ratio),
+        )
+        .target(">= 0.5x raw", ratio >= 0.5),
+    );
+    let t_mb = filled.imap_bytes as f64 / 1e6 / filed;
+    let r_mb = raw.bytes as f64 / 1e6 / raw.total.as_secs_f64();
+    s.row(Row::vs(
+        format!("{tag}: MB/s"),
+        rate(t_mb),
+        rate(r_mb),
+        Some(t_mb / r_mb),
+    ));
+    s.row(Row::vs(
+        format!("{tag}: time to all committed"),
+        dur(Duration::from_secs_f64(filed)),
+        dur(raw.total),
+        Some(filed / raw.total.as_secs_f64()),
+    ));
+    let mut detail = match run.wall {
+        Some(w) => format!(
+            "wall incl. sending acks {}; CPU {}",
+            dur(w),
+            run.cpu.map(dur).unwrap_or_default()
+        ),
+        None => format!("CPU {}", run.cpu.map(dur).unwrap_or_default()),
+    };
+    if let (Some(cpu), None) = (run.cpu, run.wall) {
+        detail.push_str(&format!(
+            " ({:.0}% of the time to committed)",
+            cpu.as_secs_f64() / filed * 100.0
+        ));
+    }
+    if let Some(p) = run.peak_rss {
+        detail.push_str(&format!("; peak RSS {}", mib(p)));
+    }
+    detail.push_str(&format!("; store {}", mib(used)));
+    s.row(Row::info(format!("{tag}: ticketd detail"), detail));
+    if !run.problems.is_empty() {
+        s.note(format!(
+            "{tag}: ticketd logged: {}",
+            run.problems.join(" | ")
+        ));
+    }
+}
+
+/// Where ingest time goes: the same 1k poll with the store on tmpfs (no
+/// disk flushes), and with --perf a CPU profile.
+fn diagnose(
+    ctx: &mut Ctx,
+    s: &mut Section,
+    label: &str,
+    user: &str,
+    disk: &PollRun,
+    count: usize,
+) -> Result<()> {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        let data = fresh_dir(shm, &format!("tdbench-{}", std::process::id()))?;
+        let run = ticketd_poll(ctx, user, Tls::None, &data, None, true);
+        let _ = std::fs::remove_dir_all(&data);
+        let run = run?;
+        let on_disk = filed_time(disk);
+        let on_tmpfs = filed_time(&run);
+        ctx.progress(&format!(
+            "{label}, plain, store on tmpfs: filed in {} (CPU {})",
+            dur(on_tmpfs),
+            run.cpu.map(dur).unwrap_or_default()
+        ));
+        s.row(Row::vs(
+            format!("{label}, plain: store on tmpfs (no disk flushes) msg/s"),
+            rate(count as f64 / on_tmpfs.as_secs_f64()),
+            rate(count as f64 / on_disk.as_secs_f64()),
+            Some(on_disk.as_secs_f64() / on_tmpfs.as_secs_f64()),
+        ));
+        s.note(format!(
+            "Diagnosis: with the data_dir on tmpfs (fsync free) the same 1k poll takes {} instead of {} \
+             ({} faster); CPU time {} vs {}. The difference is time spent waiting for the disk \
+             (ticketd fsyncs each blob file and its directory, and SQLite syncs each commit).",
+            dur(on_tmpfs),
+            dur(on_disk),
+            ratio_text(on_disk.as_secs_f64() / on_tmpfs.as_secs_f64()),
+            run.cpu.map(dur).unwrap_or_default(),
+            disk.cpu.map(dur).unwrap_or_default()
+        ));
+    }
+    if ctx.perf {
+        let out = ctx.cache.join("perf-ingest.data");
+        let data = fresh_dir(&ctx.work, "ingest-perf")?;
+        ctx.progress(&format!(
+            "{label}, plain: recording a CPU profile into {}",
+            out.display()
+        ));
+        let run = ticketd_poll(ctx, user, Tls::None, &data, Some(&out), true);
+        let _ = std::fs::remove_dir_all(&data);
+        match run {
+            Ok(_) => match perf_summary(&out) {
+                Ok(top) => s.note(format!("CPU profile (perf, self time, top symbols): {top}")),
+                Err(e) => s.note(format!("perf report failed: {e:#}")),
+            },
+            Err(e) => s.note(format!("perf record failed: {e:#}")),
+        }
+    }
+    Ok(())
+}
+
+/// The top entries of `perf report` by self time, one line.
+fn perf_summary(data: &Path) -> Result<String> {
+    let out = std::process::Command::new("perf")
+        .args(["report", "--stdio", "--no-children", "--percent-limit", "2"])
+        .args(["--sort", "dso,symbol", "-g", "none", "-i"])
+        .arg(data)
+        .output()?;
+    if !out.status.success() {
+        bail!("{}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let top: Vec<String> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.contains('%'))
+        .take(12)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    Ok(top.join("; "))
+}
+
+/// Cost per message as the mailbox grows, against the 1k case of the same mix.
+fn growth(costs: &[Cost], s: &mut Section) {
+    for mix in [Mix::Full, Mix::Light] {
+        let Some(base) = costs.iter().find(|c| c.mix == mix && c.count == 1000) else {
+            continue;
+        };
+        for c in costs.iter().filter(|c| c.mix == mix && c.count > 1000) {
+            let grow = c.ticketd.as_secs_f64() / base.ticketd.as_secs_f64();
+            let raw_grow = c.raw.as_secs_f64() / base.raw.as_secs_f64();
+            s.row(
+                Row::vs(
+                    format!(
+                        "{}k {}, plain: cost per message",
+                        c.count / 1000,
+                        mix.name()
+                    ),
+                    dur(c.ticketd),
+                    format!("{} at 1k", dur(base.ticketd)),
+                    Some(grow),
+                )
+                .target("<= 1.2x of 1k (linear, 20% noise)", grow <= 1.2),
+            );
+            s.note(format!(
+                "{}k {}: the raw fetch's cost per message is {} ({} of its 1k figure).",
+                c.count / 1000,
+                mix.name(),
+                dur(c.raw),
+                ratio_text(raw_grow)
+            ));
+        }
+    }
+}
