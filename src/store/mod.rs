@@ -72,16 +72,32 @@ impl Store {
         let db = data_dir.join("ticketd.sqlite3");
         let mut conn = Connection::open(&db)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        // Switching a new file to WAL, and the first read of a WAL file
+        // another process is still setting up, can report "locked" at once
+        // without waiting on the busy handler. Those steps are idempotent,
+        // so they are retried for as long as the busy timeout would wait.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match Self::prepare(&mut conn, &db) {
+                Err(StoreError::Sql(e)) if is_busy(&e) && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other?,
+            }
+        }
+        Ok(Store {
+            conn,
+            data_dir: data_dir.to_path_buf(),
+        })
+    }
+
+    fn prepare(conn: &mut Connection, db: &Path) -> Result<(), StoreError> {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // FULL: a committed message (and the ack it queued) survives power
         // loss, so an ack is never sent for a message that is then re-filed.
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        migrate(&mut conn, &db)?;
-        Ok(Store {
-            conn,
-            data_dir: data_dir.to_path_buf(),
-        })
+        migrate(conn, db)
     }
 
     pub fn conn(&self) -> &Connection {
@@ -293,6 +309,13 @@ impl Store {
 pub fn blob_path(data_dir: &Path, sha256: &str) -> PathBuf {
     let (a, rest) = sha256.split_at(sha256.len().min(2));
     data_dir.join("blobs").join(a).join(rest)
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }
 
 fn migrate(conn: &mut Connection, db: &Path) -> Result<(), StoreError> {
