@@ -46,7 +46,7 @@ use crate::util::Machine;
 
 const USAGE: &str =
     "usage: bench [ingest|ack|memory|startup|search ...] [--quick] [--write|--no-write]
-             [--no-build] [--ticketd PATH] [--perf] [--fresh-store]
+             [--no-build] [--ticketd PATH] [--perf] [--fresh-store] [--ingest-case MIX:N ...]
 
   (no scenario)   all five, in that order
   --quick         1k ingest only, 30 s of steady ack traffic, shorter idle (~5 min)
@@ -57,7 +57,11 @@ const USAGE: &str =
                   unstripped build for perf)
   --perf          also record the 1k plain ingest under `perf record -g` into
                   target/bench-data/perf-ingest.data and summarise where CPU time goes
-  --fresh-store   regenerate the cached 1M-message store under target/bench-data";
+  --fresh-store   regenerate the cached 1M-message store under target/bench-data
+  --ingest-case MIX:N
+                  instead of the standard ingest sizes, run these (repeatable;
+                  MIX is full or light, e.g. --ingest-case full:10000); the first
+                  one also runs over TLS, on tmpfs and (with --perf) under perf";
 
 pub const SCENARIOS: [&str; 5] = ["ingest", "ack", "memory", "startup", "search"];
 
@@ -82,6 +86,8 @@ pub struct Ctx {
     /// Peak RSS of the 1k full-mix plain ingest and the largest message,
     /// for the memory scenario.
     pub ingest_memory: Option<(u64, u64)>,
+    /// Ingest sizes chosen on the command line (empty: the standard ones).
+    pub ingest_cases: Vec<(mailgen::Mix, usize)>,
     /// The 1M-message store, once generated or found in the cache.
     pub store: Option<storegen::StoreInfo>,
 }
@@ -113,6 +119,7 @@ fn real_main() -> Result<()> {
     let (mut quick, mut write, mut no_write, mut build, mut perf, mut fresh) =
         (false, false, false, true, false, false);
     let mut ticketd_path: Option<PathBuf> = None;
+    let mut ingest_cases: Vec<(mailgen::Mix, usize)> = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -127,6 +134,21 @@ fn real_main() -> Result<()> {
                     args.next().context("--ticketd needs a path")?,
                 ));
                 build = false;
+            }
+            "--ingest-case" => {
+                let spec = args.next().context("--ingest-case needs MIX:N")?;
+                let (mix, n) = spec
+                    .split_once(':')
+                    .with_context(|| format!("--ingest-case {spec}: expected MIX:N"))?;
+                let mix = match mix {
+                    "full" => mailgen::Mix::Full,
+                    "light" => mailgen::Mix::Light,
+                    other => bail!("--ingest-case: unknown mix {other:?} (full or light)"),
+                };
+                let n: usize = n
+                    .parse()
+                    .with_context(|| format!("--ingest-case {spec}: N is not a number"))?;
+                ingest_cases.push((mix, n));
             }
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -198,6 +220,7 @@ fn real_main() -> Result<()> {
         fresh_store: fresh,
         started,
         ingest_memory: None,
+        ingest_cases,
         store: None,
     };
     ctx.progress(&format!(

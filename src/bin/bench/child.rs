@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use ticketd::rig::{MailRig, RIG_PASSWORD};
 
-use crate::util::{cpu_of, mem_of, signal};
+use crate::util::{cpu_of, mem_of, rss_split, settle_disk, signal};
 
 /// The support address every scenario's config uses as its own address.
 pub const SUPPORT: &str = "support@example.test";
@@ -275,6 +275,8 @@ pub struct PollRun {
     /// Exec to "mailbox synced": every message committed, acks not yet sent.
     pub filed: Option<Duration>,
     pub peak_rss: Option<u64>,
+    /// Largest RssAnon and RssFile seen (heap vs mapped files).
+    pub peak_anon_file: Option<(u64, u64)>,
     pub cpu: Option<Duration>,
     pub problems: Vec<String>,
 }
@@ -288,6 +290,7 @@ pub fn poll_once(
     perf: Option<&Path>,
     until_synced: bool,
 ) -> Result<PollRun> {
+    settle_disk();
     let mut t = Ticketd::start(&Launch {
         binary,
         config,
@@ -299,6 +302,7 @@ pub fn poll_once(
     let mut peak = None;
     let mut cpu = None;
     let mut cut_short = false;
+    let mut split: Option<(u64, u64)> = None;
     let status = loop {
         if let Some(s) = t.try_wait() {
             break s;
@@ -312,6 +316,10 @@ pub fn poll_once(
                 peak = Some(peak.unwrap_or(0).max(hwm));
             }
             cpu = cpu_of(t.pid).or(cpu);
+            if let Some((a, f)) = rss_split(t.pid) {
+                let (pa, pf) = split.unwrap_or((0, 0));
+                split = Some((pa.max(a), pf.max(f)));
+            }
         }
         if t.started.elapsed() > Duration::from_secs(3600) {
             bail!("ticketd poll ran for an hour; giving up");
@@ -330,6 +338,7 @@ pub fn poll_once(
         wall: (!cut_short).then_some(wall),
         filed,
         peak_rss: peak,
+        peak_anon_file: split,
         cpu,
         problems: t.problems(),
     })

@@ -198,6 +198,24 @@ pub fn mem_of(pid: u32) -> Option<(u64, u64)> {
     Some((field("VmHWM:")?, field("VmRSS:")?))
 }
 
+/// `RssAnon` and `RssFile` (bytes) of a live process: heap versus mapped
+/// files, to tell where a large RSS comes from.
+pub fn rss_split(pid: u32) -> Option<(u64, u64)> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| -> Option<u64> {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kb * 1024)
+    };
+    Some((field("RssAnon:")?, field("RssFile:")?))
+}
+
+/// Flushes every filesystem (sync(1)), so a measured run does not pay for
+/// writeback left over from the one before.
+pub fn settle_disk() {
+    let _ = Command::new("sync").status();
+}
+
 /// User + system CPU time of a live process so far.
 pub fn cpu_of(pid: u32) -> Option<Duration> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -275,8 +293,21 @@ impl Machine {
                 .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         };
         let mut commit = git(&["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "unknown".into());
-        if git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty()) {
-            commit.push_str(" + uncommitted changes");
+        let changed: Vec<String> = git(&["status", "--porcelain", "--untracked-files=no"])
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.get(3..).map(str::to_string))
+            .collect();
+        // Changes to the bench or its report do not change what is measured.
+        let bench_only = changed
+            .iter()
+            .all(|p| p.starts_with("src/bin/bench") || p == "BENCHMARKS.md");
+        if !changed.is_empty() {
+            commit.push_str(if bench_only {
+                " (uncommitted changes to the bench only)"
+            } else {
+                " + uncommitted changes"
+            });
         }
         let date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string();
         Machine {
