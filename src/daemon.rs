@@ -12,12 +12,12 @@ use tokio::sync::{watch, Notify};
 use tracing::{error, info, warn};
 
 use crate::ack::{AckError, AckTemplates};
-use crate::config::{Config, ImapConfig, SecretSource, SmtpConfig};
+use crate::config::{Config, ImapConfig, SmtpConfig};
 use crate::imap::{self, Hooks, ImapError};
 use crate::ingest::Ingestor;
 use crate::metrics;
 use crate::service;
-use crate::smtp::{self, SmtpError, Transport};
+use crate::smtp::{self, SmtpError};
 use crate::store::{Store, StoreError};
 
 /// Tells long-running work to stop at the next safe point.
@@ -88,25 +88,17 @@ async fn outbox_worker(
     wake: Arc<Notify>,
     shutdown: Shutdown,
 ) {
-    let mut transport: Option<Transport> = None;
-    loop {
-        // A command-sourced secret (an OAuth2 token) expires: such a
-        // transport is built anew for every round.
-        if transport.is_none()
-            || smtp_cfg
-                .credentials
-                .as_ref()
-                .is_some_and(|(_, s)| matches!(s, SecretSource::Command(_)))
-        {
-            match smtp::transport(&smtp_cfg) {
-                Ok(t) => transport = Some(t),
-                Err(e) => error!(error = %e, "outbox: cannot set up SMTP"),
-            }
+    // Secrets from a command (OAuth2 tokens) are fetched at each connect.
+    let transport = match smtp::transport(&smtp_cfg) {
+        Ok(t) => t,
+        Err(e) => {
+            error!(error = %e, "outbox: cannot set up SMTP; acknowledgements stay queued");
+            return;
         }
-        if let Some(t) = &transport {
-            if let Err(e) = smtp::deliver_due(&mut store, t).await {
-                error!(error = %e, "outbox: cannot read or update the queue");
-            }
+    };
+    loop {
+        if let Err(e) = smtp::deliver_due(&mut store, &transport).await {
+            error!(error = %e, "outbox: cannot read or update the queue");
         }
         let now = chrono::Utc::now().timestamp();
         let sleep = match store.outbox_next_due() {

@@ -159,3 +159,12 @@ impl AsyncWrite for MailStream {
         }
     }
 }
+
+impl lettre::transport::smtp::client::AsyncTokioStream for MailStream {
+    fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
+        match self {
+            MailStream::Plain(s) => s.peer_addr(),
+            MailStream::Tls(s) => s.get_ref().0.peer_addr(),
+        }
+    }
+}

@@ -6,13 +6,18 @@
 use std::time::Duration;
 
 use chrono::Utc;
+use std::sync::Arc;
+
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters};
-use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use lettre::transport::smtp::client::{
+    AsyncSmtpConnection, Certificate, CertificateStore, TlsParameters,
+};
+use lettre::transport::smtp::extension::ClientId;
 use tracing::{info, warn};
 
-use crate::config::{AuthMethod, SmtpConfig, TlsMode};
+use crate::config::{AuthMethod, SecretSource, SmtpConfig, TlsMode};
+use crate::net::{self, MailStream};
 use crate::store::{Store, StoreError};
 
 /// After this many failed attempts an item is marked failed (about two
@@ -27,49 +32,201 @@ pub enum SmtpError {
     CaFile { path: String, message: String },
     #[error("SMTP setup: {0}")]
     Setup(String),
+    #[error("SMTP {addr}: {message}")]
+    Connect { addr: String, message: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-pub type Transport = AsyncSmtpTransport<Tokio1Executor>;
+/// How to reach the SMTP server. Connections are made per delivery round
+/// and carry every message due in it, one after another.
+///
+/// The TCP connection is ours (not lettre's own connector) so that Nagle's
+/// algorithm is off: lettre writes a message and its terminating dot in two
+/// writes and then waits for the answer, which with Nagle on meets the
+/// server's delayed ACK and costs 40 ms per message.
+pub struct Transport {
+    host: String,
+    port: u16,
+    tls: TlsMode,
+    implicit: Option<Arc<rustls::ClientConfig>>,
+    starttls: Option<TlsParameters>,
+    credentials: Option<(String, SecretSource)>,
+    mechanisms: Vec<Mechanism>,
+    hello: ClientId,
+    timeout: Duration,
+}
+
+/// One logged-in SMTP connection.
+pub struct Session {
+    conn: AsyncSmtpConnection,
+    timeout: Duration,
+}
+
+/// Why one message was not sent, and whether retrying can help.
+#[derive(Debug)]
+pub struct SendFailure {
+    pub message: String,
+    /// A 5xx answer to this message: it will not change on retry.
+    pub permanent: bool,
+}
 
 pub fn transport(cfg: &SmtpConfig) -> Result<Transport, SmtpError> {
-    let setup = |e: &dyn std::fmt::Display| SmtpError::Setup(e.to_string());
-    let tls_params = || -> Result<TlsParameters, SmtpError> {
-        let mut b = TlsParameters::builder(cfg.host.clone());
-        if let Some(path) = &cfg.ca_file {
-            let pem = std::fs::read(path).map_err(|e| SmtpError::CaFile {
-                path: path.display().to_string(),
-                message: e.to_string(),
-            })?;
-            let cert = Certificate::from_pem(&pem).map_err(|e| SmtpError::CaFile {
-                path: path.display().to_string(),
-                message: e.to_string(),
-            })?;
-            // Same rule as IMAP: a configured CA is the only one trusted.
-            b = b
-                .certificate_store(CertificateStore::None)
-                .add_root_certificate(cert);
+    let ca_err = |path: &std::path::Path, message: String| SmtpError::CaFile {
+        path: path.display().to_string(),
+        message,
+    };
+    let (implicit, starttls) = match cfg.tls {
+        TlsMode::None => (None, None),
+        TlsMode::Implicit => {
+            let config =
+                net::tls_config(cfg.ca_file.as_deref()).map_err(|e| match &cfg.ca_file {
+                    Some(p) => ca_err(p, e.to_string()),
+                    None => SmtpError::Setup(e.to_string()),
+                })?;
+            (Some(config), None)
         }
-        b.build_rustls().map_err(|e| setup(&e))
+        TlsMode::Starttls => {
+            let mut b = TlsParameters::builder(cfg.host.clone());
+            if let Some(path) = &cfg.ca_file {
+                let pem = std::fs::read(path).map_err(|e| ca_err(path, e.to_string()))?;
+                let cert = Certificate::from_pem(&pem).map_err(|e| ca_err(path, e.to_string()))?;
+                // Same rule as IMAP: a configured CA is the only one trusted.
+                b = b
+                    .certificate_store(CertificateStore::None)
+                    .add_root_certificate(cert);
+            }
+            let params = b
+                .build_rustls()
+                .map_err(|e| SmtpError::Setup(e.to_string()))?;
+            (None, Some(params))
+        }
     };
-    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(cfg.host.clone())
-        .port(cfg.port)
-        .timeout(Some(Duration::from_secs(60)));
-    builder = match cfg.tls {
-        TlsMode::Implicit => builder.tls(Tls::Wrapper(tls_params()?)),
-        TlsMode::Starttls => builder.tls(Tls::Required(tls_params()?)),
-        TlsMode::None => builder.tls(Tls::None),
+    let mechanisms = match cfg.auth {
+        AuthMethod::Xoauth2 => vec![Mechanism::Xoauth2],
+        AuthMethod::Password => vec![Mechanism::Plain, Mechanism::Login],
     };
-    if let Some((user, source)) = &cfg.credentials {
-        // Fetched now: a command-sourced token is fresh for this transport.
-        let secret = source.get().map_err(SmtpError::Setup)?;
-        builder = builder.credentials(Credentials::new(user.clone(), secret.expose().to_string()));
-        if cfg.auth == AuthMethod::Xoauth2 {
-            builder = builder.authentication(vec![Mechanism::Xoauth2]);
+    Ok(Transport {
+        host: cfg.host.clone(),
+        port: cfg.port,
+        tls: cfg.tls,
+        implicit,
+        starttls,
+        credentials: cfg.credentials.clone(),
+        mechanisms,
+        hello: ClientId::default(),
+        timeout: Duration::from_secs(60),
+    })
+}
+
+impl Transport {
+    fn addr(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    /// Connects, says EHLO, upgrades with STARTTLS when configured, and
+    /// logs in when credentials are set.
+    pub async fn connect(&self) -> Result<Session, SmtpError> {
+        let fail = |message: String| SmtpError::Connect {
+            addr: self.addr(),
+            message,
+        };
+        let steps = async {
+            let tcp = net::connect_tcp(&self.host, self.port, self.timeout)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            let stream = match &self.implicit {
+                Some(config) => MailStream::Tls(Box::new(
+                    net::tls_wrap(tcp, &self.host, self.port, config.clone())
+                        .await
+                        .map_err(|e| fail(e.to_string()))?,
+                )),
+                None => MailStream::Plain(tcp),
+            };
+            let mut conn =
+                AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello)
+                    .await
+                    .map_err(|e| fail(e.to_string()))?;
+            if self.tls == TlsMode::Starttls {
+                let params = self.starttls.clone().expect("built for starttls");
+                conn.starttls(params, &self.hello).await.map_err(|e| {
+                    let mut m = format!("STARTTLS: {e}");
+                    if m.contains("certificate") {
+                        m.push_str(
+                            "; the server's certificate is not trusted: set ca_file to the CA that \
+                             signed it (ticketd never falls back to an unverified connection)",
+                        );
+                    }
+                    fail(m)
+                })?;
+            }
+            if let Some((user, source)) = &self.credentials {
+                // Fetched per connection: a command-sourced token is fresh.
+                let secret = source.get().map_err(|e| fail(e.to_string()))?;
+                let creds = Credentials::new(user.clone(), secret.expose().to_string());
+                conn.auth(&self.mechanisms, &creds)
+                    .await
+                    .map_err(|e| fail(format!("login as {user} refused: {e}")))?;
+            }
+            Ok(conn)
+        };
+        match tokio::time::timeout(self.timeout, steps).await {
+            Ok(Ok(conn)) => Ok(Session {
+                conn,
+                timeout: self.timeout,
+            }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(fail("timed out".to_string())),
         }
     }
-    Ok(builder.build())
+
+    /// `ticketd check`: connect, log in, NOOP, QUIT.
+    pub async fn test_connection(&self) -> Result<(), SmtpError> {
+        let mut session = self.connect().await?;
+        let ok = tokio::time::timeout(self.timeout, session.conn.test_connected())
+            .await
+            .unwrap_or(false);
+        session.quit().await;
+        if ok {
+            Ok(())
+        } else {
+            Err(SmtpError::Connect {
+                addr: self.addr(),
+                message: "no answer to NOOP".to_string(),
+            })
+        }
+    }
+}
+
+impl Session {
+    pub async fn send_raw(&mut self, envelope: &Envelope, raw: &[u8]) -> Result<(), SendFailure> {
+        match tokio::time::timeout(self.timeout, self.conn.send(envelope, raw)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(SendFailure {
+                message: e.to_string(),
+                permanent: e.is_permanent(),
+            }),
+            Err(_) => {
+                // Where the server is in the dialogue is unknown now.
+                self.conn.abort().await;
+                Err(SendFailure {
+                    message: "timed out".to_string(),
+                    permanent: false,
+                })
+            }
+        }
+    }
+
+    /// False once an error has left the dialogue in an unknown state.
+    pub fn usable(&self) -> bool {
+        !self.conn.has_broken()
+    }
+
+    pub async fn quit(mut self) {
+        if self.usable() {
+            let _ = tokio::time::timeout(self.timeout, self.conn.quit()).await;
+        }
+    }
 }
 
 /// Delay before attempt `attempts + 1`: 5 s, 10 s, 20 s, ... capped at 1 h.
@@ -84,52 +241,78 @@ pub struct DeliveryStats {
     pub failed: usize,
 }
 
-/// Sends every due outbox item once. Returns what happened; SMTP errors are
-/// recorded on the rows, not returned.
+/// Sends every due outbox item once, over one connection while it lasts.
+/// Returns what happened; SMTP errors are recorded on the rows, not
+/// returned. When the server cannot be reached (or refuses the login) the
+/// round ends there: each due item records the failed attempt and waits
+/// for its backoff, but none is given up for it, since it says nothing
+/// about the message.
 pub async fn deliver_due(
     store: &mut Store,
     transport: &Transport,
 ) -> Result<DeliveryStats, SmtpError> {
     let mut stats = DeliveryStats::default();
+    let mut session: Option<Session> = None;
     let now = Utc::now().timestamp();
     // Batches of 100 until nothing due is left: every item either becomes
     // sent or failed, or moves its next attempt past `now`, so this ends.
-    loop {
+    'rounds: loop {
         let batch = store.outbox_due(now)?;
         if batch.is_empty() {
             break;
         }
-        for item in batch {
+        let mut items = batch.into_iter();
+        while let Some(item) = items.next() {
             let envelope = match (item.envelope_from.parse(), item.envelope_to.parse()) {
-                (Ok(from), Ok(to)) => {
-                    Envelope::new(Some(from), vec![to]).map_err(|e| e.to_string())
-                }
-                _ => Err("invalid envelope address".to_string()),
+                (Ok(from), Ok(to)) => Envelope::new(Some(from), vec![to]).ok(),
+                _ => None,
             };
-            // Err((message, permanent)): a 5xx answer will not change on retry.
             let result = match envelope {
-                Ok(env) => transport
-                    .send_raw(&env, &item.raw)
-                    .await
-                    .map_err(|e| (e.to_string(), e.is_permanent())),
-                Err(e) => Err((e, true)),
+                None => Err(SendFailure {
+                    message: "invalid envelope address".to_string(),
+                    permanent: true,
+                }),
+                Some(env) => {
+                    if session.as_ref().is_none_or(|s| !s.usable()) {
+                        session = None;
+                        match transport.connect().await {
+                            Ok(s) => session = Some(s),
+                            Err(e) => {
+                                let message = e.to_string();
+                                warn!(error = %message, "outbox: cannot reach the SMTP server");
+                                let now = Utc::now().timestamp();
+                                for item in std::iter::once(item).chain(items) {
+                                    let next = now + backoff(item.attempts);
+                                    store.outbox_failed_attempt(item.id, &message, next, false)?;
+                                    stats.failed += 1;
+                                }
+                                continue 'rounds;
+                            }
+                        }
+                    }
+                    let s = session.as_mut().expect("connected above");
+                    s.send_raw(&env, &item.raw).await
+                }
             };
             let now = Utc::now().timestamp();
             match result {
-                Ok(_) => {
+                Ok(()) => {
                     store.outbox_sent(item.id, now)?;
                     info!(message_id = %item.message_id, to = %item.envelope_to, "acknowledgement sent");
                     stats.sent += 1;
                 }
-                Err((e, permanent)) => {
+                Err(SendFailure { message, permanent }) => {
                     let give_up = permanent || item.attempts + 1 >= MAX_ATTEMPTS;
                     let next = now + backoff(item.attempts);
-                    store.outbox_failed_attempt(item.id, &e, next, give_up)?;
-                    warn!(message_id = %item.message_id, attempt = item.attempts + 1, give_up, error = %e, "send failed");
+                    store.outbox_failed_attempt(item.id, &message, next, give_up)?;
+                    warn!(message_id = %item.message_id, attempt = item.attempts + 1, give_up, error = %message, "send failed");
                     stats.failed += 1;
                 }
             }
         }
+    }
+    if let Some(s) = session {
+        s.quit().await;
     }
     Ok(stats)
 }
