@@ -13,10 +13,18 @@
 //! the same address (password [`RIG_PASSWORD`]) sees. Every other domain is
 //! refused at `RCPT TO`, so nothing can leave the machine.
 //!
+//! Postfix listens twice: [`MailRig::smtp_port`] takes plain SMTP from
+//! loopback without a login (and offers STARTTLS), [`MailRig::smtps_port`]
+//! speaks implicit TLS. On both, SMTP AUTH (PLAIN, LOGIN; any user name with
+//! [`RIG_PASSWORD`], checked by the rig's Dovecot over its SASL socket) is
+//! offered only once the connection is encrypted. Both use the same server
+//! certificate as Dovecot. After a refused login Dovecot delays the next
+//! logins (IMAP and SMTP) from 127.0.0.1 by a few seconds (its auth penalty).
+//!
 //! Layout of a rig directory:
 //!
 //! ```text
-//! dovecot.conf   r/ (Dovecot base_dir: sockets, master.pid)   state/
+//! dovecot.conf   r/ (Dovecot base_dir: sockets incl. auth-postfix, master.pid)   state/
 //! etc/main.cf etc/master.cf   spool/ (Postfix queue)   pfdata/
 //! certs/ca.pem certs/server.pem   mail/<user>/Maildir   log/*.log
 //! ```
@@ -127,6 +135,7 @@ pub struct MailRig {
     imaps_port: u16,
     lmtp_port: u16,
     smtp_port: u16,
+    smtps_port: u16,
     dovecot: Option<Daemon>,
     postfix: Option<Daemon>,
 }
@@ -142,7 +151,8 @@ struct Daemon {
 }
 
 impl MailRig {
-    /// Starts a fresh rig and returns once IMAP, IMAPS, LMTP and SMTP listen.
+    /// Starts a fresh rig and returns once IMAP, IMAPS, LMTP, SMTP and SMTPS
+    /// listen.
     pub fn start() -> Result<MailRig, RigError> {
         let tools = tools()?;
         check_root()?;
@@ -169,7 +179,7 @@ impl MailRig {
 
     fn start_once(tools: &Tools) -> Result<MailRig, RigError> {
         let dir = create_rig_dir()?;
-        let ports = match reserve_ports(4) {
+        let ports = match reserve_ports(5) {
             Ok(p) => p,
             Err(e) => {
                 let _ = fs::remove_dir_all(&dir);
@@ -184,6 +194,7 @@ impl MailRig {
             imaps_port: ports[1],
             lmtp_port: ports[2],
             smtp_port: ports[3],
+            smtps_port: ports[4],
             dovecot: None,
             postfix: None,
         };
@@ -220,9 +231,16 @@ impl MailRig {
         self.lmtp_port
     }
 
-    /// Postfix smtpd: no auth from loopback, rig domains only.
+    /// Postfix smtpd: no auth needed from loopback, rig domains only.
+    /// STARTTLS is offered (not required), and after it SMTP AUTH.
     pub fn smtp_port(&self) -> u16 {
         self.smtp_port
+    }
+
+    /// Postfix smtpd over implicit TLS (like port 465), SMTP AUTH offered
+    /// (any user name, password [`RIG_PASSWORD`]).
+    pub fn smtps_port(&self) -> u16 {
+        self.smtps_port
     }
 
     /// PEM CA that signed the server certificate (SAN: DNS localhost, IP 127.0.0.1).
@@ -249,7 +267,7 @@ impl MailRig {
         }
     }
 
-    /// Starts Postfix again on the same SMTP port; no-op if it is running.
+    /// Starts Postfix again on the same SMTP ports; no-op if it is running.
     /// Mail still queued from before stop_postfix is delivered right away.
     pub fn start_postfix(&mut self) -> Result<(), RigError> {
         if self.postfix.is_some() {
@@ -409,6 +427,16 @@ impl MailRig {
             .args(ec)
             .args(["-keyout", "server.key", "-out", "server.pem"])
             .args(["-subj", "/CN=localhost"]))?;
+        // Both masters read the key as root before their daemons drop
+        // privileges (Dovecot via `ssl_key = <file`, Postfix smtpd in its
+        // pre-jail init), so root-only is enough; say so rather than rely on
+        // openssl's default mode.
+        for key in ["ca.key", "server.key"] {
+            let path = certs.join(key);
+            chown(&path, Some(0), Some(0))?;
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o600))
+                .map_err(io_err(format!("chmod {}", path.display())))?;
+        }
         Ok(())
     }
 
@@ -476,6 +504,15 @@ service lmtp {{
   inet_listener lmtp {{
     address = {RIG_HOST}
     port = {lmtp}
+  }}
+}}
+# SMTP AUTH for the rig's Postfix (smtpd_sasl_type = dovecot); smtpd runs
+# as the postfix user.
+service auth {{
+  unix_listener auth-postfix {{
+    mode = 0600
+    user = postfix
+    group = postfix
   }}
 }}
 "#,
@@ -555,6 +592,23 @@ relay_transport = error:the ticketd mail rig delivers only to {domains}
 smtpd_relay_restrictions = reject_unauth_destination
 smtpd_recipient_restrictions =
 
+# TLS with the rig's certificate: offered on the plain port (STARTTLS, never
+# required) and always on in wrapper mode on the SMTPS port (master.cf).
+smtpd_tls_security_level = may
+smtpd_tls_cert_file = {d}/certs/server.pem
+smtpd_tls_key_file = {d}/certs/server.key
+smtpd_tls_loglevel = 1
+smtpd_tls_received_header = no
+
+# SMTP AUTH, checked by the rig's Dovecot, offered only over TLS. Logging in
+# stays optional: any client may still send to the rig domains without it.
+smtpd_sasl_auth_enable = yes
+smtpd_sasl_type = dovecot
+smtpd_sasl_path = {d}/r/auth-postfix
+smtpd_tls_auth_only = yes
+smtpd_sasl_security_options = noanonymous
+smtpd_sasl_authenticated_header = no
+
 # Keep messages as the test sent them, like a real MX would for a remote
 # client (no added Message-ID/Date/To).
 local_header_rewrite_clients =
@@ -574,6 +628,7 @@ maximal_backoff_time = 2s
         let master_cf = format!(
             "# Private Postfix of a ticketd MailRig: no chroot, smtpd on loopback only.\n\
              {RIG_HOST}:{smtp} inet n - n - - smtpd\n\
+             {RIG_HOST}:{smtps} inet n - n - - smtpd -o smtpd_tls_wrappermode=yes\n\
              pickup     unix  n - n 60   1 pickup\n\
              cleanup    unix  n - n -    0 cleanup\n\
              qmgr       unix  n - n 300  1 qmgr\n\
@@ -594,8 +649,10 @@ maximal_backoff_time = 2s
              lmtp       unix  - - n -    - lmtp\n\
              anvil      unix  - - n -    1 anvil\n\
              scache     unix  - - n -    1 scache\n\
-             postlog    unix-dgram n - n - 1 postlogd\n",
+             postlog    unix-dgram n - n - 1 postlogd\n\
+             tlsmgr     unix  - - n 1000? 1 tlsmgr\n",
             smtp = self.smtp_port,
+            smtps = self.smtps_port,
         );
         // Postfix start-up waits while main.cf/master.cf are less than a
         // second old (its change detection has one-second granularity).
@@ -669,8 +726,10 @@ maximal_backoff_time = 2s
             }
             if let Some(pf) = &self.postfix {
                 let owned = socket_inodes(pf.child.id());
-                if !listens_on(&listening, &owned, self.smtp_port) {
-                    missing.push(("postfix", format!("SMTP port {}", self.smtp_port)));
+                for (what, port) in [("SMTP", self.smtp_port), ("SMTPS", self.smtps_port)] {
+                    if !listens_on(&listening, &owned, port) {
+                        missing.push(("postfix", format!("{what} port {port}")));
+                    }
                 }
                 let pid_ok = fs::read_to_string(self.postfix_pid_file())
                     .is_ok_and(|s| s.trim().parse::<u32>() == Ok(pf.child.id()));
@@ -700,18 +759,16 @@ maximal_backoff_time = 2s
         }
         // The Postfix master logs a failed bind nowhere (postlogd is not up
         // yet) and just exits 1, so probe the port ourselves.
-        let smtp_taken = daemon == "postfix"
-            && exited
-            && TcpListener::bind((Ipv4Addr::LOCALHOST, self.smtp_port))
-                .is_err_and(|e| e.kind() == io::ErrorKind::AddrInUse);
-        let port_clash = smtp_taken || logs.contains("Address already in use");
-        let reason = if smtp_taken {
-            format!(
-                "{reason}: SMTP port {} is taken by another process",
-                self.smtp_port
-            )
-        } else {
-            reason
+        let taken = [self.smtp_port, self.smtps_port].into_iter().find(|&port| {
+            daemon == "postfix"
+                && exited
+                && TcpListener::bind((Ipv4Addr::LOCALHOST, port))
+                    .is_err_and(|e| e.kind() == io::ErrorKind::AddrInUse)
+        });
+        let port_clash = taken.is_some() || logs.contains("Address already in use");
+        let reason = match taken {
+            Some(port) => format!("{reason}: SMTP port {port} is taken by another process"),
+            None => reason,
         };
         if std::env::var_os(KEEP_ENV).is_none() {
             logs.push_str(&format!(
@@ -735,6 +792,7 @@ impl Drop for MailRig {
             self.imaps_port,
             self.lmtp_port,
             self.smtp_port,
+            self.smtps_port,
         ]);
         if std::env::var_os(KEEP_ENV).is_some() {
             // Without an owner file reap_orphans() leaves the directory alone.

@@ -162,6 +162,7 @@ fn delivers_over_smtp_and_serves_over_imap_then_stops() {
         rig.imaps_port(),
         rig.lmtp_port(),
         rig.smtp_port(),
+        rig.smtps_port(),
     ];
     let t = Instant::now();
     rig.stop();
@@ -257,8 +258,20 @@ fn two_rigs_coexist() {
         (a.join().expect("rig a"), b.join().expect("rig b"))
     });
     assert_ne!(a.dir(), b.dir());
-    let ports_a = [a.imap_port(), a.imaps_port(), a.lmtp_port(), a.smtp_port()];
-    let ports_b = [b.imap_port(), b.imaps_port(), b.lmtp_port(), b.smtp_port()];
+    let ports_a = [
+        a.imap_port(),
+        a.imaps_port(),
+        a.lmtp_port(),
+        a.smtp_port(),
+        a.smtps_port(),
+    ];
+    let ports_b = [
+        b.imap_port(),
+        b.imaps_port(),
+        b.lmtp_port(),
+        b.smtp_port(),
+        b.smtps_port(),
+    ];
     assert!(
         ports_a.iter().all(|p| !ports_b.contains(p)),
         "{ports_a:?} {ports_b:?}"
@@ -283,6 +296,7 @@ fn postfix_can_be_stopped_and_started_again() {
     let mut rig = start_rig();
     rig.stop_postfix();
     assert!(!accepts_connections(rig.smtp_port()));
+    assert!(!accepts_connections(rig.smtps_port()));
     assert!(
         accepts_connections(rig.imap_port()),
         "Dovecot keeps running"
