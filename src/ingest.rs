@@ -11,11 +11,11 @@ use crate::ack::{self, AckContext, AckEnvelope, AckKind, AckTemplates};
 use crate::config::{Config, Language};
 use crate::core::classify::{classify, MessageKind};
 use crate::core::extract::{self, Facts};
-use crate::core::parse::{self, parse, InboundMessage};
+use crate::core::parse::{self, parse, sha256_hex, InboundMessage};
 use crate::core::policy::response_due;
 use crate::core::quote;
 use crate::core::thread::{self, ThreadMatch};
-use crate::store::{self, MailboxPosition, Store, StoreError};
+use crate::store::{self, Cached, MailboxPosition, Store, StoreError, INLINE_BLOB_MAX};
 
 /// What became of one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,6 +112,7 @@ impl Ingestor<'_> {
         now: DateTime<Utc>,
     ) -> Result<Vec<Outcome>, StoreError> {
         let mut prepared = Vec::with_capacity(items.len());
+        let mut wrote_files = false;
         for item in items {
             let (raw, too_large) = match item.too_large {
                 Some(size) => (item.raw, Some(size)),
@@ -132,16 +133,28 @@ impl Ingestor<'_> {
             for problem in &msg.problems {
                 warn!(message_id = %msg.dedupe_key, uid = ?item.position.as_ref().map(|p| p.last_uid), problem, "message partly unreadable; kept raw");
             }
-            // Blobs first: written now, made durable below, before any
-            // row names them.
-            store.put_blob_unsynced(raw)?;
+            // Large blobs first: their files are written now and made
+            // durable below, before any row names them. Small ones go into
+            // the database with the rows (file_one).
+            let mut put = |sha: &str, bytes: &[u8]| -> Result<(), StoreError> {
+                if bytes.len() > INLINE_BLOB_MAX {
+                    store.put_blob_file_unsynced(sha, bytes)?;
+                    wrote_files = true;
+                }
+                Ok(())
+            };
+            put(&msg.raw_sha256, raw)?;
             let mut attachment_shas = Vec::with_capacity(msg.attachments.len());
             for a in &msg.attachments {
-                attachment_shas.push(store.put_blob_unsynced(&a.data)?);
+                let sha = sha256_hex(&a.data);
+                put(&sha, &a.data)?;
+                attachment_shas.push(sha);
             }
             prepared.push((raw, msg, kind, attachment_shas));
         }
-        store.sync_blobs()?;
+        if wrote_files {
+            store.sync_blobs()?;
+        }
 
         let tx = store.transaction()?;
         let mut outcomes = Vec::with_capacity(items.len());
@@ -178,6 +191,14 @@ impl Ingestor<'_> {
             info!(message_id = %msg.dedupe_key, "duplicate delivery; already filed");
             return Ok(Outcome::Duplicate);
         }
+        if raw.len() <= INLINE_BLOB_MAX {
+            store::put_blob_inline(tx, &msg.raw_sha256, raw)?;
+        }
+        for (a, sha) in msg.attachments.iter().zip(attachment_shas) {
+            if a.data.len() <= INLINE_BLOB_MAX {
+                store::put_blob_inline(tx, sha, &a.data)?;
+            }
+        }
 
         let prefix = &self.config.tickets.prefix;
         let mut matched = thread::decide(&msg, prefix, &store::Lookup(tx));
@@ -192,7 +213,7 @@ impl Ingestor<'_> {
                 {
                     matched = ThreadMatch::ByReference(t);
                     kind = MessageKind::Agent;
-                    tx.execute(
+                    tx.exec_cached(
                         "UPDATE tickets SET responded_at = coalesce(responded_at, ?2) WHERE id = ?1",
                         params![t, now.timestamp()],
                     )?;
@@ -205,7 +226,7 @@ impl Ingestor<'_> {
             if let Some(t) = store::ticket_of_message(tx, &ids)? {
                 matched = ThreadMatch::ByReference(t);
                 for id in &ids {
-                    tx.execute(
+                    tx.exec_cached(
                         "UPDATE outbox SET status = 'bounced', last_error = 'bounced: ' || ?2
                          WHERE message_id = ?1",
                         params![id, msg.dedupe_key],
@@ -226,12 +247,12 @@ impl Ingestor<'_> {
                 // to say what the problem is.
                 // A machine (vacation reply, bounce) never reopens a ticket.
                 if kind.is_machine() {
-                    tx.execute(
+                    tx.exec_cached(
                         "UPDATE tickets SET updated_at = ?2 WHERE id = ?1",
                         params![t, now_s],
                     )?;
                 } else {
-                    tx.execute(
+                    tx.exec_cached(
                         "UPDATE tickets SET updated_at = ?2, status = 'open', closed_at = NULL,
                          issue_type = CASE WHEN issue_type = 'general' THEN ?3 ELSE issue_type END,
                          category = coalesce(category, ?4)
@@ -253,7 +274,7 @@ impl Ingestor<'_> {
                     .unwrap_or(self.config.tickets.default_language);
                 let requester = msg.from_address.clone().unwrap_or_default();
                 let due = response_due(now, self.config.tickets.response_hours);
-                tx.execute(
+                tx.exec_cached(
                     "INSERT INTO tickets (subject, requester, requester_name, language, created_at,
                      updated_at, due_at, issue_type, category) VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8)",
                     params![
@@ -272,7 +293,7 @@ impl Ingestor<'_> {
         };
         if let (Some(t), Some(from)) = (ticket, msg.from_address.as_deref()) {
             if !kind.is_machine() {
-                tx.execute(
+                tx.exec_cached(
                     "INSERT OR IGNORE INTO participants (ticket_id, address) VALUES (?1, ?2)",
                     params![t, from],
                 )?;
@@ -285,7 +306,7 @@ impl Ingestor<'_> {
         let message_row =
             insert_message(tx, &msg, &new_text, kind, ticket, &facts, position, now_s)?;
         for (a, sha) in msg.attachments.iter().zip(attachment_shas) {
-            tx.execute(
+            tx.exec_cached(
                 "INSERT INTO attachments (message, sha256, filename, content_type, size, content_id)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![
@@ -375,7 +396,7 @@ impl Ingestor<'_> {
             .ok_or("the message has no sender address")?;
         let cfg = &self.config.tickets;
         let recent: i64 = tx
-            .query_row(
+            .row_cached(
                 "SELECT count(*) FROM outbox WHERE envelope_to = ?1 AND created_at > ?2",
                 params![to, now.timestamp() - 3600],
                 |r| r.get(0),
@@ -388,7 +409,7 @@ impl Ingestor<'_> {
         }
         if which == AckKind::Followup {
             let to_ticket: i64 = tx
-                .query_row(
+                .row_cached(
                     "SELECT count(*) FROM messages WHERE ticket_id = ?1 AND kind = 'followup'
                      AND received_at > ?2",
                     params![ticket, now.timestamp() - 3600],
@@ -429,7 +450,7 @@ impl Ingestor<'_> {
         let now_s = now.timestamp();
         let db = |e: rusqlite::Error| format!("database error: {e}");
         // The ack is also a message of the ticket, so a reply to it threads.
-        tx.execute(
+        tx.exec_cached(
             "INSERT INTO messages (ticket_id, message_id, direction, kind, from_addr, from_name,
              subject, received_at, in_reply_to, text_body, new_text, html_body, raw_sha256, raw_size,
              language)
@@ -453,7 +474,7 @@ impl Ingestor<'_> {
             ],
         )
         .map_err(db)?;
-        tx.execute(
+        tx.exec_cached(
             "INSERT INTO outbox (ticket_id, cause, message_id, envelope_from, envelope_to, raw,
              created_at, next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
             params![ticket, cause, message_id, smtp.from_address, to, raw, now_s],
@@ -464,7 +485,7 @@ impl Ingestor<'_> {
 }
 
 fn set_ack_skip(tx: &Connection, message: i64, reason: &str) -> Result<(), StoreError> {
-    tx.execute(
+    tx.exec_cached(
         "UPDATE messages SET ack_skip = ?2 WHERE id = ?1",
         params![message, reason],
     )?;
@@ -515,7 +536,7 @@ fn insert_message(
     now: i64,
 ) -> Result<i64, StoreError> {
     let problems = (!msg.problems.is_empty()).then(|| msg.problems.join("; "));
-    tx.execute(
+    tx.exec_cached(
         "INSERT INTO messages (ticket_id, message_id, direction, kind, from_addr, from_name, subject,
          date_header, received_at, in_reply_to, refs, text_body, new_text, html_body, issue_type,
          raw_sha256, raw_size, language, mailbox, uid, problems)
@@ -550,7 +571,7 @@ fn insert_message(
         .iter()
         .filter_map(|a| a.filename.as_deref())
         .collect();
-    tx.execute(
+    tx.exec_cached(
         "INSERT INTO messages_fts (rowid, subject, body) VALUES (?1, ?2, ?3)",
         params![
             id,

@@ -684,14 +684,19 @@ fn real_main(cli: Cli) -> Result<()> {
                     writeln!(out, "   | {line}")?;
                 }
                 for a in &m.attachments {
+                    let location = match store.blob_location(&a.sha256)? {
+                        ticketd::store::BlobLocation::Database => {
+                            "in the database (small files are)".to_string()
+                        }
+                        ticketd::store::BlobLocation::File(p) => format!("at {}", p.display()),
+                    };
                     writeln!(
                         out,
-                        "   attachment: {} ({}, {} bytes)\n      ticketd attachment {} -o FILE   # stored at {}",
+                        "   attachment: {} ({}, {} bytes)\n      ticketd attachment {} -o FILE   # stored {location}",
                         a.filename.as_deref().unwrap_or("(unnamed)"),
                         a.content_type,
                         a.size,
                         a.sha256,
-                        store.blob_path(&a.sha256).display()
                     )?;
                 }
                 match &m.ack {
@@ -841,8 +846,9 @@ fn real_main(cli: Cli) -> Result<()> {
                 .with_context(|| format!("backing up to {}", path.display()))?;
             println!("database copied to {}", path.display());
             println!(
-                "attachments and raw mail: copy {} as well (immutable, content-addressed files: \
-                 `rsync -a` is safe while ticketd runs; copy it after the database)",
+                "larger attachments and raw mails (over 64 KiB; smaller ones are in the database): \
+                 copy {} as well (immutable, content-addressed files: `rsync -a` is safe while \
+                 ticketd runs; copy it after the database)",
                 config.data_dir.join("blobs").display()
             );
         }
