@@ -144,12 +144,14 @@ impl Ingestor<'_> {
                 Ok(())
             };
             put(&msg.raw_sha256, raw)?;
-            let mut attachment_shas = Vec::with_capacity(msg.attachments.len());
-            for a in &msg.attachments {
-                let sha = sha256_hex(&a.data);
-                put(&sha, &a.data)?;
-                attachment_shas.push(sha);
-            }
+            // Attachments are in the raw mail already: a large one is
+            // decoded from it when asked for (Store::read_blob) instead of
+            // being written twice; small ones are kept decoded, inline.
+            let attachment_shas: Vec<String> = msg
+                .attachments
+                .iter()
+                .map(|a| sha256_hex(&a.data))
+                .collect();
             prepared.push((raw, msg, kind, attachment_shas));
         }
         if wrote_files {

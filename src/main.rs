@@ -689,6 +689,9 @@ fn real_main(cli: Cli) -> Result<()> {
                             "in the database (small files are)".to_string()
                         }
                         ticketd::store::BlobLocation::File(p) => format!("at {}", p.display()),
+                        ticketd::store::BlobLocation::InMail(raw) => {
+                            format!("inside the raw mail {}", store.blob_path(&raw).display())
+                        }
                     };
                     writeln!(
                         out,

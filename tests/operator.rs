@@ -161,3 +161,66 @@ fn a_failed_send_stays_queued_and_can_be_retried() {
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no unsent outbox item 99"));
 }
+
+/// A large attachment is stored once, inside its raw mail, and comes out
+/// byte for byte; a small one is kept decoded in the database.
+#[test]
+fn attachments_come_out_byte_for_byte_small_and_large() {
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path(), "");
+    // Not compressible and not repetitive: a stand-in for a photo.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut bytes = |n: usize| -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    };
+    let large = bytes(300_000);
+    let small = bytes(3_000);
+    let b64 = |d: &[u8]| {
+        let s = base64::engine::general_purpose::STANDARD.encode(d);
+        s.as_bytes()
+            .chunks(76)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect::<Vec<_>>()
+            .join("\r\n")
+    };
+    let eml = dir.path().join("photo.eml");
+    std::fs::write(
+        &eml,
+        format!(
+            "From: lotte@buyer.test\r\nSubject: Kapot\r\nMessage-ID: <p1@buyer.test>\r\n\
+             MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+             --b\r\nContent-Type: text/plain\r\n\r\nFoto's erbij.\r\n\
+             --b\r\nContent-Type: image/jpeg; name=\"big.jpg\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n\
+             --b\r\nContent-Type: image/png; name=\"small.png\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n\
+             --b--\r\n",
+            b64(&large),
+            b64(&small)
+        ),
+    )
+    .unwrap();
+    assert!(ticketd(&config, &["ingest", eml.to_str().unwrap()])
+        .status
+        .success());
+    let show = ticketd(&config, &["show", "WN-000001"]);
+    let text = String::from_utf8_lossy(&show.stdout);
+    assert!(text.contains("inside the raw mail"), "{text}");
+    assert!(text.contains("in the database"), "{text}");
+    for (name, want) in [("big.jpg", &large), ("small.png", &small)] {
+        let sha = ticketd::core::parse::sha256_hex(want);
+        let out = dir.path().join(name);
+        let r = ticketd(&config, &["attachment", &sha, "-o", out.to_str().unwrap()]);
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        assert_eq!(&std::fs::read(&out).unwrap(), want, "{name}");
+        // Neither is a file of its own.
+        let store = ticketd::store::Store::open(&dir.path().join("data")).unwrap();
+        assert!(!store.blob_path(&sha).exists(), "{name}");
+    }
+}

@@ -1,6 +1,8 @@
 //! The SQLite file and the content-addressed blob directory under data_dir.
 //! Blobs (raw messages, attachments) up to 64 KiB are rows of the `blobs`
-//! table, written in the transaction that names them. Larger ones are files,
+//! table, written in the transaction that names them. Larger raw mails are
+//! files (a larger attachment is decoded from its raw mail when asked for,
+//! not stored twice),
 //! written and synced before the row that names them commits, so a
 //! committed row never points at a missing file; a crash in between leaves
 //! only an unreferenced file.
@@ -25,6 +27,9 @@ pub const INLINE_BLOB_MAX: usize = 64 * 1024;
 pub enum BlobLocation {
     Database,
     File(PathBuf),
+    /// A large attachment is not stored a second time: it is decoded from
+    /// the raw mail that carried it (this sha256) when asked for.
+    InMail(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -212,7 +217,47 @@ impl Store {
             return Ok(bytes);
         }
         let path = self.blob_path(sha256);
-        fs::read(&path).map_err(io_err(&path))
+        match fs::read(&path) {
+            Ok(bytes) => Ok(bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                match self.attachment_from_mail(sha256)? {
+                    Some(bytes) => Ok(bytes),
+                    None => Err(StoreError::Io { path, source: e }),
+                }
+            }
+            Err(e) => Err(StoreError::Io { path, source: e }),
+        }
+    }
+
+    /// The raw mails that carry an attachment with this sha256.
+    fn mails_carrying(&self, sha256: &str) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT DISTINCT m.raw_sha256 FROM attachments a JOIN messages m ON m.id = a.message
+             WHERE a.sha256 = ?1 AND m.raw_sha256 != ''",
+        )?;
+        let rows = stmt.query_map([sha256], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Decodes a large attachment out of the raw mail it came in, checking
+    /// that the bytes still hash to what was recorded.
+    fn attachment_from_mail(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        for raw_sha in self.mails_carrying(sha256)? {
+            if raw_sha == sha256 {
+                continue;
+            }
+            let Ok(raw) = self.read_blob(&raw_sha) else {
+                continue;
+            };
+            let found = crate::core::parse::parse(&raw)
+                .attachments
+                .into_iter()
+                .find(|a| crate::core::parse::sha256_hex(&a.data) == sha256);
+            if let Some(a) = found {
+                return Ok(Some(a.data));
+            }
+        }
+        Ok(None)
     }
 
     /// Where a stored blob is, for an operator who wants to find it.
@@ -222,11 +267,16 @@ impl Store {
             [sha256],
             |r| r.get(0),
         )?;
-        Ok(if inline {
-            BlobLocation::Database
-        } else {
-            BlobLocation::File(self.blob_path(sha256))
-        })
+        if inline {
+            return Ok(BlobLocation::Database);
+        }
+        let path = self.blob_path(sha256);
+        if !path.exists() {
+            if let Some(raw) = self.mails_carrying(sha256)?.into_iter().next() {
+                return Ok(BlobLocation::InMail(raw));
+            }
+        }
+        Ok(BlobLocation::File(path))
     }
 
     pub fn position(&self, mailbox: &str) -> Result<Option<MailboxPosition>, StoreError> {
