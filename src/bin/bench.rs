@@ -26,12 +26,18 @@ mod memory;
 mod report;
 #[path = "bench/search.rs"]
 mod search;
+#[path = "bench/shared.rs"]
+mod shared;
+#[path = "bench/sharedgen.rs"]
+mod sharedgen;
 #[path = "bench/startup.rs"]
 mod startup;
 #[path = "bench/storegen.rs"]
 mod storegen;
 #[path = "bench/util.rs"]
 mod util;
+#[path = "bench/webpage.rs"]
+mod webpage;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -49,7 +55,8 @@ const USAGE: &str =
              [--no-build] [--ticketd PATH] [--perf] [--fresh-store] [--ingest-case MIX:N ...]
 
   (no scenario)   all five, in that order
-  --quick         1k ingest only, 30 s of steady ack traffic, shorter idle (~5 min)
+  --quick         1k ingest (full mix and shared mailbox) only, 30 s of steady ack
+                  traffic, shorter idle (~5 min)
   --write         write BENCHMARKS.md after a --quick run too (a full run always does,
                   unless --no-write)
   --no-build      do not run `cargo build --release --bin ticketd` first
@@ -61,7 +68,9 @@ const USAGE: &str =
   --ingest-case MIX:N
                   instead of the standard ingest sizes, run these (repeatable;
                   MIX is full or light, e.g. --ingest-case full:10000); the first
-                  one also runs over TLS, on tmpfs and (with --perf) under perf";
+                  one also runs over TLS, on tmpfs and (with --perf) under perf;
+                  MIX shared is the shared mailbox with 10% support mail
+                  (shared:1000 is the standard one)";
 
 pub const SCENARIOS: [&str; 5] = ["ingest", "ack", "memory", "startup", "search"];
 
@@ -88,6 +97,8 @@ pub struct Ctx {
     pub ingest_memory: Option<(u64, u64)>,
     /// Ingest sizes chosen on the command line (empty: the standard ones).
     pub ingest_cases: Vec<(mailgen::Mix, usize)>,
+    /// Shared-mailbox sizes chosen on the command line (`shared:N`).
+    pub shared_cases: Vec<usize>,
     /// The 1M-message store, once generated or found in the cache.
     pub store: Option<storegen::StoreInfo>,
 }
@@ -120,6 +131,7 @@ fn real_main() -> Result<()> {
         (false, false, false, true, false, false);
     let mut ticketd_path: Option<PathBuf> = None;
     let mut ingest_cases: Vec<(mailgen::Mix, usize)> = Vec::new();
+    let mut shared_cases: Vec<usize> = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -140,15 +152,18 @@ fn real_main() -> Result<()> {
                 let (mix, n) = spec
                     .split_once(':')
                     .with_context(|| format!("--ingest-case {spec}: expected MIX:N"))?;
-                let mix = match mix {
-                    "full" => mailgen::Mix::Full,
-                    "light" => mailgen::Mix::Light,
-                    other => bail!("--ingest-case: unknown mix {other:?} (full or light)"),
-                };
                 let n: usize = n
                     .parse()
                     .with_context(|| format!("--ingest-case {spec}: N is not a number"))?;
-                ingest_cases.push((mix, n));
+                match mix {
+                    "full" => ingest_cases.push((mailgen::Mix::Full, n)),
+                    "light" => ingest_cases.push((mailgen::Mix::Light, n)),
+                    "shared" if n >= 10 => shared_cases.push(n),
+                    "shared" => bail!("--ingest-case {spec}: a shared mailbox needs N >= 10"),
+                    other => {
+                        bail!("--ingest-case: unknown mix {other:?} (full, light or shared)")
+                    }
+                }
             }
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -221,6 +236,7 @@ fn real_main() -> Result<()> {
         started,
         ingest_memory: None,
         ingest_cases,
+        shared_cases,
         store: None,
     };
     ctx.progress(&format!(

@@ -1,7 +1,9 @@
 //! The physical limit for ingest: the fastest fetch of a whole mailbox a
 //! client can do over the same connection type ticketd uses (tokio, rustls
 //! with the rig's CA, async-imap): log in, EXAMINE, one
-//! `UID FETCH 1:* BODY.PEEK[]`, bytes counted and dropped.
+//! `UID FETCH 1:* BODY.PEEK[]`, bytes counted and dropped; and the same
+//! for the headers alone (`BODY.PEEK[HEADER]`), the least a client reads
+//! to pick its mail out of a shared mailbox.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -90,15 +92,25 @@ pub struct RawFetch {
 }
 
 pub async fn fetch_all(conn: Conn<'_>, user: &str) -> Result<RawFetch> {
+    fetch_items(conn, user, "BODY.PEEK[]").await
+}
+
+/// The headers of every message (`UID FETCH 1:* BODY.PEEK[HEADER]`): what
+/// a client must read at least to decide which mail is its own.
+pub async fn fetch_headers(conn: Conn<'_>, user: &str) -> Result<RawFetch> {
+    fetch_items(conn, user, "BODY.PEEK[HEADER]").await
+}
+
+async fn fetch_items(conn: Conn<'_>, user: &str, items: &str) -> Result<RawFetch> {
     let started = Instant::now();
     let mut s = login(conn, user).await?;
     s.examine("INBOX").await?;
     let mut messages = 0;
     let mut bytes = 0u64;
     {
-        let mut stream = s.uid_fetch("1:*", "BODY.PEEK[]").await?;
+        let mut stream = s.uid_fetch("1:*", items).await?;
         while let Some(f) = stream.try_next().await? {
-            if let Some(b) = f.body() {
+            if let Some(b) = f.body().or_else(|| f.header()) {
                 messages += 1;
                 bytes += b.len() as u64;
             }

@@ -4,7 +4,9 @@
 //! the same connection type; ticketd's time runs from exec until its
 //! "mailbox synced" log line, when every message is committed. The full mix
 //! at 1k (plain and TLS) and 10k (plain), the light mix at 1k and 50k
-//! (plain), for how the cost per message grows.
+//! (plain), for how the cost per message grows. And a shared mailbox of
+//! 1k where one mail in ten is support mail (`shared`): ticketd with
+//! `[intake]` against the full and the header-only fetch.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -17,7 +19,7 @@ use crate::imapraw::{self, Conn, RawFetch};
 use crate::mailgen::{self, Filled, Mix};
 use crate::report::{ratio_text, Row, Section};
 use crate::util::{dir_size, dur, mib, rate};
-use crate::{fresh_dir, mailbox_for, Ctx};
+use crate::{fresh_dir, mailbox_for, shared, Ctx};
 
 pub const TITLE: &str = "1. Ingest: ticketd poll --once vs the raw IMAP fetch";
 
@@ -42,7 +44,8 @@ pub fn run(ctx: &mut Ctx) -> Result<Section> {
     let mut s = Section::new("ingest", TITLE);
     let both: &'static [Tls] = &[Tls::None, Tls::Implicit];
     let plain: &'static [Tls] = &[Tls::None];
-    let cases: Vec<Case> = if !ctx.ingest_cases.is_empty() {
+    let custom = !ctx.ingest_cases.is_empty() || !ctx.shared_cases.is_empty();
+    let cases: Vec<Case> = if custom {
         // The first case given gets both connection types, the tmpfs
         // comparison and (with --perf) the profile.
         ctx.ingest_cases
@@ -97,6 +100,15 @@ pub fn run(ctx: &mut Ctx) -> Result<Section> {
             .with_context(|| format!("{} messages, {}", case.count, case.mix.name()))?;
     }
     growth(&costs, &mut s);
+    let shared_sizes = if custom {
+        ctx.shared_cases.clone()
+    } else {
+        vec![1000]
+    };
+    for count in shared_sizes {
+        shared::run_case(ctx, &mut s, count)
+            .with_context(|| format!("shared mailbox of {count} messages"))?;
+    }
     for e in std::fs::read_dir(&ctx.work)?.flatten() {
         if e.file_name().to_string_lossy().starts_with("ingest-") {
             let _ = std::fs::remove_dir_all(e.path());
@@ -303,7 +315,7 @@ fn run_case(ctx: &mut Ctx, case: &Case, s: &mut Section, costs: &mut Vec<Cost>) 
     Ok(())
 }
 
-fn best_raw_fetch(ctx: &Ctx, user: &str, tls: Tls, expect: usize) -> Result<RawFetch> {
+pub fn best_raw_fetch(ctx: &Ctx, user: &str, tls: Tls, expect: usize) -> Result<RawFetch> {
     let runs = if expect >= 50_000 { 2 } else { 3 };
     let mut best: Option<RawFetch> = None;
     for _ in 0..runs {
@@ -361,7 +373,7 @@ fn wire_row(
     Ok(())
 }
 
-fn filed_time(run: &PollRun) -> Duration {
+pub fn filed_time(run: &PollRun) -> Duration {
     run.filed.or(run.wall).unwrap_or_default()
 }
 

@@ -54,6 +54,21 @@ pub struct Filled {
 }
 
 impl Filled {
+    /// Counts one generated message of `kind` in the mix statistics.
+    pub fn count_kind(&mut self, kind: Kind) {
+        match kind {
+            Kind::Reply => self.replies += 1,
+            Kind::Html => self.html_mails += 1,
+            Kind::Plain => self.plain_mails += 1,
+            Kind::Photo(n) => {
+                self.photo_mails += 1;
+                self.photos += n;
+            }
+            Kind::Big => self.big_mails += 1,
+            Kind::AutoReply => self.auto_replies += 1,
+        }
+    }
+
     pub fn describe(&self) -> String {
         format!(
             "{} messages, {:.0} MB over IMAP (largest {:.1} MB): {} short replies, {} HTML, {} plain, \
@@ -537,10 +552,10 @@ impl Headers {
 }
 
 /// An attachment: a content type, a file name and random bytes.
-struct Part {
-    content_type: &'static str,
-    filename: String,
-    data: Vec<u8>,
+pub struct Part {
+    pub content_type: &'static str,
+    pub filename: String,
+    pub data: Vec<u8>,
 }
 
 impl Part {
@@ -568,7 +583,7 @@ impl Part {
 
 /// Writes the MIME structure after the header: text/plain alone, or
 /// text + HTML alternatives, inside multipart/mixed when there are parts.
-fn write_body(out: &mut Vec<u8>, rng: &mut Rng, text: &str, html: bool, parts: &[Part]) {
+pub fn write_body(out: &mut Vec<u8>, rng: &mut Rng, text: &str, html: bool, parts: &[Part]) {
     let boundary = |tag: &str, rng: &mut Rng| format!("----=_{tag}_{:016x}", rng.next_u64());
     let mixed = (!parts.is_empty()).then(|| boundary("Mixed", rng));
     if let Some(b) = &mixed {
@@ -640,7 +655,7 @@ fn html_version(text: &str) -> String {
 }
 
 /// Quoted-printable with soft line breaks at 76 columns.
-fn quoted_printable(s: &str, out: &mut Vec<u8>) {
+pub fn quoted_printable(s: &str, out: &mut Vec<u8>) {
     for line in s.lines() {
         let mut col = 0;
         for &b in line.as_bytes() {
@@ -679,8 +694,57 @@ pub fn buyer_mail(from: &str, name: &str, message_id: &str, seed: u64, i: usize)
     out
 }
 
-/// Writes `count` messages of `mix` into `maildir/new` (via `tmp/`, as the
-/// maildir protocol wants) and gives them to the `mail` user.
+/// Writes messages into `maildir/new` (via `tmp/`, as the maildir protocol
+/// wants) and gives them to the `mail` user, with names that keep delivery
+/// order and carry the `,S=,W=` sizes Dovecot's LMTP writes.
+pub struct MaildirWriter<'a> {
+    maildir: &'a Path,
+    owner: (u32, u32),
+    /// Timestamp of the first message; one second apart after it.
+    first: i64,
+    pid: u32,
+}
+
+impl<'a> MaildirWriter<'a> {
+    /// Creates `new/`, `cur/` and `tmp/` for a mailbox of `count` messages.
+    pub fn new(maildir: &'a Path, owner: (u32, u32), count: usize) -> io::Result<Self> {
+        for sub in ["new", "cur", "tmp"] {
+            let d = maildir.join(sub);
+            fs::create_dir_all(&d)?;
+            chown(&d, Some(owner.0), Some(owner.1))?;
+        }
+        Ok(MaildirWriter {
+            maildir,
+            owner,
+            first: chrono::Utc::now().timestamp() - count as i64,
+            pid: std::process::id(),
+        })
+    }
+
+    /// Writes message `i` (LF line endings); returns its size on disk and
+    /// over IMAP (CRLF, RFC822.SIZE).
+    pub fn write(&self, i: usize, raw: &[u8]) -> io::Result<(u64, u64)> {
+        let size = raw.len() as u64;
+        let vsize = size + raw.iter().filter(|&&b| b == b'\n').count() as u64;
+        // Delivery order is name order for Dovecot: keep names increasing.
+        let base = format!(
+            "{}.M{}P{}Q{i}.tdbench,S={size},W={vsize}",
+            self.first + i as i64,
+            i % 1_000_000,
+            self.pid
+        );
+        let tmp = self.maildir.join("tmp").join(&base);
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(raw)?;
+        drop(f);
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600))?;
+        chown(&tmp, Some(self.owner.0), Some(self.owner.1))?;
+        fs::rename(&tmp, self.maildir.join("new").join(&base))?;
+        Ok((size, vsize))
+    }
+}
+
+/// Writes `count` messages of `mix` into `maildir/new`.
 pub fn fill_maildir(
     maildir: &Path,
     mix: Mix,
@@ -690,47 +754,17 @@ pub fn fill_maildir(
     progress: &dyn Fn(usize),
 ) -> io::Result<Filled> {
     let started = Instant::now();
-    for sub in ["new", "cur", "tmp"] {
-        let d = maildir.join(sub);
-        fs::create_dir_all(&d)?;
-        chown(&d, Some(owner.0), Some(owner.1))?;
-    }
+    let writer = MaildirWriter::new(maildir, owner, count)?;
     let mut filled = Filled::default();
     let mut generator = MailboxGen::new(mix, seed);
-    let now = chrono::Utc::now().timestamp();
-    let pid = std::process::id();
     for i in 0..count {
         let (raw, kind) = generator.next_message();
-        let size = raw.len() as u64;
-        let vsize = size + raw.iter().filter(|&&b| b == b'\n').count() as u64;
-        // Delivery order is name order for Dovecot: keep names increasing.
-        let base = format!(
-            "{}.M{}P{pid}Q{i}.tdbench,S={size},W={vsize}",
-            now - count as i64 + i as i64,
-            i % 1_000_000
-        );
-        let tmp = maildir.join("tmp").join(&base);
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(&raw)?;
-        drop(f);
-        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600))?;
-        chown(&tmp, Some(owner.0), Some(owner.1))?;
-        fs::rename(&tmp, maildir.join("new").join(&base))?;
+        let (size, vsize) = writer.write(i, &raw)?;
         filled.count += 1;
         filled.disk_bytes += size;
         filled.imap_bytes += vsize;
         filled.largest = filled.largest.max(vsize);
-        match kind {
-            Kind::Reply => filled.replies += 1,
-            Kind::Html => filled.html_mails += 1,
-            Kind::Plain => filled.plain_mails += 1,
-            Kind::Photo(n) => {
-                filled.photo_mails += 1;
-                filled.photos += n;
-            }
-            Kind::Big => filled.big_mails += 1,
-            Kind::AutoReply => filled.auto_replies += 1,
-        }
+        filled.count_kind(kind);
         if (i + 1) % 1000 == 0 {
             progress(i + 1);
         }

@@ -2,7 +2,10 @@
 //! 1M-message / 250k-ticket store, through the library exactly as the CLI
 //! and the web page call it. Each figure is set beside the bare index probe
 //! it is built on (the facts lookup, the FTS match alone, the thread's rows
-//! alone), so the ratio shows what the query around it costs.
+//! alone), so the ratio shows what the query around it costs. Then the
+//! same searches through the agents' web page (`ticketd web` on the same
+//! store, GET /search with a logged-in session), against the library call
+//! the CLI makes for the same queries.
 
 use std::time::{Duration, Instant};
 
@@ -13,6 +16,7 @@ use ticketd::store::{views, Store};
 use crate::report::{Row, Section};
 use crate::storegen::{self, COMMON_WORDS, RARE_WORDS};
 use crate::util::{dur, Rng, Spread};
+use crate::webpage::{self, url_encode, WebPage};
 use crate::Ctx;
 
 pub const TITLE: &str = "5. Search and ticket view (1M messages, 250k tickets)";
@@ -200,6 +204,7 @@ pub fn run(ctx: &mut Ctx) -> Result<Section> {
         format!("{} / {}", dur(b.p50), dur(b.p99)),
         Some(v.p99.as_secs_f64() / b.p99.as_secs_f64()),
     ));
+    web_rows(ctx, &mut s, conn, &store_info.data_dir, &orders)?;
     s.row(Row::info(
         "store",
         format!(
@@ -211,7 +216,7 @@ pub fn run(ctx: &mut Ctx) -> Result<Section> {
         "Baselines: order number = the bare `facts(kind, value)` index probe; full text = the FTS5 \
          MATCH alone with LIMIT 20 (no join, no ordering); show = one query for the thread's rows. \
          The ratio is p99 against p99. Warm page cache; one connection opened with `Store::open`, \
-         as the CLI and the web page use it. The web page figure comes later (issue 6).",
+         as the CLI and the web page use it.",
     );
     let with_order: i64 = conn.query_row(
         "SELECT count(DISTINCT ticket_id) FROM facts WHERE kind = 'order'",
@@ -227,6 +232,124 @@ pub fn run(ctx: &mut Ctx) -> Result<Section> {
         with_order as f64 / 2500.0
     ));
     Ok(s)
+}
+
+/// GET /search on `ticketd web` for order numbers, rare and common words,
+/// against `views::search` with the CLI's default limit for the same
+/// queries, in this process on the same store.
+fn web_rows(
+    ctx: &mut Ctx,
+    s: &mut Section,
+    conn: &Connection,
+    data_dir: &std::path::Path,
+    orders: &[(String, bool)],
+) -> Result<()> {
+    /// `ticketd search`'s default --limit; the page asks for 50 hits.
+    const CLI_LIMIT: usize = 20;
+    const PAGE_LIMIT: usize = 50;
+    ctx.progress("search: starting `ticketd web` on the store and logging in");
+    let mut page = WebPage::start(ctx, data_dir)?;
+    ctx.progress(&format!(
+        "search: web page on http://{} (listening {} after exec)",
+        page.addr,
+        dur(page.started_in)
+    ));
+    let n = if ctx.quick { 50 } else { 100 };
+    let kinds: [(&str, Vec<&str>); 3] = [
+        (
+            "order number",
+            orders
+                .iter()
+                .filter(|(_, exists)| *exists)
+                .map(|(q, _)| q.as_str())
+                .take(n)
+                .collect(),
+        ),
+        (
+            "rare word",
+            (0..n).map(|i| RARE_WORDS[i % RARE_WORDS.len()]).collect(),
+        ),
+        (
+            "common word",
+            (0..n)
+                .map(|i| COMMON_WORDS[i % COMMON_WORDS.len()])
+                .collect(),
+        ),
+    ];
+    let mut lib_notes = Vec::new();
+    for (label, queries) in &kinds {
+        ctx.progress(&format!("search: web page, {label}"));
+        // What the page must show: the hit count and the first ticket.
+        let expect: Vec<(usize, Option<String>)> = queries
+            .iter()
+            .map(|q| {
+                let hits = views::search(conn, "WN", q, PAGE_LIMIT)?;
+                Ok((hits.len(), hits.first().map(|h| h.ticket.clone())))
+            })
+            .collect::<Result<_>>()?;
+        if expect.iter().any(|(n, _)| *n == 0) {
+            bail!("a {label} query has no hits in the store");
+        }
+        let path = |i: usize| format!("/search?q={}", url_encode(queries[i]));
+        // A few requests first: the server's pooled connection and
+        // templates warm, as for an agent who has the page open.
+        for i in 0..3 {
+            page.get(&path(i))?;
+        }
+        let cli = sample(queries.len(), queries.len(), Duration::MAX, |i| {
+            std::hint::black_box(views::search(conn, "WN", queries[i], CLI_LIMIT)?);
+            Ok(())
+        })?;
+        let lib_page = sample(queries.len(), queries.len(), Duration::MAX, |i| {
+            std::hint::black_box(views::search(conn, "WN", queries[i], PAGE_LIMIT)?);
+            Ok(())
+        })?;
+        let web = webpage::time_gets(&mut page, queries.len(), path, |i, body| {
+            let text = String::from_utf8_lossy(body);
+            let (count, first) = &expect[i];
+            let shown = format!("{count} ticket{} for", if *count == 1 { "" } else { "s" });
+            if !text.contains(&shown) {
+                bail!("the page does not say {shown:?}");
+            }
+            if let Some(t) = first {
+                if !text.contains(&format!(">{t}</a>")) {
+                    bail!("the page does not list {t}");
+                }
+            }
+            Ok(())
+        })?;
+        let w = Spread::of(&web);
+        let c = Spread::of(&cli);
+        let l = Spread::of(&lib_page);
+        s.row(Row::vs(
+            format!("web page GET /search, {label}: p50 / p99"),
+            format!("{} / {}", dur(w.p50), dur(w.p99)),
+            format!("{} / {}", dur(c.p50), dur(c.p99)),
+            Some(w.p99.as_secs_f64() / c.p99.as_secs_f64()),
+        ));
+        lib_notes.push(format!(
+            "{label}: page {}, CLI call {}, library call with the page's limit {}",
+            spread_text(&w),
+            spread_text(&c),
+            spread_text(&l)
+        ));
+    }
+    page.stop()?;
+    s.note(format!(
+        "Web page: `ticketd web` (release binary, its own process) on the same store and a \
+         loopback port, one agent from `ticketd hash-password`, logged in through the login form \
+         (CSRF token and cookie, then the session cookie); each figure is one GET /search?q=... \
+         on a kept-alive HTTP/1.1 connection, from the request written to the last byte of the \
+         page read (std TcpStream, no HTTP library), after 3 warm-up requests; every page is \
+         checked for the hit count and the first ticket the library gives. Baseline: the CLI's \
+         call (`views::search` with limit {CLI_LIMIT}, `ticketd search`'s default) for the same \
+         queries, in the bench process on its own connection, without process start-up; the \
+         page asks for up to {PAGE_LIMIT} hits, so the library call with that limit is given \
+         too. Order numbers: the first {n} existing ones of the set above; words cycle through \
+         the lists above; the p99 of 50 samples is their largest. {}.",
+        lib_notes.join("; ")
+    ));
+    Ok(())
 }
 
 fn thread_rows(conn: &Connection, ticket: i64) -> Result<Vec<(i64, String)>> {
