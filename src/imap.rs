@@ -228,18 +228,23 @@ pub async fn sync(
             session.uid_fetch(format!("{}:*", last_uid + 1), query),
         )
         .await?;
-        let fetches: Vec<_> = timed(limit, "UID FETCH", stream.try_collect::<Vec<_>>()).await?;
-        fetches
-            .iter()
-            .filter_map(|f| {
-                Some((
-                    f.uid?,
-                    u64::from(f.size.unwrap_or(0)),
-                    f.header().map(<[u8]>::to_vec),
-                ))
-            })
-            .filter(|(uid, _, _)| *uid > last_uid)
-            .collect()
+        // One response at a time: each holds a buffer of its own, and
+        // collecting 50k of them first cost 300 MiB.
+        let mut stream = std::pin::pin!(stream);
+        let read = async {
+            let mut out = Vec::new();
+            while let Some(f) = stream.try_next().await? {
+                if let Some(uid) = f.uid.filter(|u| *u > last_uid) {
+                    out.push((
+                        uid,
+                        u64::from(f.size.unwrap_or(0)),
+                        f.header().map(<[u8]>::to_vec),
+                    ));
+                }
+            }
+            Ok::<_, async_imap::error::Error>(out)
+        };
+        timed(limit, "UID FETCH", read).await?
     };
     listed.sort_unstable_by_key(|(uid, _, _)| *uid);
     listed.dedup_by_key(|(uid, _, _)| *uid);
