@@ -208,7 +208,18 @@ templates_dir = "{templates}"
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    rt.block_on(tokio::signal::ctrl_c())?;
+    // Ctrl-C, or SIGTERM/SIGHUP (a `timeout`, a closed terminal): the
+    // same clean stop, so no mail server is left behind.
+    rt.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r,
+            _ = term.recv() => Ok(()),
+            _ = hup.recv() => Ok(()),
+        }
+    })?;
     println!("\nstopping ticketd and the mail servers");
     stop(&mut daemon);
     Ok(())
