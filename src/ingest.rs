@@ -115,12 +115,12 @@ impl Ingestor<'_> {
         // written below, in order. (Parsing a batch on several cores was
         // tried: 1.2-1.35x on the full mix, but two large mails decoded at
         // once broke the memory budget. See BENCHMARKS.md.)
-        let config = &self.config;
-        let data_dir = store.data_dir().to_path_buf();
-        let parsed = items.iter().map(|item| {
+        let mut prepared = Vec::with_capacity(items.len());
+        let mut wrote_files = false;
+        for item in items {
             let (raw, too_large) = match item.too_large {
                 Some(size) => (item.raw, Some(size)),
-                None if item.raw.len() as u64 > config.max_message_bytes => {
+                None if item.raw.len() as u64 > self.config.max_message_bytes => {
                     (parse::header_block(item.raw), Some(item.raw.len() as u64))
                 }
                 None => (item.raw, None),
@@ -129,16 +129,18 @@ impl Ingestor<'_> {
             if let Some(size) = too_large {
                 msg.problems.push(format!(
                     "message of {size} bytes is larger than max_message_bytes ({}): only its headers were kept",
-                    config.max_message_bytes
+                    self.config.max_message_bytes
                 ));
                 msg.raw_size = size as usize;
             }
-            let kind = classify(&msg, config.own_address.as_deref());
+            let kind = classify(&msg, self.config.own_address.as_deref());
+            for problem in &msg.problems {
+                warn!(message_id = %msg.dedupe_key, uid = ?item.position.as_ref().map(|p| p.last_uid), problem, "message partly unreadable; kept raw");
+            }
             // Attachments are in the raw mail already: a large one is
             // decoded from it when asked for (Store::read_blob) instead of
-            // being written twice; small ones are kept decoded, inline.
-            // The decoded bytes of a large one are let go at once, so a
-            // batch holds each only briefly.
+            // being written twice, and its decoded bytes are let go here;
+            // small ones are kept decoded, inline.
             let attachment_shas: Vec<(String, usize)> = msg
                 .attachments
                 .iter_mut()
@@ -153,21 +155,11 @@ impl Ingestor<'_> {
             // A large raw mail's file is written now and made durable
             // below, before any row names it. Small ones go into the
             // database with the rows (file_one).
-            let wrote = if raw.len() > INLINE_BLOB_MAX {
-                store::write_blob_file_unsynced(&data_dir, &msg.raw_sha256, raw).map(|()| true)
-            } else {
-                Ok(false)
-            };
-            (raw, msg, kind, attachment_shas, wrote)
-        });
-        let mut prepared = Vec::with_capacity(items.len());
-        let mut wrote_files = false;
-        for ((raw, msg, kind, shas, wrote), item) in parsed.into_iter().zip(items) {
-            for problem in &msg.problems {
-                warn!(message_id = %msg.dedupe_key, uid = ?item.position.as_ref().map(|p| p.last_uid), problem, "message partly unreadable; kept raw");
+            if raw.len() > INLINE_BLOB_MAX {
+                store.put_blob_file_unsynced(&msg.raw_sha256, raw)?;
+                wrote_files = true;
             }
-            wrote_files |= wrote?;
-            prepared.push((raw, msg, kind, shas));
+            prepared.push((raw, msg, kind, attachment_shas));
         }
         if wrote_files {
             store.sync_blobs()?;

@@ -152,7 +152,26 @@ impl Store {
     /// left short by a crash before that sync has the wrong size and is
     /// written again. Small blobs go through `put_blob_inline` instead.
     pub fn put_blob_file_unsynced(&self, sha: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        write_blob_file_unsynced(&self.data_dir, sha, bytes)
+        let path = self.blob_path(sha);
+        if fs::metadata(&path).is_ok_and(|m| m.len() == bytes.len() as u64) {
+            return Ok(());
+        }
+        let dir = path.parent().unwrap_or(&self.data_dir).to_path_buf();
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let tmp = dir.join(format!(".{sha}.{}.tmp", std::process::id()));
+        let write = || -> std::io::Result<()> {
+            let mut f = File::create(&tmp)?;
+            f.write_all(bytes)?;
+            fs::rename(&tmp, &path)
+        };
+        write().map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            StoreError::Io {
+                path: path.clone(),
+                source: e,
+            }
+        })?;
+        Ok(())
     }
 
     /// Stores a blob of any size durably and returns its sha256: inline
@@ -399,39 +418,6 @@ impl Store {
 pub fn put_blob_inline(conn: &Connection, sha: &str, bytes: &[u8]) -> Result<(), StoreError> {
     conn.prepare_cached("INSERT OR IGNORE INTO blobs (sha256, data) VALUES (?1, ?2)")?
         .execute(rusqlite::params![sha, bytes])?;
-    Ok(())
-}
-
-/// `Store::put_blob_file_unsynced` without a store, for the threads that
-/// prepare an ingest batch.
-pub fn write_blob_file_unsynced(
-    data_dir: &Path,
-    sha: &str,
-    bytes: &[u8],
-) -> Result<(), StoreError> {
-    let path = blob_path(data_dir, sha);
-    if fs::metadata(&path).is_ok_and(|m| m.len() == bytes.len() as u64) {
-        return Ok(());
-    }
-    let dir = path.parent().unwrap_or(data_dir).to_path_buf();
-    fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-    // Unique per writer: the same mail twice in one batch is written by
-    // two threads at once.
-    static WRITER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = WRITER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = dir.join(format!(".{sha}.{}.{n}.tmp", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        fs::rename(&tmp, &path)
-    };
-    write().map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        StoreError::Io {
-            path: path.clone(),
-            source: e,
-        }
-    })?;
     Ok(())
 }
 
