@@ -5,6 +5,7 @@ pub mod classify;
 pub mod extract;
 pub mod html;
 pub mod intake;
+pub mod large_parts;
 pub mod parse;
 pub mod policy;
 pub mod quote;

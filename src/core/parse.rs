@@ -2,12 +2,14 @@
 //! out of mail-parser's tree once, so nothing downstream touches MIME.
 
 use chrono::{DateTime, TimeZone, Utc};
+
+use super::large_parts;
 use mail_parser::{HeaderValue, MessageParser, MimeHeaders};
 use sha2::{Digest, Sha256};
 
 /// One attachment as the sender sent it. `filename` is metadata only: it is
 /// never used to build a path.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InboundAttachment {
     pub filename: Option<String>,
     pub content_type: String,
@@ -17,7 +19,7 @@ pub struct InboundAttachment {
 
 /// Headers that say whether a machine sent the message (RFC 3834 and
 /// de-facto ones), kept raw so `classify` can decide without the parser.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MachineHeaders {
     pub auto_submitted: Option<String>,
     pub precedence: Option<String>,
@@ -30,7 +32,7 @@ pub struct MachineHeaders {
     pub content_type: Option<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InboundMessage {
     /// The Message-ID without angle brackets, or `sha256:<hex>` of the raw
     /// bytes when the mail has none: the key that makes filing idempotent.
@@ -115,6 +117,34 @@ fn to_utc(d: &mail_parser::DateTime) -> Option<DateTime<Utc>> {
 /// still stored and findable by its raw bytes.
 pub fn parse(raw: &[u8]) -> InboundMessage {
     let raw_sha256 = sha256_hex(raw);
+    // Large photos and documents are decoded outside mail-parser (see
+    // large_parts); whenever that does not come out exactly, the mail is
+    // parsed again as it is.
+    match parse_masked(raw, &raw_sha256) {
+        Some(parsed) => parsed,
+        None => parse_whole(raw, raw_sha256),
+    }
+}
+
+/// `parse` by way of `large_parts`: `None` when the mail has no large part
+/// to take out, or not every placeholder came back as an attachment.
+pub fn parse_taking_out_large_parts(raw: &[u8]) -> Option<InboundMessage> {
+    parse_masked(raw, &sha256_hex(raw))
+}
+
+fn parse_masked(raw: &[u8], raw_sha256: &str) -> Option<InboundMessage> {
+    let mut masked = large_parts::mask(raw, raw_sha256)?;
+    let msg = MessageParser::default().parse(&masked.raw)?;
+    from_tree(raw, raw_sha256, &msg, Some(&mut masked.parts))
+}
+
+/// As `parse`, with every part decoded by mail-parser itself: the
+/// reference the large-part decoding is tested against.
+pub fn parse_unmasked(raw: &[u8]) -> InboundMessage {
+    parse_whole(raw, sha256_hex(raw))
+}
+
+fn parse_whole(raw: &[u8], raw_sha256: String) -> InboundMessage {
     let Some(msg) = MessageParser::default().parse(raw) else {
         return InboundMessage {
             dedupe_key: format!("sha256:{raw_sha256}"),
@@ -136,6 +166,20 @@ pub fn parse(raw: &[u8]) -> InboundMessage {
             problems: vec!["not a parseable e-mail message".to_string()],
         };
     };
+    from_tree(raw, &raw_sha256, &msg, None).expect("no placeholders to put back")
+}
+
+/// The fields ticketd needs from mail-parser's tree of `raw`. With `large`,
+/// the tree is of the masked copy: each placeholder attachment gets its
+/// decoded bytes back, and `None` says they did not all come out exactly
+/// once as attachments.
+fn from_tree(
+    raw: &[u8],
+    raw_sha256: &str,
+    msg: &mail_parser::Message<'_>,
+    mut large: Option<&mut Vec<(Vec<u8>, Vec<u8>)>>,
+) -> Option<InboundMessage> {
+    let raw_sha256 = raw_sha256.to_string();
     let mut problems = Vec::new();
 
     let message_id = msg.message_id().map(strip_id).filter(|s| !s.is_empty());
@@ -199,7 +243,7 @@ pub fn parse(raw: &[u8]) -> InboundMessage {
                 None => t.into_owned(),
             }
         }
-        None => match recover_text(&msg) {
+        None => match recover_text(msg) {
             Some((i, t)) => {
                 problems.push("malformed text part; decoded leniently".to_string());
                 recovered_part = Some(i);
@@ -222,11 +266,23 @@ pub fn parse(raw: &[u8]) -> InboundMessage {
         }
     }
 
+    let mut put_back = 0;
     let attachments = msg
         .attachments()
         .enumerate()
         .filter(|(i, _)| Some(*i) != recovered_part)
         .map(|(_, part)| InboundAttachment {
+            data: match large.as_deref_mut().and_then(|l| {
+                l.iter_mut()
+                    .find(|(marker, _)| !marker.is_empty() && marker == part.contents())
+            }) {
+                Some((marker, data)) => {
+                    put_back += 1;
+                    marker.clear();
+                    std::mem::take(data)
+                }
+                None => part.contents().to_vec(),
+            },
             filename: part.attachment_name().and_then(clean_filename),
             content_type: part
                 .content_type()
@@ -237,18 +293,20 @@ pub fn parse(raw: &[u8]) -> InboundMessage {
                 .unwrap_or_else(|| "application/octet-stream".to_string())
                 .to_ascii_lowercase(),
             content_id: part.content_id().map(strip_id),
-            data: part.contents().to_vec(),
         })
-        .collect();
+        .collect::<Vec<_>>();
+    if large.is_some_and(|l| l.len() != put_back) {
+        return None;
+    }
 
     let return_path = msg.header_raw("Return-Path").map(strip_id);
     let machine = MachineHeaders {
-        auto_submitted: header_text(&msg, "Auto-Submitted"),
-        precedence: header_text(&msg, "Precedence"),
-        x_auto_response_suppress: header_text(&msg, "X-Auto-Response-Suppress"),
+        auto_submitted: header_text(msg, "Auto-Submitted"),
+        precedence: header_text(msg, "Precedence"),
+        x_auto_response_suppress: header_text(msg, "X-Auto-Response-Suppress"),
         x_autoreply: msg.header_raw("X-Autoreply").is_some()
             || msg.header_raw("X-Autorespond").is_some(),
-        list_id: header_text(&msg, "List-Id"),
+        list_id: header_text(msg, "List-Id"),
         list_unsubscribe: msg.header_raw("List-Unsubscribe").is_some(),
         return_path,
         content_type: msg.content_type().map(|ct| {
@@ -261,7 +319,7 @@ pub fn parse(raw: &[u8]) -> InboundMessage {
         }),
     };
 
-    InboundMessage {
+    Some(InboundMessage {
         dedupe_key: message_id
             .clone()
             .unwrap_or_else(|| format!("sha256:{raw_sha256}")),
@@ -284,7 +342,7 @@ pub fn parse(raw: &[u8]) -> InboundMessage {
         attachments,
         machine,
         problems,
-    }
+    })
 }
 
 /// Undoes RFC 3676 format=flowed: a line ending in a space continues on
