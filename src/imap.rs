@@ -307,85 +307,80 @@ pub async fn sync(
         return Ok(stats);
     }
 
+    // The next batch is fetched while this one is filed: Dovecot, the
+    // socket and the disk work while ticketd parses. At most two batches
+    // are held at once (the channel is a rendezvous).
+    let work = batches(&sizes);
+    let filer = Filer {
+        ingestor,
+        mailbox,
+        uidvalidity,
+        last_uid,
+    };
     let max = ingestor.config.max_message_bytes;
-    for batch in batches(&sizes) {
-        if shutdown.is_requested() {
-            break;
-        }
-        // Oversized mail is fetched as headers only; batches() keeps any
-        // message above BATCH_BYTES alone.
-        let headers_only = batch.len() == 1 && batch[0].1 > max;
-        let set = batch
-            .iter()
-            .map(|(u, _)| u.to_string())
-            .collect::<Vec<_>>()
-            .join(",");
-        let query = if headers_only {
-            "(UID BODY.PEEK[HEADER])"
-        } else {
-            "(UID BODY.PEEK[])"
-        };
-        let stream = timed(limit, "UID FETCH", session.uid_fetch(set, query)).await?;
-        let mut fetched: Vec<_> = timed(limit, "UID FETCH", stream.try_collect::<Vec<_>>()).await?;
-        fetched.sort_by_key(|f| f.uid);
-        // The whole batch is filed in one transaction; a body the server
-        // did not return ends the batch there, to be fetched again.
-        let mut items = Vec::with_capacity(fetched.len());
-        for f in &fetched {
-            let Some(uid) = f.uid else { continue };
-            if uid <= last_uid {
-                continue;
-            }
-            let bytes = if headers_only { f.header() } else { f.body() };
-            let Some(bytes) = bytes else {
-                warn!(
-                    mailbox,
-                    uid, "server returned no body; will retry on the next pass"
-                );
+    let handle = tokio::runtime::Handle::current();
+    let complete = if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread {
+        // No thread to spare (block_in_place needs the multi-thread
+        // runtime): one batch after the other.
+        let mut complete = true;
+        for batch in work {
+            if shutdown.is_requested() {
                 break;
-            };
-            if headers_only {
-                warn!(
-                    uid,
-                    size = batch[0].1,
-                    max,
-                    "message larger than max_message_bytes: keeping its headers only"
-                );
             }
-            items.push(Incoming {
-                raw: bytes,
-                position: Some(MailboxPosition {
-                    mailbox: mailbox.to_string(),
-                    uidvalidity,
-                    last_uid: uid,
-                }),
-                too_large: headers_only.then_some(batch[0].1),
-            });
+            let fetched = fetch_batch(limit, session, batch, max).await?;
+            if !filer.file(store, batch, max, &fetched, &mut stats)? {
+                complete = false;
+                break;
+            }
         }
-        let complete = items.len() == batch.len();
-        if !items.is_empty() {
-            let first = items
-                .first()
-                .and_then(|i| i.position.as_ref())
-                .map(|p| p.last_uid);
-            let last = items
-                .last()
-                .and_then(|i| i.position.as_ref())
-                .map(|p| p.last_uid);
-            let span = info_span!("batch", mailbox, first_uid = ?first, last_uid = ?last);
-            let outcomes =
-                span.in_scope(|| ingestor.ingest_batch(store, &items, chrono::Utc::now()))?;
-            stats.fetched += outcomes.len();
-            for outcome in outcomes {
-                match outcome {
-                    crate::ingest::Outcome::Duplicate => stats.duplicates += 1,
-                    _ => stats.filed += 1,
+        complete
+    } else {
+        tokio::task::block_in_place(|| {
+            std::thread::scope(|scope| {
+                let (tx, rx) = std::sync::mpsc::sync_channel::<(&[(u32, u64)], Vec<Fetched>)>(0);
+                let stats = &mut stats;
+                let store = &mut *store;
+                let filer = &filer;
+                let filing = scope.spawn(move || -> Result<bool, ImapError> {
+                    for (batch, fetched) in rx {
+                        if !filer.file(store, batch, max, &fetched, stats)? {
+                            return Ok(false);
+                        }
+                    }
+                    Ok(true)
+                });
+                let mut fetch_error = None;
+                for batch in work {
+                    if shutdown.is_requested() {
+                        break;
+                    }
+                    match handle.block_on(fetch_batch(limit, session, batch, max)) {
+                        Ok(fetched) => {
+                            // Refused when the filer stopped early: its
+                            // result says why.
+                            if tx.send((batch, fetched)).is_err() {
+                                break;
+                            }
+                        }
+                        Err(e) => {
+                            fetch_error = Some(e);
+                            break;
+                        }
+                    }
                 }
-            }
-        }
-        if !complete {
-            return Ok(stats);
-        }
+                drop(tx);
+                let filed = filing
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+                match fetch_error {
+                    Some(e) => Err(e),
+                    None => Ok(filed),
+                }
+            })
+        })?
+    };
+    if !complete {
+        return Ok(stats);
     }
     // Mail that was not selected (or a rescan that found nothing new) still
     // moves the watermark, so it is never looked at again.
@@ -408,6 +403,108 @@ pub async fn sync(
         }
     }
     Ok(stats)
+}
+
+type Fetched = async_imap::types::Fetch;
+
+/// Fetches one batch: whole messages, or the headers alone of one message
+/// larger than max_message_bytes (batches() keeps any message above
+/// BATCH_BYTES alone).
+async fn fetch_batch(
+    limit: Duration,
+    session: &mut ImapSession,
+    batch: &[(u32, u64)],
+    max: u64,
+) -> Result<Vec<Fetched>, ImapError> {
+    let headers_only = batch.len() == 1 && batch[0].1 > max;
+    let set = batch
+        .iter()
+        .map(|(u, _)| u.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let query = if headers_only {
+        "(UID BODY.PEEK[HEADER])"
+    } else {
+        "(UID BODY.PEEK[])"
+    };
+    let stream = timed(limit, "UID FETCH", session.uid_fetch(set, query)).await?;
+    let mut fetched: Vec<_> = timed(limit, "UID FETCH", stream.try_collect::<Vec<_>>()).await?;
+    fetched.sort_by_key(|f| f.uid);
+    Ok(fetched)
+}
+
+/// Files fetched batches into the store, each in one transaction.
+struct Filer<'a> {
+    ingestor: &'a Ingestor<'a>,
+    mailbox: &'a str,
+    uidvalidity: u32,
+    last_uid: u32,
+}
+
+impl Filer<'_> {
+    /// Files one fetched batch; `false` when the server left a body out,
+    /// which ends the batch there (it is fetched again on the next pass).
+    fn file(
+        &self,
+        store: &mut Store,
+        batch: &[(u32, u64)],
+        max: u64,
+        fetched: &[Fetched],
+        stats: &mut SyncStats,
+    ) -> Result<bool, ImapError> {
+        let mailbox = self.mailbox;
+        let headers_only = batch.len() == 1 && batch[0].1 > max;
+        let mut items = Vec::with_capacity(fetched.len());
+        for f in fetched {
+            let Some(uid) = f.uid else { continue };
+            if uid <= self.last_uid {
+                continue;
+            }
+            let bytes = if headers_only { f.header() } else { f.body() };
+            let Some(bytes) = bytes else {
+                warn!(
+                    mailbox,
+                    uid, "server returned no body; will retry on the next pass"
+                );
+                break;
+            };
+            if headers_only {
+                warn!(
+                    uid,
+                    size = batch[0].1,
+                    max,
+                    "message larger than max_message_bytes: keeping its headers only"
+                );
+            }
+            items.push(Incoming {
+                raw: bytes,
+                position: Some(MailboxPosition {
+                    mailbox: mailbox.to_string(),
+                    uidvalidity: self.uidvalidity,
+                    last_uid: uid,
+                }),
+                too_large: headers_only.then_some(batch[0].1),
+            });
+        }
+        let complete = items.len() == batch.len();
+        if !items.is_empty() {
+            let uid =
+                |i: Option<&Incoming<'_>>| i.and_then(|i| i.position.as_ref()).map(|p| p.last_uid);
+            let span = info_span!("batch", mailbox, first_uid = ?uid(items.first()), last_uid = ?uid(items.last()));
+            let outcomes = span.in_scope(|| {
+                self.ingestor
+                    .ingest_batch(store, &items, chrono::Utc::now())
+            })?;
+            stats.fetched += outcomes.len();
+            for outcome in outcomes {
+                match outcome {
+                    crate::ingest::Outcome::Duplicate => stats.duplicates += 1,
+                    _ => stats.filed += 1,
+                }
+            }
+        }
+        Ok(complete)
+    }
 }
 
 /// For `ticketd check`: how the intake rules would treat the last `n`
