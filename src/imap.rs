@@ -407,16 +407,22 @@ pub async fn sync(
 
 type Fetched = async_imap::types::Fetch;
 
+/// A batch of one message larger than max_message_bytes: only its headers
+/// are fetched and kept.
+fn headers_only(batch: &[(u32, u64)], max: u64) -> bool {
+    batch.len() == 1 && batch[0].1 > max
+}
+
 /// Fetches one batch: whole messages, or the headers alone of one message
 /// larger than max_message_bytes (batches() keeps any message above
-/// BATCH_BYTES alone).
+/// BATCH_BYTES alone, so it is a batch of its own).
 async fn fetch_batch(
     limit: Duration,
     session: &mut ImapSession,
     batch: &[(u32, u64)],
     max: u64,
 ) -> Result<Vec<Fetched>, ImapError> {
-    let headers_only = batch.len() == 1 && batch[0].1 > max;
+    let headers_only = headers_only(batch, max);
     let set = batch
         .iter()
         .map(|(u, _)| u.to_string())
@@ -453,7 +459,7 @@ impl Filer<'_> {
         stats: &mut SyncStats,
     ) -> Result<bool, ImapError> {
         let mailbox = self.mailbox;
-        let headers_only = batch.len() == 1 && batch[0].1 > max;
+        let headers_only = headers_only(batch, max);
         let mut items = Vec::with_capacity(fetched.len());
         for f in fetched {
             let Some(uid) = f.uid else { continue };
