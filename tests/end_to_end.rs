@@ -231,3 +231,61 @@ fn a_certificate_from_another_ca_is_refused_clearly() {
         assert!(export(&s.config).is_empty());
     }
 }
+
+#[test]
+fn a_mail_over_max_message_bytes_keeps_its_headers_and_the_mail_after_it_is_filed() {
+    let rig = MailRig::start().unwrap();
+    let s = setup(&rig, Imap::Plain, None);
+    let text = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(
+        &s.config,
+        text.replace("[store]\n", "[store]\nmax_message_bytes = 100000\n"),
+    )
+    .unwrap();
+    let big = format!(
+        "Foto's in de bijlage.\r\n{}",
+        "x".repeat(76)
+            .repeat(2000)
+            .replace(&"x".repeat(76), &format!("{}\r\n", "x".repeat(76)))
+    );
+    for (n, body) in [
+        ("before", "Waar blijft mijn pakket?"),
+        ("big", big.as_str()),
+        ("after", "Nog een vraag over mijn bestelling."),
+    ] {
+        let from = format!("{n}@buyer.test");
+        rig.send(
+            &from,
+            &[SUPPORT],
+            &buyer_mail(
+                &from,
+                n,
+                &format!("Vraag {n}"),
+                &format!("{n}@buyer.test"),
+                body,
+                "",
+            ),
+        )
+        .unwrap();
+    }
+    rig.wait_for_mail(SUPPORT, 3, WAIT).unwrap();
+    let out = ticketd(&s.config, &["poll", "--once"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = export(&s.config);
+    let inbound: Vec<_> = rows.iter().filter(|r| r["direction"] == "in").collect();
+    assert_eq!(inbound.len(), 3, "{rows:#?}");
+    for r in &inbound {
+        let problems = r["problems"].as_str().unwrap_or("");
+        let big = r["message_id"] == "big@buyer.test";
+        assert_eq!(
+            problems.contains("only its headers were kept"),
+            big,
+            "{r:#?}"
+        );
+        assert!(r["ticket"].is_string(), "{r:#?}");
+    }
+}
