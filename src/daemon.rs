@@ -134,6 +134,7 @@ async fn mailbox_loop(
     live: &metrics::Live,
 ) -> Result<(), DaemonError> {
     let mut store = Store::open(&config.data_dir)?;
+    store.checkpoint_in_background()?;
     let ingestor = Ingestor { config, templates };
     let mut failures = 0u32;
     while !stop.is_requested() {
@@ -178,6 +179,7 @@ pub async fn poll_once(
 ) -> Result<(), DaemonError> {
     let imap_cfg = config.imap.as_ref().ok_or(DaemonError::NoImap)?;
     let mut store = Store::open(&config.data_dir)?;
+    store.checkpoint_in_background()?;
     let ingestor = Ingestor { config, templates };
     let (_never, shutdown) = shutdown_channel();
     let hooks = Hooks {

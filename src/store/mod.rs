@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
+mod checkpoint;
 pub mod views;
 
 const MIGRATIONS: &[&str] = &[include_str!("schema.sql"), include_str!("schema_2.sql")];
@@ -83,6 +84,15 @@ pub struct OutboxItem {
 pub struct Store {
     conn: Connection,
     data_dir: PathBuf,
+    checkpointer: Option<checkpoint::Checkpointer>,
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Some(c) = self.checkpointer.take() {
+            c.stop(&self.conn);
+        }
+    }
 }
 
 impl Store {
@@ -109,7 +119,20 @@ impl Store {
         Ok(Store {
             conn,
             data_dir: data_dir.to_path_buf(),
+            checkpointer: None,
         })
+    }
+
+    /// From now on this connection's commits leave WAL checkpoints to a
+    /// thread of their own (see `checkpoint`): for the connection that
+    /// files mail, so a batch's commit does not wait for the last batches'
+    /// pages to be copied into the database file.
+    pub fn checkpoint_in_background(&mut self) -> Result<(), StoreError> {
+        if self.checkpointer.is_none() {
+            let db = self.data_dir.join("ticketd.sqlite3");
+            self.checkpointer = Some(checkpoint::Checkpointer::start(&self.conn, &db)?);
+        }
+        Ok(())
     }
 
     fn prepare(conn: &mut Connection, db: &Path) -> Result<(), StoreError> {
