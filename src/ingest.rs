@@ -137,18 +137,15 @@ impl Ingestor<'_> {
             for problem in &msg.problems {
                 warn!(message_id = %msg.dedupe_key, uid = ?item.position.as_ref().map(|p| p.last_uid), problem, "message partly unreadable; kept raw");
             }
-            // Attachments are in the raw mail already: a large one is
-            // decoded from it when asked for (Store::read_blob) instead of
-            // being written twice, and its decoded bytes are let go here;
-            // small ones are kept decoded, inline.
+            // Attachments are in the raw mail already: one is decoded from
+            // it when asked for (Store::read_blob) instead of being written
+            // twice, so its decoded bytes are let go here.
             let attachment_shas: Vec<(String, usize)> = msg
                 .attachments
                 .iter_mut()
                 .map(|a| {
                     let meta = (sha256_hex(&a.data), a.data.len());
-                    if a.data.len() > INLINE_BLOB_MAX {
-                        a.data = Vec::new();
-                    }
+                    a.data = Vec::new();
                     meta
                 })
                 .collect();
@@ -202,11 +199,6 @@ impl Ingestor<'_> {
         }
         if raw.len() <= INLINE_BLOB_MAX {
             store::put_blob_inline(tx, &msg.raw_sha256, raw)?;
-        }
-        for (a, (sha, size)) in msg.attachments.iter().zip(attachment_shas) {
-            if *size <= INLINE_BLOB_MAX {
-                store::put_blob_inline(tx, sha, &a.data)?;
-            }
         }
 
         let prefix = &self.config.tickets.prefix;

@@ -690,7 +690,12 @@ fn real_main(cli: Cli) -> Result<()> {
                         }
                         ticketd::store::BlobLocation::File(p) => format!("at {}", p.display()),
                         ticketd::store::BlobLocation::InMail(raw) => {
-                            format!("inside the raw mail {}", store.blob_path(&raw).display())
+                            match store.blob_location(&raw)? {
+                                ticketd::store::BlobLocation::File(p) => {
+                                    format!("inside the raw mail {}", p.display())
+                                }
+                                _ => "inside its raw mail, in the database".to_string(),
+                            }
                         }
                     };
                     writeln!(

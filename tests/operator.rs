@@ -162,8 +162,9 @@ fn a_failed_send_stays_queued_and_can_be_retried() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no unsent outbox item 99"));
 }
 
-/// A large attachment is stored once, inside its raw mail, and comes out
-/// byte for byte; a small one is kept decoded in the database.
+/// An attachment, large or small, is stored once: inside its raw mail (a
+/// file when the mail is large, a database row when small), and comes out
+/// byte for byte.
 #[test]
 fn attachments_come_out_byte_for_byte_small_and_large() {
     use base64::Engine;
@@ -206,21 +207,56 @@ fn attachments_come_out_byte_for_byte_small_and_large() {
         ),
     )
     .unwrap();
-    assert!(ticketd(&config, &["ingest", eml.to_str().unwrap()])
-        .status
-        .success());
+    // A small mail with a small photo of its own.
+    let tiny = bytes(2_000);
+    let eml2 = dir.path().join("tiny.eml");
+    std::fs::write(
+        &eml2,
+        format!(
+            "From: joost@buyer.test\r\nSubject: Deuk\r\nMessage-ID: <p2@buyer.test>\r\n\
+             MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+             --b\r\nContent-Type: text/plain\r\n\r\nZie foto.\r\n\
+             --b\r\nContent-Type: image/png; name=\"tiny.png\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n\
+             --b--\r\n",
+            b64(&tiny)
+        ),
+    )
+    .unwrap();
+    for f in [&eml, &eml2] {
+        assert!(ticketd(&config, &["ingest", f.to_str().unwrap()])
+            .status
+            .success());
+    }
     let show = ticketd(&config, &["show", "WN-000001"]);
     let text = String::from_utf8_lossy(&show.stdout);
-    assert!(text.contains("inside the raw mail"), "{text}");
-    assert!(text.contains("in the database"), "{text}");
-    for (name, want) in [("big.jpg", &large), ("small.png", &small)] {
+    assert_eq!(text.matches("inside the raw mail").count(), 2, "{text}");
+    let show = ticketd(&config, &["show", "WN-000002"]);
+    let text = String::from_utf8_lossy(&show.stdout);
+    assert!(
+        text.contains("inside its raw mail, in the database"),
+        "{text}"
+    );
+    for (name, want) in [
+        ("big.jpg", &large),
+        ("small.png", &small),
+        ("tiny.png", &tiny),
+    ] {
         let sha = ticketd::core::parse::sha256_hex(want);
         let out = dir.path().join(name);
         let r = ticketd(&config, &["attachment", &sha, "-o", out.to_str().unwrap()]);
         assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
         assert_eq!(&std::fs::read(&out).unwrap(), want, "{name}");
-        // Neither is a file of its own.
+        // None is a file or a row of its own.
         let store = ticketd::store::Store::open(&dir.path().join("data")).unwrap();
         assert!(!store.blob_path(&sha).exists(), "{name}");
+        let rows: i64 = store
+            .conn()
+            .query_row(
+                "SELECT count(*) FROM blobs WHERE sha256 = ?1",
+                [&sha],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(rows, 0, "{name}");
     }
 }

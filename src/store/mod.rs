@@ -1,11 +1,11 @@
 //! The SQLite file and the content-addressed blob directory under data_dir.
-//! Blobs (raw messages, attachments) up to 64 KiB are rows of the `blobs`
-//! table, written in the transaction that names them. Larger raw mails are
-//! files (a larger attachment is decoded from its raw mail when asked for,
-//! not stored twice),
-//! written and synced before the row that names them commits, so a
-//! committed row never points at a missing file; a crash in between leaves
-//! only an unreferenced file.
+//! Raw mails up to 64 KiB are rows of the `blobs` table, written in the
+//! transaction that names them. Larger raw mails are files, written and
+//! synced before the row that names them commits, so a committed row never
+//! points at a missing file; a crash in between leaves only an unreferenced
+//! file. An attachment is not stored a second time: it is decoded from its
+//! raw mail when asked for (stores written before this kept small ones
+//! decoded in `blobs`, which is still read first).
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -28,7 +28,7 @@ pub const INLINE_BLOB_MAX: usize = 64 * 1024;
 pub enum BlobLocation {
     Database,
     File(PathBuf),
-    /// A large attachment is not stored a second time: it is decoded from
+    /// An attachment is not stored a second time: it is decoded from
     /// the raw mail that carried it (this sha256) when asked for.
     InMail(String),
 }
@@ -263,7 +263,7 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Decodes a large attachment out of the raw mail it came in, checking
+    /// Decodes an attachment out of the raw mail it came in, checking
     /// that the bytes still hash to what was recorded.
     fn attachment_from_mail(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
         for raw_sha in self.mails_carrying(sha256)? {
