@@ -348,12 +348,14 @@ pub fn search_filtered(
     query: &str,
     filter: &SearchFilter,
 ) -> Result<Vec<SearchHit>, StoreError> {
-    let mut hits = search_unfiltered(
-        conn,
-        prefix,
-        query,
-        filter.limit.saturating_mul(10).max(200),
-    )?;
+    // Filters apply to the hits, so with one there are more to pick from.
+    let filtered = filter.status.is_some() || filter.since.is_some();
+    let ask = if filtered {
+        filter.limit.saturating_mul(10).max(200)
+    } else {
+        filter.limit
+    };
+    let mut hits = search_unfiltered(conn, prefix, query, ask)?;
     hits.retain(|h| {
         filter.status.as_deref().is_none_or(|s| h.status == s)
             && filter.since.is_none_or(|t| h.last_activity >= t)
@@ -414,22 +416,110 @@ fn search_unfiltered(
     Ok(hits)
 }
 
-fn fts_quote(q: &str) -> String {
-    // Each word becomes an FTS string ("..." with quotes doubled): AND of
-    // plain terms, no operators from user input. Words of four letters or
-    // more also match as a prefix, which stands in for Dutch stemming
-    // ("beschadigd" finds "beschadigde"); English is stemmed by the index.
-    q.split_whitespace()
-        .map(|w| {
-            let quoted = format!("\"{}\"", w.replace('"', "\"\""));
-            if w.chars().filter(|c| c.is_alphanumeric()).count() >= 4 {
-                quoted + "*"
-            } else {
-                quoted
+/// What an agent typed, as FTS5 queries. `forms` matches each word's
+/// inflections; `widened` also any word that starts with it (compounds:
+/// "pakket" finds "pakketpunt"). `widened` is asked only when `forms` finds
+/// fewer than a page: a prefix makes FTS5 gather every match of every word
+/// under it before the newest can be picked, tens of milliseconds for a
+/// word in a fifth of a large store, while the inflections are read newest
+/// first and stop at the page.
+#[derive(Debug, PartialEq, Eq)]
+struct FtsQuery {
+    forms: String,
+    widened: String,
+}
+
+fn fts_query(q: &str) -> Option<FtsQuery> {
+    let mut forms = Vec::new();
+    let mut widened = Vec::new();
+    for w in q.split_whitespace() {
+        let word = w.trim_end_matches('*');
+        let alnum = word.chars().filter(|c| c.is_alphanumeric()).count();
+        if alnum == 0 {
+            // Punctuation alone: no token to look for.
+            continue;
+        }
+        if word.len() < w.len() {
+            // "pokem*": the agent asked for a prefix.
+            let p = format!("{}*", fts_phrase(word));
+            forms.push(p.clone());
+            widened.push(p);
+        } else if alnum >= 4 && word.chars().all(char::is_alphabetic) {
+            let terms: Vec<String> = inflections(word).iter().map(|f| fts_phrase(f)).collect();
+            let terms = terms.join(" OR ");
+            forms.push(format!("({terms})"));
+            widened.push(format!("({terms} OR {}*)", fts_phrase(word)));
+        } else if alnum >= 4 {
+            // An order or tracking number, an address: as typed, or longer.
+            forms.push(fts_phrase(word));
+            widened.push(format!("{}*", fts_phrase(word)));
+        } else {
+            forms.push(fts_phrase(word));
+            widened.push(fts_phrase(word));
+        }
+    }
+    if forms.is_empty() {
+        return None;
+    }
+    Some(FtsQuery {
+        forms: forms.join(" AND "),
+        widened: widened.join(" AND "),
+    })
+}
+
+/// An FTS string ("..." with quotes doubled): a plain term or phrase, no
+/// operators from user input.
+fn fts_phrase(w: &str) -> String {
+    format!("\"{}\"", w.replace('"', "\"\""))
+}
+
+/// A word and the Dutch words it may be an inflection of or inflect to:
+/// the stems left by taking off a plural (-en, -s), diminutive (-je,
+/// -tjes), adjective (-e) or past (-de, -te) ending, with a doubled last
+/// consonant made single (pakketten, kapotte), and those stems with each
+/// ending put on. English needs none of this: the index stems it (porter).
+/// A form that no mail contains costs one index lookup.
+fn inflections(word: &str) -> Vec<String> {
+    const OFF: [&str; 10] = ["tjes", "jes", "tje", "je", "en", "de", "te", "es", "s", "e"];
+    const ON: [&str; 9] = ["e", "en", "s", "je", "jes", "de", "te", "d", "t"];
+    let is_vowel = |c: char| "aeiouy".contains(c);
+    let w = word.to_lowercase();
+    let mut stems = vec![w.clone()];
+    for suffix in OFF {
+        if let Some(s) = w.strip_suffix(suffix) {
+            if s.chars().count() >= 3 {
+                stems.push(s.to_string());
             }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+        }
+    }
+    for i in 0..stems.len() {
+        let cs: Vec<char> = stems[i].chars().collect();
+        let n = cs.len();
+        if n >= 4 && cs[n - 1] == cs[n - 2] && !is_vowel(cs[n - 1]) {
+            stems.push(cs[..n - 1].iter().collect());
+        }
+    }
+    let mut forms: Vec<String> = Vec::new();
+    let mut add = |f: String| {
+        if !forms.contains(&f) {
+            forms.push(f);
+        }
+    };
+    for s in &stems {
+        add(s.clone());
+        for suffix in ON {
+            add(format!("{s}{suffix}"));
+        }
+        // A short vowel keeps its sound by doubling the consonant after it.
+        let cs: Vec<char> = s.chars().collect();
+        let n = cs.len();
+        if n >= 3 && !is_vowel(cs[n - 1]) && is_vowel(cs[n - 2]) && !is_vowel(cs[n - 3]) {
+            let c = cs[n - 1];
+            add(format!("{s}{c}en"));
+            add(format!("{s}{c}e"));
+        }
+    }
+    forms
 }
 
 fn full_text(
@@ -438,18 +528,43 @@ fn full_text(
     q: &str,
     limit: i64,
 ) -> Result<Vec<SearchHit>, StoreError> {
-    let mut stmt = conn.prepare(
-        // The newest matching messages first, straight from the index
-        // (rowid order), and only they are joined: a common word matches a
-        // fifth of a large store, and sorting all of it by ticket would
-        // take seconds.
+    let Some(query) = fts_query(q) else {
+        return Ok(vec![]);
+    };
+    let want = limit * 4;
+    let mut found = newest_matches(conn, prefix, &query.forms, want)?;
+    if (found.len() as i64) < want && query.widened != query.forms {
+        found = newest_matches(conn, prefix, &query.widened, want)?;
+    }
+    found.sort_by_key(|h| std::cmp::Reverse(h.last_activity));
+    let mut hits: Vec<SearchHit> = Vec::new();
+    for hit in found {
+        if !hits.iter().any(|h| h.ticket == hit.ticket) {
+            hits.push(hit);
+        }
+        if hits.len() as i64 >= limit {
+            break;
+        }
+    }
+    Ok(hits)
+}
+
+/// The newest `want` messages matching an FTS5 query, straight from the
+/// index (rowid order), with their tickets: a common word matches a fifth
+/// of a large store, and sorting all of it by ticket would take seconds.
+fn newest_matches(
+    conn: &Connection,
+    prefix: &str,
+    fts: &str,
+    want: i64,
+) -> Result<Vec<SearchHit>, StoreError> {
+    let mut stmt = conn.prepare_cached(
         "SELECT t.id, t.status, t.requester, t.subject, t.updated_at, f.snip
          FROM (SELECT rowid AS rid, snippet(messages_fts, -1, '[', ']', '…', 12) AS snip
                FROM messages_fts WHERE messages_fts MATCH ?1 ORDER BY rowid DESC LIMIT ?2) f
          JOIN messages m ON m.id = f.rid JOIN tickets t ON t.id = m.ticket_id",
     )?;
-    let mut hits: Vec<SearchHit> = Vec::new();
-    let rows = stmt.query_map(params![fts_quote(q), limit * 4], |r| {
+    let rows = stmt.query_map(params![fts, want], |r| {
         Ok(SearchHit {
             ticket: ticket_token(prefix, r.get(0)?),
             status: r.get(1)?,
@@ -460,17 +575,7 @@ fn full_text(
             snippet: r.get(5)?,
         })
     })?;
-    let mut all: Vec<SearchHit> = rows.collect::<Result<_, _>>()?;
-    all.sort_by_key(|h| std::cmp::Reverse(h.last_activity));
-    for hit in all {
-        if !hits.iter().any(|h| h.ticket == hit.ticket) {
-            hits.push(hit);
-        }
-        if hits.len() as i64 >= limit {
-            break;
-        }
-    }
-    Ok(hits)
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 #[derive(Debug, Serialize)]
@@ -686,6 +791,86 @@ mod tests {
             }
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn dutch_inflections_both_ways() {
+        let has = |w: &str, f: &str| inflections(w).iter().any(|x| x == f);
+        for (w, f) in [
+            ("pakket", "pakketten"),
+            ("pakket", "pakketje"),
+            ("pakketten", "pakket"),
+            ("pakketjes", "pakket"),
+            ("beschadigd", "beschadigde"),
+            ("beschadigde", "beschadigd"),
+            ("kapot", "kapotte"),
+            ("kapotte", "kapot"),
+            ("bestelling", "bestellingen"),
+            ("kaarten", "kaart"),
+            ("Kaart", "kaartje"),
+        ] {
+            assert!(has(w, f), "{w} -> {f}: {:?}", inflections(w));
+        }
+        assert_eq!(inflections("pakket")[0], "pakket");
+        assert!(inflections("beschadigde").len() <= 48);
+    }
+
+    #[test]
+    fn full_text_finds_inflections_and_compounds_when_few() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let c = store.conn();
+        for (i, body) in [
+            "Twee pakketten kwijt",
+            "Mijn pakketje is nat",
+            "Het ligt bij het pakketpunt",
+            "Pokemon booster box",
+            "Iets anders",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let id = i as i64 + 1;
+            c.execute(
+                "INSERT INTO tickets (id, subject, requester, language, created_at, updated_at)
+                 VALUES (?1, 's', 'a@b.test', 'nl', 0, ?1)",
+                [id],
+            )
+            .unwrap();
+            c.execute(
+                "INSERT INTO messages (id, ticket_id, message_id, direction, kind, subject, received_at, text_body, new_text, raw_sha256, raw_size)
+                 VALUES (?1, ?1, 'm' || ?1, 'in', 'human', 's', 0, '', '', 'x', 0)",
+                [id],
+            )
+            .unwrap();
+            c.execute(
+                "INSERT INTO messages_fts (rowid, subject, body) VALUES (?1, 's', ?2)",
+                rusqlite::params![id, body],
+            )
+            .unwrap();
+        }
+        let found = |q: &str| -> Vec<String> {
+            let mut t: Vec<String> = search(c, "WN", q, 10)
+                .unwrap()
+                .into_iter()
+                .map(|h| h.ticket)
+                .collect();
+            t.sort();
+            t
+        };
+        // Inflections, and with fewer than a page of those, compounds too.
+        assert_eq!(found("pakket"), ["WN-000001", "WN-000002", "WN-000003"]);
+        assert_eq!(found("pakketten"), ["WN-000001", "WN-000002"]);
+        assert_eq!(found("pakketjes"), ["WN-000001", "WN-000002"]);
+        // A short word is a prefix only when asked for.
+        assert!(found("pok").is_empty());
+        assert_eq!(found("pok*"), ["WN-000004"]);
+        assert_eq!(found("poke"), ["WN-000004"]);
+        assert_eq!(found("pakketten nat"), ["WN-000002"]);
+        // The snippet marks the word as written in the mail.
+        let hit = &search(c, "WN", "pakketten nat", 10).unwrap()[0];
+        assert_eq!(hit.snippet.as_deref(), Some("Mijn [pakketje] is [nat]"));
+        assert!(fts_query("\"* ...").is_none());
     }
 
     fn tempfile_dir() -> std::path::PathBuf {
