@@ -21,8 +21,9 @@ use super::StoreError;
 /// SQLite's own autocheckpoint default.
 const WAKE_PAGES: c_int = 1000;
 /// Past this many pages (64 MiB of 4 KiB pages) the checkpointer has not
-/// kept up, or a long reader holds it back: the writer checkpoints in its
-/// commit as SQLite would, so the WAL cannot grow without bound.
+/// kept up: the writer checkpoints in its commit as well, as SQLite would
+/// by default, so the WAL grows no further than it would without the
+/// thread (a reader that holds an old snapshot for long holds back either).
 const WRITER_PAGES: c_int = 16 * 1024;
 
 pub(super) struct Checkpointer {
