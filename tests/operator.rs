@@ -192,36 +192,42 @@ fn attachments_come_out_byte_for_byte_small_and_large() {
             .collect::<Vec<_>>()
             .join("\r\n")
     };
-    let eml = dir.path().join("photo.eml");
-    std::fs::write(
-        &eml,
-        format!(
-            "From: lotte@buyer.test\r\nSubject: Kapot\r\nMessage-ID: <p1@buyer.test>\r\n\
+    // A mail with a text part and these photos, written to `file`.
+    let write_mail = |file: &str, from: &str, id: &str, photos: &[(&str, &str, &[u8])]| {
+        let mut mail = format!(
+            "From: {from}\r\nSubject: Kapot\r\nMessage-ID: <{id}>\r\n\
              MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
-             --b\r\nContent-Type: text/plain\r\n\r\nFoto's erbij.\r\n\
-             --b\r\nContent-Type: image/jpeg; name=\"big.jpg\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n\
-             --b\r\nContent-Type: image/png; name=\"small.png\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n\
-             --b--\r\n",
-            b64(&large),
-            b64(&small)
-        ),
-    )
-    .unwrap();
+             --b\r\nContent-Type: text/plain\r\n\r\nFoto's erbij.\r\n"
+        );
+        for (ctype, name, data) in photos {
+            mail += &format!(
+                "--b\r\nContent-Type: {ctype}; name=\"{name}\"\r\n\
+                 Content-Transfer-Encoding: base64\r\n\r\n{}\r\n",
+                b64(data)
+            );
+        }
+        mail += "--b--\r\n";
+        let path = dir.path().join(file);
+        std::fs::write(&path, mail).unwrap();
+        path
+    };
+    let eml = write_mail(
+        "photo.eml",
+        "lotte@buyer.test",
+        "p1@buyer.test",
+        &[
+            ("image/jpeg", "big.jpg", &large),
+            ("image/png", "small.png", &small),
+        ],
+    );
     // A small mail with a small photo of its own.
     let tiny = bytes(2_000);
-    let eml2 = dir.path().join("tiny.eml");
-    std::fs::write(
-        &eml2,
-        format!(
-            "From: joost@buyer.test\r\nSubject: Deuk\r\nMessage-ID: <p2@buyer.test>\r\n\
-             MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
-             --b\r\nContent-Type: text/plain\r\n\r\nZie foto.\r\n\
-             --b\r\nContent-Type: image/png; name=\"tiny.png\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n\
-             --b--\r\n",
-            b64(&tiny)
-        ),
-    )
-    .unwrap();
+    let eml2 = write_mail(
+        "tiny.eml",
+        "joost@buyer.test",
+        "p2@buyer.test",
+        &[("image/png", "tiny.png", &tiny)],
+    );
     for f in [&eml, &eml2] {
         assert!(ticketd(&config, &["ingest", f.to_str().unwrap()])
             .status
