@@ -296,7 +296,7 @@ pub fn unfiled(conn: &Connection, limit: usize) -> Result<Vec<UnfiledMessage>, S
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct SearchHit {
     pub ticket: String,
     pub status: String,
@@ -531,22 +531,40 @@ fn full_text(
     let Some(query) = fts_query(q) else {
         return Ok(vec![]);
     };
-    let want = limit * 4;
-    let mut found = newest_matches(conn, prefix, &query.forms, want)?;
+    let mut want = limit * 4;
+    let mut fts = &query.forms;
+    let mut found = newest_matches(conn, prefix, fts, want)?;
     if (found.len() as i64) < want && query.widened != query.forms {
-        found = newest_matches(conn, prefix, &query.widened, want)?;
+        fts = &query.widened;
+        found = newest_matches(conn, prefix, fts, want)?;
     }
+    loop {
+        let hits = newest_per_ticket(&found, limit);
+        // A long thread can fill the messages read with few tickets: read
+        // further back while there is more and the page is not full.
+        if hits.len() as i64 >= limit || (found.len() as i64) < want || want >= limit * 256 {
+            return Ok(hits);
+        }
+        want *= 8;
+        found = newest_matches(conn, prefix, fts, want)?;
+    }
+}
+
+/// Up to `limit` tickets of these hits, most recently active first, each
+/// with its newest matching message.
+fn newest_per_ticket(found: &[SearchHit], limit: i64) -> Vec<SearchHit> {
+    let mut found: Vec<&SearchHit> = found.iter().collect();
     found.sort_by_key(|h| std::cmp::Reverse(h.last_activity));
     let mut hits: Vec<SearchHit> = Vec::new();
     for hit in found {
         if !hits.iter().any(|h| h.ticket == hit.ticket) {
-            hits.push(hit);
+            hits.push(hit.clone());
         }
         if hits.len() as i64 >= limit {
             break;
         }
     }
-    Ok(hits)
+    hits
 }
 
 /// The newest `want` messages matching an FTS5 query, straight from the
@@ -871,6 +889,40 @@ mod tests {
         let hit = &search(c, "WN", "pakketten nat", 10).unwrap()[0];
         assert_eq!(hit.snippet.as_deref(), Some("Mijn [pakketje] is [nat]"));
         assert!(fts_query("\"* ...").is_none());
+    }
+
+    #[test]
+    fn a_long_thread_does_not_crowd_out_other_tickets() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let c = store.conn();
+        for t in 1..=3i64 {
+            c.execute(
+                "INSERT INTO tickets (id, subject, requester, language, created_at, updated_at)
+                 VALUES (?1, 's', 'a@b.test', 'nl', 0, ?1)",
+                [t],
+            )
+            .unwrap();
+        }
+        // Ticket 1's thread holds the 40 newest mentions; 2 and 3 one each, older.
+        let tickets = [2i64, 3].into_iter().chain(std::iter::repeat_n(1, 40));
+        for (i, t) in tickets.enumerate() {
+            let id = i as i64 + 1;
+            c.execute(
+                "INSERT INTO messages (id, ticket_id, message_id, direction, kind, subject, received_at, text_body, new_text, raw_sha256, raw_size)
+                 VALUES (?1, ?2, 'm' || ?1, 'in', 'human', 's', 0, '', '', 'x', 0)",
+                [id, t],
+            )
+            .unwrap();
+            c.execute(
+                "INSERT INTO messages_fts (rowid, subject, body) VALUES (?1, 's', 'waar blijft mijn pakket')",
+                [id],
+            )
+            .unwrap();
+        }
+        let hits = search(c, "WN", "pakket", 3).unwrap();
+        let tickets: Vec<&str> = hits.iter().map(|h| h.ticket.as_str()).collect();
+        assert_eq!(tickets, ["WN-000003", "WN-000002", "WN-000001"]);
     }
 
     fn tempfile_dir() -> std::path::PathBuf {
