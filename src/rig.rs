@@ -11,7 +11,9 @@
 //! Mail for `example.test`, `buyer.test` and `shop.test` (any local part) goes
 //! Postfix -> LMTP -> Dovecot and lands in the maildir that an IMAP login with
 //! the same address (password [`RIG_PASSWORD`]) sees. Every other domain is
-//! refused at `RCPT TO`, so nothing can leave the machine.
+//! refused at `RCPT TO`, so nothing can leave the machine. One address,
+//! [`TEMPFAIL_ADDRESS`], is always answered `450` at `RCPT TO`: a mailbox
+//! whose server says "try again later".
 //!
 //! Postfix listens twice: [`MailRig::smtp_port`] takes plain SMTP from
 //! loopback without a login (and offers STARTTLS), [`MailRig::smtps_port`]
@@ -51,6 +53,9 @@ pub const RIG_PASSWORD: &str = "test-password";
 pub const SUPPORT_DOMAIN: &str = "example.test";
 /// Every domain the rig delivers locally; any local part is accepted.
 pub const RIG_DOMAINS: [&str; 3] = ["example.test", "buyer.test", "shop.test"];
+/// Postfix answers every `RCPT TO` for this address with a temporary
+/// failure (450).
+pub const TEMPFAIL_ADDRESS: &str = "tempfail@buyer.test";
 /// Address all rig services listen on.
 pub const RIG_HOST: &str = "127.0.0.1";
 /// Set this (to anything) to keep the rig directory after the rig is dropped.
@@ -590,7 +595,7 @@ virtual_transport = lmtp:inet:{RIG_HOST}:{lmtp}
 default_transport = error:the ticketd mail rig delivers only to {domains}
 relay_transport = error:the ticketd mail rig delivers only to {domains}
 smtpd_relay_restrictions = reject_unauth_destination
-smtpd_recipient_restrictions =
+smtpd_recipient_restrictions = check_recipient_access inline:{{ {{ {TEMPFAIL_ADDRESS} = 450 4.2.0 Mailbox busy, try again later }} }}
 
 # TLS with the rig's certificate: offered on the plain port (STARTTLS, never
 # required) and always on in wrapper mode on the SMTPS port (master.cf).

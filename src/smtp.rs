@@ -20,8 +20,9 @@ use crate::config::{AuthMethod, SecretSource, SmtpConfig, TlsMode};
 use crate::net::{self, MailStream};
 use crate::store::{Store, StoreError};
 
-/// After this many failed attempts an item is marked failed (about two
-/// days with the backoff below) and waits for an operator.
+/// After the server has refused a message this many times (about half a
+/// day with the backoff below) the item is marked failed and waits for an
+/// operator. Rounds in which the server could not be reached only delay it.
 pub const MAX_ATTEMPTS: i64 = 20;
 const BACKOFF_FIRST_SECS: i64 = 5;
 const BACKOFF_CAP_SECS: i64 = 3600;
@@ -283,7 +284,9 @@ pub async fn deliver_due(
                                 let now = Utc::now().timestamp();
                                 for item in std::iter::once(item).chain(items) {
                                     let next = now + backoff(item.attempts);
-                                    store.outbox_failed_attempt(item.id, &message, next, false)?;
+                                    store.outbox_failed_attempt(
+                                        item.id, &message, next, false, false,
+                                    )?;
                                     stats.failed += 1;
                                 }
                                 continue 'rounds;
@@ -302,10 +305,10 @@ pub async fn deliver_due(
                     stats.sent += 1;
                 }
                 Err(SendFailure { message, permanent }) => {
-                    let give_up = permanent || item.attempts + 1 >= MAX_ATTEMPTS;
+                    let give_up = permanent || item.failures + 1 >= MAX_ATTEMPTS;
                     let next = now + backoff(item.attempts);
-                    store.outbox_failed_attempt(item.id, &message, next, give_up)?;
-                    warn!(message_id = %item.message_id, attempt = item.attempts + 1, give_up, error = %message, "send failed");
+                    store.outbox_failed_attempt(item.id, &message, next, true, give_up)?;
+                    warn!(message_id = %item.message_id, attempt = item.attempts + 1, refused = item.failures + 1, give_up, error = %message, "send failed");
                     stats.failed += 1;
                 }
             }

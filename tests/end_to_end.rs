@@ -289,3 +289,83 @@ fn a_mail_over_max_message_bytes_keeps_its_headers_and_the_mail_after_it_is_file
         assert!(r["ticket"].is_string(), "{r:#?}");
     }
 }
+
+/// A mailbox whose server says "try again later" (450) uses up the ack's
+/// tries; rounds in which the SMTP server could not be reached at all (a
+/// long outage) do not, and `outbox retry` gives a given-up ack its tries
+/// back.
+#[test]
+fn an_outage_does_not_use_up_an_acks_tries_a_refusing_server_does() {
+    let mut rig = MailRig::start().unwrap();
+    let s = setup(&rig, Imap::Plain, None);
+    let buyer = ticketd::rig::TEMPFAIL_ADDRESS;
+    rig.send(
+        buyer,
+        &[SUPPORT],
+        &buyer_mail(
+            buyer,
+            "Tim",
+            "Waar blijft mijn pakket?",
+            "busy@buyer.test",
+            "Mijn pakket is nog niet aangekomen.",
+            "",
+        ),
+    )
+    .unwrap();
+    rig.wait_for_mail(SUPPORT, 1, WAIT).unwrap();
+    let poll = || {
+        let out = ticketd(&s.config, &["poll", "--once"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    poll();
+    let db = rusqlite::Connection::open(s.dir.path().join("data/ticketd.sqlite3")).unwrap();
+    let outbox = || -> (String, i64, i64) {
+        db.query_row("SELECT status, attempts, failures FROM outbox", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .unwrap()
+    };
+    let due_now = || {
+        db.execute("UPDATE outbox SET next_attempt_at = 0", [])
+            .unwrap();
+    };
+
+    assert_eq!(outbox(), ("queued".to_string(), 1, 1), "refused once");
+    // The server cannot be reached: an attempt, not a refusal.
+    rig.stop_postfix();
+    due_now();
+    poll();
+    assert_eq!(outbox(), ("queued".to_string(), 2, 1), "unreachable");
+    rig.start_postfix().unwrap();
+    // As after a day-long outage: many rounds that never reached it.
+    db.execute("UPDATE outbox SET attempts = 40", []).unwrap();
+    due_now();
+    poll();
+    assert_eq!(outbox(), ("queued".to_string(), 41, 2), "after an outage");
+    // Refused for the MAX_ATTEMPTS-th time: given up, left to an operator.
+    db.execute(
+        "UPDATE outbox SET failures = ?1 - 1",
+        [ticketd::smtp::MAX_ATTEMPTS],
+    )
+    .unwrap();
+    due_now();
+    poll();
+    assert_eq!(
+        outbox(),
+        ("failed".to_string(), 42, ticketd::smtp::MAX_ATTEMPTS)
+    );
+    let id: i64 = db
+        .query_row("SELECT id FROM outbox", [], |r| r.get(0))
+        .unwrap();
+    let out = ticketd(&s.config, &["outbox", "retry", &id.to_string()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(outbox(), ("queued".to_string(), 42, 0), "retried");
+}

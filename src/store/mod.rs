@@ -16,7 +16,11 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 mod checkpoint;
 pub mod views;
 
-const MIGRATIONS: &[&str] = &[include_str!("schema.sql"), include_str!("schema_2.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("schema.sql"),
+    include_str!("schema_2.sql"),
+    include_str!("schema_3.sql"),
+];
 
 /// Blobs up to this size are kept in the database (the `blobs` table),
 /// larger ones as files. SQLite reads and writes blobs below ~100 KB faster
@@ -78,7 +82,10 @@ pub struct OutboxItem {
     pub envelope_from: String,
     pub envelope_to: String,
     pub raw: Vec<u8>,
+    /// Every attempt, reached or not (the backoff grows with it).
     pub attempts: i64,
+    /// Attempts the server answered with a failure for this message.
+    pub failures: i64,
 }
 
 pub struct Store {
@@ -323,7 +330,7 @@ impl Store {
     /// Queued mail whose next attempt is due at `now` (unix seconds).
     pub fn outbox_due(&self, now: i64) -> Result<Vec<OutboxItem>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT id, message_id, envelope_from, envelope_to, raw, attempts FROM outbox
+            "SELECT id, message_id, envelope_from, envelope_to, raw, attempts, failures FROM outbox
              WHERE status = 'queued' AND next_attempt_at <= ?1 ORDER BY id LIMIT 100",
         )?;
         let rows = stmt.query_map([now], |r| {
@@ -334,6 +341,7 @@ impl Store {
                 envelope_to: r.get(3)?,
                 raw: r.get(4)?,
                 attempts: r.get(5)?,
+                failures: r.get(6)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -358,28 +366,34 @@ impl Store {
     }
 
     /// Records a failed attempt; the item is retried at `next_attempt`, or
-    /// marked failed when `give_up` is set.
+    /// marked failed when `give_up` is set. `answered`: the server refused
+    /// this message (counted in `failures`), rather than could not be
+    /// reached.
     pub fn outbox_failed_attempt(
         &self,
         id: i64,
         error: &str,
         next_attempt: i64,
+        answered: bool,
         give_up: bool,
     ) -> Result<(), StoreError> {
         self.conn.execute(
-            "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3,
-             status = CASE WHEN ?4 THEN 'failed' ELSE status END WHERE id = ?1",
-            params![id, error, next_attempt, give_up],
+            "UPDATE outbox SET attempts = attempts + 1, failures = failures + ?4, last_error = ?2,
+             next_attempt_at = ?3, status = CASE WHEN ?5 THEN 'failed' ELSE status END
+             WHERE id = ?1",
+            params![id, error, next_attempt, answered as i64, give_up],
         )?;
         Ok(())
     }
 }
 
 impl Store {
-    /// Puts a failed (or bounced) outbox item back in the queue, due now.
+    /// Puts a failed (or bounced) outbox item back in the queue, due now,
+    /// with its full number of tries.
     pub fn outbox_requeue(&self, id: i64, now: i64) -> Result<(), StoreError> {
         let changed = self.conn.execute(
-            "UPDATE outbox SET status = 'queued', next_attempt_at = ?2 WHERE id = ?1 AND status != 'sent'",
+            "UPDATE outbox SET status = 'queued', next_attempt_at = ?2, failures = 0
+             WHERE id = ?1 AND status != 'sent'",
             params![id, now],
         )?;
         if changed == 0 {
