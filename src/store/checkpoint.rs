@@ -34,8 +34,10 @@ pub(super) struct Checkpointer {
 }
 
 impl Checkpointer {
-    /// Starts the thread and hooks `conn`'s commits to it.
-    pub(super) fn start(conn: &Connection, db: &Path) -> Result<Checkpointer, StoreError> {
+    /// Starts the thread, with its own connection to `conn`'s database,
+    /// and hooks `conn`'s commits to it.
+    pub(super) fn start(conn: &Connection) -> Result<Checkpointer, StoreError> {
+        let db = Path::new(conn.path().unwrap_or_default());
         let own = Connection::open(db)?;
         own.busy_timeout(std::time::Duration::from_secs(10))?;
         // A checkpoint syncs the WAL before it copies and the database

@@ -136,8 +136,7 @@ impl Store {
     /// pages to be copied into the database file.
     pub fn checkpoint_in_background(&mut self) -> Result<(), StoreError> {
         if self.checkpointer.is_none() {
-            let db = self.data_dir.join("ticketd.sqlite3");
-            self.checkpointer = Some(checkpoint::Checkpointer::start(&self.conn, &db)?);
+            self.checkpointer = Some(checkpoint::Checkpointer::start(&self.conn)?);
         }
         Ok(())
     }

@@ -296,7 +296,7 @@ pub fn unfiled(conn: &Connection, limit: usize) -> Result<Vec<UnfiledMessage>, S
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Serialize)]
 pub struct SearchHit {
     pub ticket: String,
     pub status: String,
@@ -539,10 +539,11 @@ fn full_text(
         found = newest_matches(conn, prefix, fts, want)?;
     }
     loop {
-        let hits = newest_per_ticket(&found, limit);
+        let read = found.len() as i64;
+        let hits = newest_per_ticket(found, limit);
         // A long thread can fill the messages read with few tickets: read
         // further back while there is more and the page is not full.
-        if hits.len() as i64 >= limit || (found.len() as i64) < want || want >= limit * 256 {
+        if hits.len() as i64 >= limit || read < want || want >= limit * 256 {
             return Ok(hits);
         }
         want *= 8;
@@ -552,13 +553,12 @@ fn full_text(
 
 /// Up to `limit` tickets of these hits, most recently active first, each
 /// with its newest matching message.
-fn newest_per_ticket(found: &[SearchHit], limit: i64) -> Vec<SearchHit> {
-    let mut found: Vec<&SearchHit> = found.iter().collect();
+fn newest_per_ticket(mut found: Vec<SearchHit>, limit: i64) -> Vec<SearchHit> {
     found.sort_by_key(|h| std::cmp::Reverse(h.last_activity));
     let mut hits: Vec<SearchHit> = Vec::new();
     for hit in found {
         if !hits.iter().any(|h| h.ticket == hit.ticket) {
-            hits.push(hit.clone());
+            hits.push(hit);
         }
         if hits.len() as i64 >= limit {
             break;
