@@ -307,9 +307,12 @@ pub async fn sync(
         return Ok(stats);
     }
 
-    // The next batch is fetched while this one is filed: Dovecot, the
-    // socket and the disk work while ticketd parses. At most two batches
-    // are held at once (the channel is a rendezvous).
+    // Three stages, each on a thread of its own: the next batch is fetched
+    // while this one is parsed (its large mails written to files) and the
+    // one before it is made durable and committed. Dovecot, the socket,
+    // the CPU and the disk all work at once. The channels are rendezvous:
+    // at most two fetched batches are held at once, plus one parsed batch
+    // (which no longer holds its large raw mails).
     let work = batches(&sizes);
     let filer = Filer {
         ingestor,
@@ -338,12 +341,27 @@ pub async fn sync(
         tokio::task::block_in_place(|| {
             std::thread::scope(|scope| {
                 let (tx, rx) = std::sync::mpsc::sync_channel::<(&[(u32, u64)], Vec<Fetched>)>(0);
+                let (to_filer, ready) = std::sync::mpsc::sync_channel::<Ready>(0);
                 let stats = &mut stats;
+                let data_dir = store.data_dir().to_path_buf();
                 let store = &mut *store;
                 let filer = &filer;
-                let filing = scope.spawn(move || -> Result<bool, ImapError> {
+                let preparing = scope.spawn(move || -> Result<(), ImapError> {
                     for (batch, fetched) in rx {
-                        if !filer.file(store, batch, max, &fetched, stats)? {
+                        let ready = filer.prepare(&data_dir, batch, max, &fetched)?;
+                        drop(fetched);
+                        let complete = ready.complete;
+                        // Refused when the filer stopped early: its result
+                        // says why.
+                        if to_filer.send(ready).is_err() || !complete {
+                            break;
+                        }
+                    }
+                    Ok(())
+                });
+                let filing = scope.spawn(move || -> Result<bool, ImapError> {
+                    for ready in ready {
+                        if !filer.commit(store, ready, stats)? {
                             return Ok(false);
                         }
                     }
@@ -356,7 +374,7 @@ pub async fn sync(
                     }
                     match handle.block_on(fetch_batch(limit, session, batch, max)) {
                         Ok(fetched) => {
-                            // Refused when the filer stopped early: its
+                            // Refused when a later stage stopped early: its
                             // result says why.
                             if tx.send((batch, fetched)).is_err() {
                                 break;
@@ -369,9 +387,13 @@ pub async fn sync(
                     }
                 }
                 drop(tx);
+                let prepared = preparing
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
                 let filed = filing
                     .join()
                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+                prepared?;
                 match fetch_error {
                     Some(e) => Err(e),
                     None => Ok(filed),
@@ -447,17 +469,26 @@ struct Filer<'a> {
     last_uid: u32,
 }
 
+/// One batch parsed and its large mails written, for the filing thread.
+struct Ready {
+    prepared: crate::ingest::Prepared,
+    span: tracing::Span,
+    /// The server sent every body asked for.
+    complete: bool,
+}
+
 impl Filer<'_> {
-    /// Files one fetched batch; `false` when the server left a body out,
-    /// which ends the batch there (it is fetched again on the next pass).
-    fn file(
+    /// Parses one fetched batch and writes its large raw mails (see
+    /// `Ingestor::prepare`). Not `complete` when the server left a body
+    /// out, which ends the batch there (it is fetched again on the next
+    /// pass).
+    fn prepare(
         &self,
-        store: &mut Store,
+        data_dir: &std::path::Path,
         batch: &[(u32, u64)],
         max: u64,
         fetched: &[Fetched],
-        stats: &mut SyncStats,
-    ) -> Result<bool, ImapError> {
+    ) -> Result<Ready, ImapError> {
         let mailbox = self.mailbox;
         let headers_only = headers_only(batch, max);
         let mut items = Vec::with_capacity(fetched.len());
@@ -492,15 +523,33 @@ impl Filer<'_> {
                 too_large: headers_only.then_some(batch[0].1),
             });
         }
-        let complete = items.len() == batch.len();
-        if !items.is_empty() {
-            let uid =
-                |i: Option<&Incoming<'_>>| i.and_then(|i| i.position.as_ref()).map(|p| p.last_uid);
-            let span = info_span!("batch", mailbox, first_uid = ?uid(items.first()), last_uid = ?uid(items.last()));
-            let outcomes = span.in_scope(|| {
-                self.ingestor
-                    .ingest_batch(store, &items, chrono::Utc::now())
-            })?;
+        let uid =
+            |i: Option<&Incoming<'_>>| i.and_then(|i| i.position.as_ref()).map(|p| p.last_uid);
+        let span = info_span!("batch", mailbox, first_uid = ?uid(items.first()), last_uid = ?uid(items.last()));
+        let prepared = span.in_scope(|| self.ingestor.prepare(data_dir, &items))?;
+        Ok(Ready {
+            prepared,
+            span,
+            complete: items.len() == batch.len(),
+        })
+    }
+
+    /// Files a prepared batch in one transaction; `false` when it was not
+    /// complete.
+    fn commit(
+        &self,
+        store: &mut Store,
+        ready: Ready,
+        stats: &mut SyncStats,
+    ) -> Result<bool, ImapError> {
+        let Ready {
+            prepared,
+            span,
+            complete,
+        } = ready;
+        if !prepared.is_empty() {
+            let outcomes =
+                span.in_scope(|| self.ingestor.commit(store, prepared, chrono::Utc::now()))?;
             stats.fetched += outcomes.len();
             for outcome in outcomes {
                 match outcome {
@@ -510,6 +559,19 @@ impl Filer<'_> {
             }
         }
         Ok(complete)
+    }
+
+    /// `prepare` and `commit` one after the other.
+    fn file(
+        &self,
+        store: &mut Store,
+        batch: &[(u32, u64)],
+        max: u64,
+        fetched: &[Fetched],
+        stats: &mut SyncStats,
+    ) -> Result<bool, ImapError> {
+        let ready = self.prepare(store.data_dir(), batch, max, fetched)?;
+        self.commit(store, ready, stats)
     }
 }
 

@@ -3,6 +3,8 @@
 //! row) and the advanced mailbox position commit together, so a crash at any
 //! point either files the message completely or not at all.
 
+use std::path::Path;
+
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection};
 use tracing::{info, warn};
@@ -11,7 +13,7 @@ use crate::ack::{self, AckContext, AckEnvelope, AckKind, AckTemplates};
 use crate::config::{Config, Language};
 use crate::core::classify::{classify, MessageKind};
 use crate::core::extract::{self, Facts};
-use crate::core::parse::{self, parse, sha256_hex, InboundMessage};
+use crate::core::parse::{self, sha256_hex, InboundMessage};
 use crate::core::policy::response_due;
 use crate::core::quote;
 use crate::core::thread::{self, ThreadMatch};
@@ -39,6 +41,35 @@ pub struct Incoming<'a> {
     pub position: Option<MailboxPosition>,
     /// Set when only the headers were fetched: the message's full size.
     pub too_large: Option<u64>,
+}
+
+/// A batch parsed by `Ingestor::prepare`, its large raw mails written to
+/// files that are not yet durable; `Ingestor::commit` files it.
+pub struct Prepared {
+    messages: Vec<PreparedMessage>,
+    wrote_files: bool,
+}
+
+impl Prepared {
+    pub fn len(&self) -> usize {
+        self.messages.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+}
+
+struct PreparedMessage {
+    msg: InboundMessage,
+    kind: MessageKind,
+    /// sha256 and size of each attachment, in the order of `msg.attachments`.
+    attachments: Vec<(String, usize)>,
+    /// The raw mail, when small enough to be stored in the database.
+    inline_raw: Option<Vec<u8>>,
+    /// For a bounce: the Message-IDs of the mail it returns.
+    embedded_ids: Vec<String>,
+    position: Option<MailboxPosition>,
 }
 
 /// Files raw messages. Holds what every message needs: settings and the
@@ -111,85 +142,150 @@ impl Ingestor<'_> {
         items: &[Incoming<'_>],
         now: DateTime<Utc>,
     ) -> Result<Vec<Outcome>, StoreError> {
-        // Parse, hash, and write the large raw mails' files; rows are
-        // written below, in order. (Parsing a batch on several cores was
-        // tried: 1.2-1.35x on the full mix, but two large mails decoded at
-        // once broke the memory budget. See BENCHMARKS.md.)
-        let mut prepared = Vec::with_capacity(items.len());
-        let mut wrote_files = false;
-        for item in items {
-            let (raw, too_large) = match item.too_large {
-                Some(size) => (item.raw, Some(size)),
-                None if item.raw.len() as u64 > self.config.max_message_bytes => {
-                    (parse::header_block(item.raw), Some(item.raw.len() as u64))
+        let prepared = self.prepare(store.data_dir(), items)?;
+        self.commit(store, prepared, now)
+    }
+
+    /// The first half of `ingest_batch`, which needs no database: parses
+    /// the messages and writes the large raw mails' files (not yet made
+    /// durable). What it returns owns its data, so the raw bytes can be let
+    /// go and another thread can `commit` it while the next batch is
+    /// prepared.
+    pub fn prepare(&self, data_dir: &Path, items: &[Incoming<'_>]) -> Result<Prepared, StoreError> {
+        // The large raw mails' files are written by a thread of their own
+        // while the batch is parsed, with direct I/O: the disk, not a CPU,
+        // moves the bytes. (Parsing a batch on several cores was tried:
+        // 1.2-1.35x on the full mix, but two large mails decoded at once
+        // broke the memory budget. See BENCHMARKS.md.)
+        std::thread::scope(|scope| {
+            // The writer also hashes what it writes, meanwhile the batch is
+            // parsed: the two largest costs of a photo mail on two cores.
+            let (to_writer, files) = std::sync::mpsc::channel::<(usize, &[u8])>();
+            let writer = scope.spawn(move || -> Result<Vec<(usize, String)>, StoreError> {
+                let mut hashed = Vec::new();
+                for (i, raw) in files {
+                    let sha = sha256_hex(raw);
+                    store::write_blob_file(data_dir, &sha, raw)?;
+                    hashed.push((i, sha));
                 }
-                None => (item.raw, None),
-            };
-            let mut msg = parse(raw);
-            if let Some(size) = too_large {
-                msg.problems.push(format!(
-                    "message of {size} bytes is larger than max_message_bytes ({}): only its headers were kept",
-                    self.config.max_message_bytes
-                ));
-                msg.raw_size = size as usize;
+                Ok(hashed)
+            });
+            let mut messages = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                let (raw, too_large) = match item.too_large {
+                    Some(size) => (item.raw, Some(size)),
+                    None if item.raw.len() as u64 > self.config.max_message_bytes => {
+                        (parse::header_block(item.raw), Some(item.raw.len() as u64))
+                    }
+                    None => (item.raw, None),
+                };
+                let msg = if raw.len() > INLINE_BLOB_MAX {
+                    if to_writer.send((i, raw)).is_err() {
+                        // The writer stopped on an error, returned below.
+                        break;
+                    }
+                    parse::parse_unhashed(raw)
+                } else {
+                    parse::parse(raw)
+                };
+                messages.push(self.prepare_one(raw, msg, too_large, item.position.clone()));
             }
-            let kind = classify(&msg, self.config.own_address.as_deref());
-            for problem in &msg.problems {
-                warn!(message_id = %msg.dedupe_key, uid = ?item.position.as_ref().map(|p| p.last_uid), problem, "message partly unreadable; kept raw");
+            drop(to_writer);
+            let hashed = writer
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+            let wrote_files = !hashed.is_empty();
+            for (i, sha) in hashed {
+                messages[i].msg.set_raw_sha256(sha);
             }
-            // Attachments are in the raw mail already: one is decoded from
-            // it when asked for (Store::read_blob) instead of being written
-            // twice, so its decoded bytes are let go here.
-            let attachment_shas: Vec<(String, usize)> = msg
-                .attachments
-                .iter_mut()
-                .map(|a| {
-                    let meta = (sha256_hex(&a.data), a.data.len());
-                    a.data = Vec::new();
-                    meta
-                })
-                .collect();
-            // A large raw mail's file is written now and made durable
-            // below, before any row names it. Small ones go into the
-            // database with the rows (file_one).
-            if raw.len() > INLINE_BLOB_MAX {
-                store.put_blob_file_unsynced(&msg.raw_sha256, raw)?;
-                wrote_files = true;
+            for m in &messages {
+                for problem in &m.msg.problems {
+                    warn!(message_id = %m.msg.dedupe_key, uid = ?m.position.as_ref().map(|p| p.last_uid), problem, "message partly unreadable; kept raw");
+                }
             }
-            prepared.push((raw, msg, kind, attachment_shas));
+            Ok(Prepared {
+                messages,
+                wrote_files,
+            })
+        })
+    }
+
+    fn prepare_one(
+        &self,
+        raw: &[u8],
+        mut msg: InboundMessage,
+        too_large: Option<u64>,
+        position: Option<MailboxPosition>,
+    ) -> PreparedMessage {
+        if let Some(size) = too_large {
+            msg.problems.push(format!(
+                "message of {size} bytes is larger than max_message_bytes ({}): only its headers were kept",
+                self.config.max_message_bytes
+            ));
+            msg.raw_size = size as usize;
         }
-        if wrote_files {
+        let kind = classify(&msg, self.config.own_address.as_deref());
+        // Attachments are in the raw mail already: one is decoded from it
+        // when asked for (Store::read_blob) instead of being written twice,
+        // so its decoded bytes are let go here.
+        let attachments = msg
+            .attachments
+            .iter_mut()
+            .map(|a| {
+                let meta = (sha256_hex(&a.data), a.data.len());
+                a.data = Vec::new();
+                meta
+            })
+            .collect();
+        PreparedMessage {
+            inline_raw: (raw.len() <= INLINE_BLOB_MAX).then(|| raw.to_vec()),
+            embedded_ids: if kind == MessageKind::Bounce {
+                parse::embedded_message_ids(raw)
+            } else {
+                Vec::new()
+            },
+            msg,
+            kind,
+            attachments,
+            position,
+        }
+    }
+
+    /// The second half of `ingest_batch`: makes the prepared batch's files
+    /// durable, then writes its rows and commits them in one transaction.
+    pub fn commit(
+        &self,
+        store: &mut Store,
+        prepared: Prepared,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Outcome>, StoreError> {
+        if prepared.wrote_files {
             store.sync_blobs()?;
         }
-
         let tx = store.transaction()?;
-        let mut outcomes = Vec::with_capacity(items.len());
-        for ((raw, msg, kind, shas), item) in prepared.into_iter().zip(items) {
-            outcomes.push(self.file_one(
-                &tx,
-                raw,
-                msg,
-                kind,
-                &shas,
-                item.position.as_ref(),
-                now,
-            )?);
+        let mut outcomes = Vec::with_capacity(prepared.messages.len());
+        for message in prepared.messages {
+            outcomes.push(self.file_one(&tx, message, now)?);
         }
         tx.commit()?;
         Ok(outcomes)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn file_one(
         &self,
         tx: &Connection,
-        raw: &[u8],
-        msg: InboundMessage,
-        kind: MessageKind,
-        attachment_shas: &[(String, usize)],
-        position: Option<&MailboxPosition>,
+        message: PreparedMessage,
         now: DateTime<Utc>,
     ) -> Result<Outcome, StoreError> {
+        let PreparedMessage {
+            msg,
+            kind,
+            attachments: attachment_shas,
+            inline_raw,
+            embedded_ids,
+            position,
+        } = message;
+        let position = position.as_ref();
         if store::message_exists(tx, &msg.dedupe_key)? {
             if let Some(pos) = position {
                 store::set_position(tx, pos)?;
@@ -197,7 +293,7 @@ impl Ingestor<'_> {
             info!(message_id = %msg.dedupe_key, "duplicate delivery; already filed");
             return Ok(Outcome::Duplicate);
         }
-        if raw.len() <= INLINE_BLOB_MAX {
+        if let Some(raw) = &inline_raw {
             store::put_blob_inline(tx, &msg.raw_sha256, raw)?;
         }
 
@@ -223,10 +319,9 @@ impl Ingestor<'_> {
         }
         if kind == MessageKind::Bounce && matched.ticket().is_none() {
             // A bounce of one of our acks belongs to that ack's ticket.
-            let ids = parse::embedded_message_ids(raw);
-            if let Some(t) = store::ticket_of_message(tx, &ids)? {
+            if let Some(t) = store::ticket_of_message(tx, &embedded_ids)? {
                 matched = ThreadMatch::ByReference(t);
-                for id in &ids {
+                for id in &embedded_ids {
                     tx.exec_cached(
                         "UPDATE outbox SET status = 'bounced', last_error = 'bounced: ' || ?2
                          WHERE message_id = ?1",
@@ -306,7 +401,7 @@ impl Ingestor<'_> {
 
         let message_row =
             insert_message(tx, &msg, &new_text, kind, ticket, &facts, position, now_s)?;
-        for (a, (sha, size)) in msg.attachments.iter().zip(attachment_shas) {
+        for (a, (sha, size)) in msg.attachments.iter().zip(&attachment_shas) {
             tx.exec_cached(
                 "INSERT INTO attachments (message, sha256, filename, content_type, size, content_id)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",

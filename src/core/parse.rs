@@ -57,6 +57,16 @@ pub struct InboundMessage {
     pub problems: Vec<String>,
 }
 
+impl InboundMessage {
+    /// Completes a message from `parse_unhashed`.
+    pub fn set_raw_sha256(&mut self, sha: String) {
+        if self.message_id.is_none() {
+            self.dedupe_key = format!("sha256:{sha}");
+        }
+        self.raw_sha256 = sha;
+    }
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
@@ -116,11 +126,39 @@ fn to_utc(d: &mail_parser::DateTime) -> Option<DateTime<Utc>> {
 /// becomes an `InboundMessage` with empty fields and a problem noted, so it is
 /// still stored and findable by its raw bytes.
 pub fn parse(raw: &[u8]) -> InboundMessage {
-    let raw_sha256 = sha256_hex(raw);
+    parse_with(raw, sha256_hex(raw), nonce())
+}
+
+/// `parse` for a caller that hashes the raw bytes on another thread
+/// meanwhile: `raw_sha256` is empty until `InboundMessage::set_raw_sha256`
+/// gives it (and with it the dedupe key of a mail without Message-ID).
+pub fn parse_unhashed(raw: &[u8]) -> InboundMessage {
+    parse_with(raw, String::new(), nonce())
+}
+
+/// A value no mail can contain by design: the placeholders for large parts
+/// carry it (`large_parts::mask`). Random, once per process.
+fn nonce() -> &'static str {
+    static NONCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NONCE.get_or_init(|| {
+        let mut bytes = [0u8; 16];
+        if getrandom::fill(&mut bytes).is_err() {
+            // Only collisions are at stake (a mail naming a placeholder
+            // is parsed again as it is): the clock will do.
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            bytes = t.as_nanos().to_le_bytes();
+        }
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    })
+}
+
+fn parse_with(raw: &[u8], raw_sha256: String, nonce: &str) -> InboundMessage {
     // Large photos and documents are decoded outside mail-parser (see
     // large_parts); whenever that does not come out exactly, the mail is
     // parsed again as it is.
-    match parse_masked(raw, &raw_sha256) {
+    match parse_masked(raw, &raw_sha256, nonce) {
         Some(parsed) => parsed,
         None => parse_whole(raw, raw_sha256),
     }
@@ -129,11 +167,11 @@ pub fn parse(raw: &[u8]) -> InboundMessage {
 /// `parse` by way of `large_parts`: `None` when the mail has no large part
 /// to take out, or not every placeholder came back as an attachment.
 pub fn parse_taking_out_large_parts(raw: &[u8]) -> Option<InboundMessage> {
-    parse_masked(raw, &sha256_hex(raw))
+    parse_masked(raw, &sha256_hex(raw), nonce())
 }
 
-fn parse_masked(raw: &[u8], raw_sha256: &str) -> Option<InboundMessage> {
-    let mut masked = large_parts::mask(raw, raw_sha256)?;
+fn parse_masked(raw: &[u8], raw_sha256: &str, nonce: &str) -> Option<InboundMessage> {
+    let mut masked = large_parts::mask(raw, nonce)?;
     let msg = MessageParser::default().parse(&masked.raw)?;
     from_tree(raw, raw_sha256, &msg, Some(&mut masked.parts))
 }
@@ -648,6 +686,37 @@ Hallo, hier zijn de foto's.\r\n";
         let m = parse(b"From: a@b.test\r\nSubject: hi\r\n\r\nbody\r\n");
         assert!(m.dedupe_key.starts_with("sha256:"));
         assert!(m.problems.iter().any(|p| p.contains("Message-ID")));
+    }
+
+    #[test]
+    fn hashed_later_is_the_same_as_hashed_first() {
+        let photo: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let b64 = {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.encode(&photo)
+        };
+        let lines: Vec<&str> = b64
+            .as_bytes()
+            .chunks(76)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        for id in ["", "Message-ID: <p@example.test>\r\n"] {
+            let raw = format!(
+                "From: a@b.test\r\n{id}Subject: photo\r\nMIME-Version: 1.0\r\n\
+                 Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\
+                 Content-Type: text/plain\r\n\r\nsee photo\r\n--b\r\n\
+                 Content-Type: image/jpeg\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+                 {}\r\n--b--\r\n",
+                lines.join("\r\n")
+            );
+            let whole = parse(raw.as_bytes());
+            let mut later = parse_unhashed(raw.as_bytes());
+            assert!(later.raw_sha256.is_empty());
+            later.set_raw_sha256(sha256_hex(raw.as_bytes()));
+            assert_eq!(later, whole);
+            assert_eq!(whole.attachments[0].data, photo);
+            assert_eq!(whole, parse_unmasked(raw.as_bytes()));
+        }
     }
 
     #[test]

@@ -181,27 +181,7 @@ impl Store {
     /// left short by a crash before that sync has the wrong size and is
     /// written again. Small blobs go through `put_blob_inline` instead.
     pub fn put_blob_file_unsynced(&self, sha: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        let path = self.blob_path(sha);
-        if fs::metadata(&path).is_ok_and(|m| m.len() == bytes.len() as u64) {
-            return Ok(());
-        }
-        let dir = path.parent().unwrap_or(&self.data_dir).to_path_buf();
-        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-        let tmp = dir.join(format!(".{sha}.{}.tmp", std::process::id()));
-        let write = || -> std::io::Result<()> {
-            let mut f = File::create(&tmp)?;
-            f.write_all(bytes)?;
-            start_writeback(&f);
-            fs::rename(&tmp, &path)
-        };
-        write().map_err(|e| {
-            let _ = fs::remove_file(&tmp);
-            StoreError::Io {
-                path: path.clone(),
-                source: e,
-            }
-        })?;
-        Ok(())
+        write_blob_file(&self.data_dir, sha, bytes)
     }
 
     /// Stores a blob of any size durably and returns its sha256: inline
@@ -458,6 +438,33 @@ pub fn put_blob_inline(conn: &Connection, sha: &str, bytes: &[u8]) -> Result<(),
     Ok(())
 }
 
+/// `Store::put_blob_file_unsynced`, for a thread that holds no `Store`.
+pub fn write_blob_file(data_dir: &Path, sha: &str, bytes: &[u8]) -> Result<(), StoreError> {
+    let path = blob_path(data_dir, sha);
+    if fs::metadata(&path).is_ok_and(|m| m.len() == bytes.len() as u64) {
+        return Ok(());
+    }
+    let dir = path.parent().unwrap_or(data_dir).to_path_buf();
+    fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    let tmp = dir.join(format!(".{sha}.{}.tmp", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        if !write_direct(&tmp, bytes)? {
+            let mut f = File::create(&tmp)?;
+            f.write_all(bytes)?;
+            start_writeback(&f);
+        }
+        fs::rename(&tmp, &path)
+    };
+    write().map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        StoreError::Io {
+            path: path.clone(),
+            source: e,
+        }
+    })?;
+    Ok(())
+}
+
 pub fn blob_path(data_dir: &Path, sha256: &str) -> PathBuf {
     let (a, rest) = sha256.split_at(sha256.len().min(2));
     data_dir.join("blobs").join(a).join(rest)
@@ -603,6 +610,45 @@ pub fn ticket_language(conn: &Connection, ticket: i64) -> Result<String, StoreEr
     )?)
 }
 
+/// Writes `bytes` to a new file at `path` with O_DIRECT, through a small
+/// aligned buffer: the disk reads from it, so the page cache is neither
+/// filled (a copy of every byte) nor written back later. `false` when the
+/// filesystem does not take direct writes; nothing is left at `path` then.
+fn write_direct(path: &Path, bytes: &[u8]) -> std::io::Result<bool> {
+    use std::os::unix::fs::OpenOptionsExt;
+    const ALIGN: usize = 4096;
+    const CHUNK: usize = 1 << 20;
+    let mut f = match fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let mut buf = vec![0u8; CHUNK + ALIGN];
+    let off = buf.as_ptr().align_offset(ALIGN);
+    let aligned = &mut buf[off..off + CHUNK];
+    for chunk in bytes.chunks(CHUNK) {
+        let padded = chunk.len().next_multiple_of(ALIGN);
+        aligned[..chunk.len()].copy_from_slice(chunk);
+        aligned[chunk.len()..padded].fill(0);
+        if let Err(e) = f.write_all(&aligned[..padded]) {
+            drop(f);
+            let _ = fs::remove_file(path);
+            if e.raw_os_error() == Some(libc::EINVAL) {
+                return Ok(false);
+            }
+            return Err(e);
+        }
+    }
+    f.set_len(bytes.len() as u64)?;
+    Ok(true)
+}
+
 /// Asks the kernel to start writing a blob file to disk now, so the disk
 /// works while the rest of the batch is parsed and the later syncfs(2)
 /// finds less to wait for. Only a hint: durability still comes from that
@@ -618,6 +664,20 @@ fn start_writeback(f: &File) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn direct_writes_keep_every_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        for len in [INLINE_BLOB_MAX + 1, 1 << 20, (3 << 20) + 4095, 5 << 20] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 31 % 253) as u8).collect();
+            let sha = crate::core::parse::sha256_hex(&bytes);
+            write_blob_file(dir.path(), &sha, &bytes).unwrap();
+            assert_eq!(fs::read(blob_path(dir.path(), &sha)).unwrap(), bytes);
+        }
+        // Whether or not the filesystem took them directly.
+        let direct = dir.path().join("direct");
+        assert!(write_direct(&direct, b"x").unwrap() || !direct.exists());
+    }
 
     #[test]
     fn small_blobs_live_in_the_database_large_ones_in_files() {
