@@ -184,7 +184,7 @@ impl Ingestor<'_> {
                         // The writer stopped on an error, returned below.
                         break;
                     }
-                    parse::parse_unhashed(raw)
+                    parse::parse_lean(raw)
                 } else {
                     parse::parse(raw)
                 };
@@ -232,7 +232,10 @@ impl Ingestor<'_> {
             .attachments
             .iter_mut()
             .map(|a| {
-                let meta = (sha256_hex(&a.data), a.data.len());
+                let meta = a
+                    .digest
+                    .take()
+                    .unwrap_or_else(|| (sha256_hex(&a.data), a.data.len()));
                 a.data = Vec::new();
                 meta
             })

@@ -14,6 +14,7 @@
 
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
+use sha2::{Digest, Sha256};
 
 /// Mail smaller than this is parsed as it is.
 const MIN_MAIL: usize = 64 * 1024;
@@ -34,15 +35,36 @@ const LENIENT: GeneralPurpose = GeneralPurpose::new(
 /// The raw mail with its large base64 bodies replaced by placeholders.
 pub struct Masked {
     pub raw: Vec<u8>,
-    /// For each placeholder, in order: the bytes its placeholder decodes
-    /// to, and the part's decoded content.
-    pub parts: Vec<(Vec<u8>, Vec<u8>)>,
+    /// One for each placeholder, in order.
+    pub parts: Vec<Part>,
+}
+
+pub struct Part {
+    /// The bytes its placeholder decodes to.
+    pub marker: Vec<u8>,
+    /// The part's decoded content (empty when only digested).
+    pub data: Vec<u8>,
+    /// With `mask_digested`: the sha256 (hex) and size of the content,
+    /// which is not kept.
+    pub digest: Option<(String, usize)>,
 }
 
 /// `None` when the mail has no large base64 part worth taking out.
 /// `nonce` goes into the placeholders so the mail's own content cannot
 /// name one (a random value, see `parse`).
 pub fn mask(raw: &[u8], nonce: &str) -> Option<Masked> {
+    mask_with(raw, nonce, false)
+}
+
+/// `mask` for a caller that needs only each large part's sha256 and size
+/// (the ingest, which decodes attachments from the raw mail when they are
+/// asked for): the decoded bytes are hashed a chunk at a time and never
+/// held whole, which for a 20 MB video is 15 MB less at once.
+pub fn mask_digested(raw: &[u8], nonce: &str) -> Option<Masked> {
+    mask_with(raw, nonce, true)
+}
+
+fn mask_with(raw: &[u8], nonce: &str, digest: bool) -> Option<Masked> {
     if raw.len() < MIN_MAIL {
         return None;
     }
@@ -57,7 +79,12 @@ pub fn mask(raw: &[u8], nonce: &str) -> Option<Masked> {
             if is_blank(line) {
                 in_headers = false;
                 if headers.binary_base64() {
-                    if let Some((end, decoded)) = decode_body(raw, next) {
+                    let mut out_part = if digest {
+                        Decoded::Digest(Sha256::new(), 0)
+                    } else {
+                        Decoded::Bytes(Vec::new())
+                    };
+                    if let Some(end) = decode_body(raw, next, &mut out_part) {
                         let m = out.get_or_insert_with(|| Masked {
                             raw: Vec::with_capacity(raw.len() / 8),
                             parts: Vec::new(),
@@ -67,7 +94,18 @@ pub fn mask(raw: &[u8], nonce: &str) -> Option<Masked> {
                         m.raw.extend_from_slice(&raw[copied..next]);
                         m.raw.extend_from_slice(LENIENT.encode(&marker).as_bytes());
                         m.raw.extend_from_slice(line_ending(line));
-                        m.parts.push((marker, decoded));
+                        m.parts.push(match out_part {
+                            Decoded::Bytes(data) => Part {
+                                marker,
+                                data,
+                                digest: None,
+                            },
+                            Decoded::Digest(hasher, len) => Part {
+                                marker,
+                                data: Vec::new(),
+                                digest: Some((hex(&hasher.finalize()), len)),
+                            },
+                        });
                         copied = end;
                         pos = end;
                         continue;
@@ -175,11 +213,26 @@ impl PartHeaders {
     }
 }
 
+/// Where a large part's decoded bytes go.
+enum Decoded {
+    Bytes(Vec<u8>),
+    /// Hashed as they come, and counted.
+    Digest(Sha256, usize),
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
 /// Decodes the base64 body starting at `start`, which ends before the
-/// first line starting with `--` or at the end of the mail. Returns where
-/// that line starts and the bytes, or `None` (leave it to mail-parser) for
+/// first line starting with `--` or at the end of the mail, into `out`.
+/// Returns where that line starts, or `None` (leave it to mail-parser) for
 /// a small body or one this decoder would read differently.
-fn decode_body(raw: &[u8], start: usize) -> Option<(usize, Vec<u8>)> {
+fn decode_body(raw: &[u8], start: usize, out: &mut Decoded) -> Option<usize> {
     let end = if raw[start..].starts_with(b"--") {
         start
     } else {
@@ -188,7 +241,24 @@ fn decode_body(raw: &[u8], start: usize) -> Option<(usize, Vec<u8>)> {
     if end - start < MIN_PART {
         return None;
     }
-    let mut decoded = Vec::with_capacity((end - start) / 4 * 3);
+    let mut scratch = Vec::new();
+    let (decoded, mut digest) = match out {
+        Decoded::Bytes(data) => {
+            data.reserve((end - start) / 4 * 3);
+            (data, None)
+        }
+        Decoded::Digest(hasher, len) => {
+            scratch.reserve(CHUNK / 4 * 3);
+            (&mut scratch, Some((hasher, len)))
+        }
+    };
+    let mut hash = |decoded: &mut Vec<u8>| {
+        if let Some((hasher, len)) = &mut digest {
+            hasher.update(&decoded[..]);
+            **len += decoded.len();
+            decoded.clear();
+        }
+    };
     // The lines' text is gathered and decoded a chunk at a time: one call
     // per 76-character line spent more time around the decoding than in it.
     let mut pending: Vec<u8> = Vec::with_capacity(CHUNK + 128);
@@ -204,18 +274,20 @@ fn decode_body(raw: &[u8], start: usize) -> Option<(usize, Vec<u8>)> {
         // A padded line ends what is decoded at once, as it would alone.
         if pending.len() >= CHUNK || text.ends_with(b"=") {
             let whole = pending.len() / 4 * 4;
-            decode_into(&pending[..whole], &mut decoded)?;
+            decode_into(&pending[..whole], decoded)?;
             pending.drain(..whole);
+            hash(decoded);
         }
     }
     let whole = pending.len() / 4 * 4;
-    decode_into(&pending[..whole], &mut decoded)?;
+    decode_into(&pending[..whole], decoded)?;
+    hash(decoded);
     // mail-parser drops a group cut short at the end; so would we, but
     // such a body is broken and stays with mail-parser.
     if whole != pending.len() {
         return None;
     }
-    Some((end, decoded))
+    Some(end)
 }
 
 fn decode_into(text: &[u8], out: &mut Vec<u8>) -> Option<()> {
@@ -262,9 +334,14 @@ mod tests {
             let raw = mail("image/jpeg; name=\"p.jpg\"", &wrapped(&data, 76, eol), eol);
             let m = mask(&raw, "n").expect("masked");
             assert_eq!(m.parts.len(), 1);
-            assert_eq!(m.parts[0].1, data);
+            assert_eq!(m.parts[0].data, data);
             assert!(m.raw.len() < 1000, "{}", m.raw.len());
             assert!(m.raw.ends_with(format!("--b1--{eol}").as_bytes()));
+            let d = mask_digested(&raw, "n").expect("masked");
+            assert_eq!(d.raw, m.raw);
+            assert!(d.parts[0].data.is_empty());
+            let sha = crate::core::parse::sha256_hex(&data);
+            assert_eq!(d.parts[0].digest, Some((sha, data.len())));
         }
     }
 
@@ -272,7 +349,7 @@ mod tests {
     fn odd_line_widths_are_joined() {
         let data = photo(100_000);
         let raw = mail("application/pdf", &wrapped(&data, 75, "\r\n"), "\r\n");
-        assert_eq!(mask(&raw, "n").unwrap().parts[0].1, data);
+        assert_eq!(mask(&raw, "n").unwrap().parts[0].data, data);
     }
 
     #[test]
@@ -281,14 +358,14 @@ mod tests {
         // line (each line a base64 text of its own).
         let data = photo(3 * CHUNK);
         let raw = mail("image/jpeg", &wrapped(&data, 76, "\r\n"), "\r\n");
-        assert_eq!(mask(&raw, "n").unwrap().parts[0].1, data);
+        assert_eq!(mask(&raw, "n").unwrap().parts[0].data, data);
         let padded: String = data
             .chunks(56)
             .map(|c| format!("{}\n", base64::engine::general_purpose::STANDARD.encode(c)))
             .collect();
         assert!(padded.lines().next().unwrap().ends_with('='));
         let raw = mail("image/jpeg", &padded, "\n");
-        assert_eq!(mask(&raw, "n").unwrap().parts[0].1, data);
+        assert_eq!(mask(&raw, "n").unwrap().parts[0].data, data);
     }
 
     #[test]

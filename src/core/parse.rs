@@ -15,6 +15,9 @@ pub struct InboundAttachment {
     pub content_type: String,
     pub content_id: Option<String>,
     pub data: Vec<u8>,
+    /// sha256 (hex) and size of the content, when `data` was not kept
+    /// (`parse_unhashed`, for large parts).
+    pub digest: Option<(String, usize)>,
 }
 
 /// Headers that say whether a machine sent the message (RFC 3834 and
@@ -126,14 +129,16 @@ fn to_utc(d: &mail_parser::DateTime) -> Option<DateTime<Utc>> {
 /// becomes an `InboundMessage` with empty fields and a problem noted, so it is
 /// still stored and findable by its raw bytes.
 pub fn parse(raw: &[u8]) -> InboundMessage {
-    parse_with(raw, sha256_hex(raw), nonce())
+    parse_with(raw, sha256_hex(raw), nonce(), false)
 }
 
-/// `parse` for a caller that hashes the raw bytes on another thread
-/// meanwhile: `raw_sha256` is empty until `InboundMessage::set_raw_sha256`
-/// gives it (and with it the dedupe key of a mail without Message-ID).
-pub fn parse_unhashed(raw: &[u8]) -> InboundMessage {
-    parse_with(raw, String::new(), nonce())
+/// `parse` for the ingest, which hashes the raw bytes on another thread
+/// meanwhile and keeps attachments in the raw mail: `raw_sha256` is empty
+/// until `InboundMessage::set_raw_sha256` gives it (and with it the dedupe
+/// key of a mail without Message-ID), and a large part's attachment has a
+/// `digest` instead of its `data`.
+pub fn parse_lean(raw: &[u8]) -> InboundMessage {
+    parse_with(raw, String::new(), nonce(), true)
 }
 
 /// A value no mail can contain by design: the placeholders for large parts
@@ -154,11 +159,11 @@ fn nonce() -> &'static str {
     })
 }
 
-fn parse_with(raw: &[u8], raw_sha256: String, nonce: &str) -> InboundMessage {
+fn parse_with(raw: &[u8], raw_sha256: String, nonce: &str, digest: bool) -> InboundMessage {
     // Large photos and documents are decoded outside mail-parser (see
     // large_parts); whenever that does not come out exactly, the mail is
     // parsed again as it is.
-    match parse_masked(raw, &raw_sha256, nonce) {
+    match parse_masked(raw, &raw_sha256, nonce, digest) {
         Some(parsed) => parsed,
         None => parse_whole(raw, raw_sha256),
     }
@@ -167,11 +172,15 @@ fn parse_with(raw: &[u8], raw_sha256: String, nonce: &str) -> InboundMessage {
 /// `parse` by way of `large_parts`: `None` when the mail has no large part
 /// to take out, or not every placeholder came back as an attachment.
 pub fn parse_taking_out_large_parts(raw: &[u8]) -> Option<InboundMessage> {
-    parse_masked(raw, &sha256_hex(raw), nonce())
+    parse_masked(raw, &sha256_hex(raw), nonce(), false)
 }
 
-fn parse_masked(raw: &[u8], raw_sha256: &str, nonce: &str) -> Option<InboundMessage> {
-    let mut masked = large_parts::mask(raw, nonce)?;
+fn parse_masked(raw: &[u8], raw_sha256: &str, nonce: &str, digest: bool) -> Option<InboundMessage> {
+    let mut masked = if digest {
+        large_parts::mask_digested(raw, nonce)?
+    } else {
+        large_parts::mask(raw, nonce)?
+    };
     let msg = MessageParser::default().parse(&masked.raw)?;
     from_tree(raw, raw_sha256, &msg, Some(&mut masked.parts))
 }
@@ -215,7 +224,7 @@ fn from_tree(
     raw: &[u8],
     raw_sha256: &str,
     msg: &mail_parser::Message<'_>,
-    mut large: Option<&mut Vec<(Vec<u8>, Vec<u8>)>>,
+    mut large: Option<&mut Vec<large_parts::Part>>,
 ) -> Option<InboundMessage> {
     let raw_sha256 = raw_sha256.to_string();
     let mut problems = Vec::new();
@@ -309,18 +318,23 @@ fn from_tree(
         .attachments()
         .enumerate()
         .filter(|(i, _)| Some(*i) != recovered_part)
-        .map(|(_, part)| InboundAttachment {
-            data: match large.as_deref_mut().and_then(|l| {
+        .map(|(_, part)| {
+            let (data, digest) = match large.as_deref_mut().and_then(|l| {
                 l.iter_mut()
-                    .find(|(marker, _)| !marker.is_empty() && marker == part.contents())
+                    .find(|p| !p.marker.is_empty() && p.marker == part.contents())
             }) {
-                Some((marker, data)) => {
+                Some(p) => {
                     put_back += 1;
-                    marker.clear();
-                    std::mem::take(data)
+                    p.marker.clear();
+                    (std::mem::take(&mut p.data), p.digest.take())
                 }
-                None => part.contents().to_vec(),
-            },
+                None => (part.contents().to_vec(), None),
+            };
+            (part, data, digest)
+        })
+        .map(|(part, data, digest)| InboundAttachment {
+            data,
+            digest,
             filename: part.attachment_name().and_then(clean_filename),
             content_type: part
                 .content_type()
@@ -689,7 +703,7 @@ Hallo, hier zijn de foto's.\r\n";
     }
 
     #[test]
-    fn hashed_later_is_the_same_as_hashed_first() {
+    fn lean_parse_is_the_same_but_for_hash_and_large_parts() {
         let photo: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
         let b64 = {
             use base64::Engine;
@@ -710,10 +724,17 @@ Hallo, hier zijn de foto's.\r\n";
                 lines.join("\r\n")
             );
             let whole = parse(raw.as_bytes());
-            let mut later = parse_unhashed(raw.as_bytes());
-            assert!(later.raw_sha256.is_empty());
-            later.set_raw_sha256(sha256_hex(raw.as_bytes()));
-            assert_eq!(later, whole);
+            let mut lean = parse_lean(raw.as_bytes());
+            assert!(lean.raw_sha256.is_empty());
+            lean.set_raw_sha256(sha256_hex(raw.as_bytes()));
+            assert!(lean.attachments[0].data.is_empty());
+            assert_eq!(
+                lean.attachments[0].digest,
+                Some((sha256_hex(&photo), photo.len()))
+            );
+            lean.attachments[0].data = photo.clone();
+            lean.attachments[0].digest = None;
+            assert_eq!(lean, whole);
             assert_eq!(whole.attachments[0].data, photo);
             assert_eq!(whole, parse_unmasked(raw.as_bytes()));
         }
