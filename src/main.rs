@@ -280,7 +280,6 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// SIGTERM and SIGINT both ask for a clean stop.
 /// SIGTERM and SIGINT ask for a clean stop; SIGHUP for a reload (each
 /// SIGHUP bumps the returned counter).
 fn spawn_signal_handler(
@@ -353,8 +352,8 @@ fn real_main(cli: Cli) -> Result<()> {
         Command::Web => {
             let rt = runtime()?;
             let (trigger, shutdown) = daemon::shutdown_channel();
-            spawn_signal_handler(&rt, trigger)?;
-            rt.block_on(ticketd::web::serve(&config, shutdown))?;
+            let reload = spawn_signal_handler(&rt, trigger)?;
+            rt.block_on(ticketd::web::serve(&config, &cli.config, shutdown, reload))?;
         }
         // Answered above: it needs no config.
         Command::HashPassword => {}
@@ -365,11 +364,18 @@ fn real_main(cli: Cli) -> Result<()> {
             if config.web.as_ref().is_some_and(|w| w.with_daemon) {
                 let web_config = config.clone();
                 let web_shutdown = shutdown.clone();
+                let web_reload = reload.clone();
                 rt.block_on(async move {
                     let (daemon, web) = tokio::join!(
                         daemon::run(&cli.config, config, shutdown, reload),
                         async {
-                            let r = ticketd::web::serve(&web_config, web_shutdown).await;
+                            let r = ticketd::web::serve(
+                                &web_config,
+                                &cli.config,
+                                web_shutdown,
+                                web_reload,
+                            )
+                            .await;
                             if let Err(e) = &r {
                                 tracing::error!(error = %e, "the agents' web page stopped; mail is still filed");
                             }

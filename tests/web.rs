@@ -149,6 +149,10 @@ struct Web {
 
 impl Web {
     fn start() -> Web {
+        Web::start_with(&Path::new(env!("CARGO_MANIFEST_DIR")).join("templates"))
+    }
+
+    fn start_with(templates: &Path) -> Web {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("ticketd.toml");
         // hash-password needs no config, so the file can be written after.
@@ -180,9 +184,7 @@ name = "{AGENT}"
 password_hash = "{hash}"
 "#,
                 data = dir.path().join("data").display(),
-                templates = Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join("templates")
-                    .display(),
+                templates = templates.display(),
             ),
         )
         .unwrap();
@@ -256,6 +258,62 @@ password_hash = "{hash}"
 
     fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir.path().join("ticketd.toml")
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().unwrap().id().to_string();
+        assert!(Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(pid)
+            .status()
+            .unwrap()
+            .success());
+    }
+
+    /// A session for AGENT, as the login form gives it.
+    fn log_in(&self, http: &Http) -> Result<String, Reply> {
+        let page = http.get("/login", None);
+        let (login_cookie, _) = page.cookie("ticketd_login").unwrap();
+        let r = http.post(
+            "/login",
+            Some(&format!("ticketd_login={login_cookie}")),
+            &[],
+            &[
+                ("csrf", &csrf_in(&page.text())),
+                ("agent", AGENT),
+                ("password", PASSWORD),
+            ],
+        );
+        match r.cookie("ticketd_session") {
+            Some((token, _)) => Ok(format!("ticketd_session={token}")),
+            None => Err(r),
+        }
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Polls until `ok`, for what a signal sets going.
+fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < Duration::from_secs(30), "{what}");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -397,6 +455,62 @@ fn assert_safe_headers(r: &Reply, what: &str) {
         Some("nosniff"),
         "{what}"
     );
+}
+
+#[test]
+fn sighup_reloads_the_agents_and_the_pages() {
+    let templates = tempfile::tempdir().unwrap();
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("templates"),
+        templates.path(),
+    );
+    let web = Web::start_with(templates.path());
+    let http = Http::new(&web.base);
+    let cookie = web.log_in(&http).unwrap_or_else(|r| panic!("{}", r.text()));
+    assert_eq!(http.get("/", Some(&cookie)).status, 200);
+
+    // A broken template: logged, and the running pages kept.
+    let login_html = templates.path().join("web/login.html");
+    let original = std::fs::read_to_string(&login_html).unwrap();
+    std::fs::write(&login_html, format!("{original}{{% if %}}")).unwrap();
+    web.signal("HUP");
+    eventually("the failed reload is logged", || {
+        web.log().contains("web: reload failed")
+    });
+    assert_eq!(http.get("/login", None).status, 200);
+    assert_eq!(http.get("/", Some(&cookie)).status, 200);
+
+    // An edited page shows; the agent, taken out of the config, is logged
+    // out and can no longer log in.
+    std::fs::write(
+        &login_html,
+        original.replace("</form>", "</form><p>Nieuw: reload-marker</p>"),
+    )
+    .unwrap();
+    let config = std::fs::read_to_string(web.config()).unwrap();
+    let agent_at = config.find("[[web.agents]]").unwrap();
+    std::fs::write(
+        web.config(),
+        format!(
+            "{}[[web.agents]]\nname = \"someone-else\"\npassword_hash = {}",
+            &config[..agent_at],
+            config[agent_at..]
+                .lines()
+                .find(|l| l.starts_with("password_hash"))
+                .and_then(|l| l.split_once(" = "))
+                .map(|(_, v)| v.to_string())
+                .unwrap()
+        ),
+    )
+    .unwrap();
+    web.signal("HUP");
+    eventually("the edited login page is served", || {
+        http.get("/login", None).text().contains("reload-marker")
+    });
+    let r = http.get("/", Some(&cookie));
+    assert_eq!(r.status, 303, "a removed agent's session ends");
+    assert!(web.log_in(&http).is_err());
+    assert!(web.log().contains("web: agents and templates reloaded"));
 }
 
 #[test]

@@ -175,7 +175,7 @@ fn find_session(
     let valid = match (kind.as_str(), proxy_agent) {
         // The proxy's word wins over an older password session.
         (_, Some(name)) => agent == name && kind == "proxy",
-        ("password", None) => app.web.agents.iter().any(|a| a.name == agent),
+        ("password", None) => app.live().web.agents.iter().any(|a| a.name == agent),
         _ => false,
     };
     Ok(valid.then_some(Session {
@@ -205,7 +205,8 @@ fn set_cookie(name: &str, value: &str, path: &str, max_age: i64) -> Option<Heade
 }
 
 fn proxy_agent(app: &App, headers: &HeaderMap) -> Option<String> {
-    let name = app.web.proxy_user_header.as_deref()?;
+    let live = app.live();
+    let name = live.web.proxy_user_header.as_deref()?;
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())
@@ -292,7 +293,7 @@ fn login_form(app: &App, status: StatusCode, error: Option<&str>, name: &str) ->
                 csrf: &csrf,
                 error,
                 name,
-                password_login: !app.web.agents.is_empty(),
+                password_login: !app.live().web.agents.is_empty(),
             },
         )?;
         Ok((csrf, html))
@@ -352,6 +353,7 @@ pub(crate) async fn login(
     };
     let name = form.agent.trim().to_string();
     let hash = app
+        .live()
         .web
         .agents
         .iter()

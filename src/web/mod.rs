@@ -11,8 +11,8 @@ mod files;
 mod pages;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
 
 use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -171,8 +171,8 @@ pub(crate) struct App(Arc<AppInner>);
 
 pub(crate) struct AppInner {
     config: Config,
-    web: WebConfig,
-    templates: Environment<'static>,
+    /// The agents and the templates: what a reload (SIGHUP) replaces.
+    live: RwLock<Arc<Live>>,
     pool: Mutex<Vec<Store>>,
     /// Verified against when the agent name is unknown, so an unknown name
     /// costs the same time as a wrong password.
@@ -180,6 +180,21 @@ pub(crate) struct AppInner {
     /// argon2 needs ~19 MiB and real CPU per check; a flood of logins
     /// waits here instead of exhausting memory.
     login_slots: tokio::sync::Semaphore,
+}
+
+pub(crate) struct Live {
+    pub(crate) web: WebConfig,
+    templates: Environment<'static>,
+}
+
+impl AppInner {
+    /// The agents and templates in force.
+    pub(crate) fn live(&self) -> Arc<Live> {
+        match self.live.read() {
+            Ok(live) => Arc::clone(&live),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
 }
 
 impl std::ops::Deref for App {
@@ -227,12 +242,44 @@ impl App {
         let dummy_hash = auth::hash_password(&auth::random_token()?)?;
         Ok(App(Arc::new(AppInner {
             config: config.clone(),
-            web,
-            templates,
+            live: RwLock::new(Arc::new(Live { web, templates })),
             pool: Mutex::new(vec![store]),
             dummy_hash,
             login_slots: tokio::sync::Semaphore::new(2),
         })))
+    }
+
+    /// Reads the config file's `[web]` section and the templates again, as
+    /// `ticketd run` does on SIGHUP: agents added or removed (a removed
+    /// agent's sessions end with it) and edited pages take effect without
+    /// a restart. A broken config or template is logged and the running
+    /// one kept; the listen address needs a restart.
+    pub(crate) fn reload(&self, config_path: &Path) {
+        let load = || -> Result<Live, String> {
+            let new = Config::load(config_path).map_err(|e| e.to_string())?;
+            let web = new
+                .web
+                .clone()
+                .ok_or_else(|| WebError::NoConfig.to_string())?;
+            auth::check_hashes(&web).map_err(|e| e.to_string())?;
+            let templates = load_templates(&new).map_err(|e| e.to_string())?;
+            Ok(Live { web, templates })
+        };
+        match load() {
+            Ok(live) => {
+                if live.web.listen != self.live().web.listen {
+                    warn!("web: [web] listen changed: restart ticketd to use it");
+                }
+                let agents = live.web.agents.len();
+                if let Ok(mut current) = self.live.write() {
+                    *current = Arc::new(live);
+                }
+                info!(agents, "web: agents and templates reloaded");
+            }
+            Err(e) => {
+                error!(error = %e, "web: reload failed; keeping the running agents and templates")
+            }
+        }
     }
 
     /// Runs blocking database work on a pooled connection, off the async
@@ -262,7 +309,8 @@ impl App {
     }
 
     pub(crate) fn render(&self, name: &str, ctx: impl Serialize) -> Result<String, WebError> {
-        let tmpl = self
+        let live = self.live();
+        let tmpl = live
             .templates
             .get_template(name)
             .map_err(|e| template_error(name, e))?;
@@ -337,10 +385,36 @@ fn router(app: App) -> Router {
         .with_state(app)
 }
 
-/// `ticketd web`: serves the agents' page until `shutdown`.
-pub async fn serve(config: &Config, shutdown: Shutdown) -> Result<(), WebError> {
+/// `ticketd web`: serves the agents' page until `shutdown`. Each change of
+/// `reload` (SIGHUP) reloads the agents and templates from `config_path`.
+pub async fn serve(
+    config: &Config,
+    config_path: &Path,
+    shutdown: Shutdown,
+    mut reload: tokio::sync::watch::Receiver<u64>,
+) -> Result<(), WebError> {
     let app = App::load(config)?;
-    let addr = app.web.listen;
+    let reloader = {
+        let (app, path, stop) = (app.clone(), config_path.to_path_buf(), shutdown.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    changed = reload.changed() => {
+                        if changed.is_err() {
+                            break;
+                        }
+                        let app = app.clone();
+                        let path = path.clone();
+                        // Reading files and checking hashes: off the async threads.
+                        let _ = tokio::task::spawn_blocking(move || app.reload(&path)).await;
+                    }
+                    _ = stop.wait() => break,
+                }
+            }
+        })
+    };
+    let web = app.live().web.clone();
+    let addr = web.listen;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| WebError::Bind { addr, source })?;
@@ -352,16 +426,18 @@ pub async fn serve(config: &Config, shutdown: Shutdown) -> Result<(), WebError> 
             addr = %local,
             "web: listening beyond loopback; put it behind an HTTPS reverse proxy"
         );
-        if app.web.proxy_user_header.is_some() {
+        if web.proxy_user_header.is_some() {
             warn!("web: proxy_user_header is trusted from anyone who can reach this address");
         }
     }
     info!(addr = %local, "web: listening on http://{local}/");
     let service = router(app).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, service)
+    let served = axum::serve(listener, service)
         .with_graceful_shutdown(async move { shutdown.wait().await })
         .await
-        .map_err(WebError::Serve)
+        .map_err(WebError::Serve);
+    reloader.abort();
+    served
 }
 
 #[cfg(test)]
