@@ -276,6 +276,10 @@ password_hash = "{hash}"
 
     /// A session for AGENT, as the login form gives it.
     fn log_in(&self, http: &Http) -> Result<String, Reply> {
+        self.log_in_with(http, PASSWORD)
+    }
+
+    fn log_in_with(&self, http: &Http, password: &str) -> Result<String, Reply> {
         let page = http.get("/login", None);
         let (login_cookie, _) = page.cookie("ticketd_login").unwrap();
         let r = http.post(
@@ -285,7 +289,7 @@ password_hash = "{hash}"
             &[
                 ("csrf", &csrf_in(&page.text())),
                 ("agent", AGENT),
-                ("password", PASSWORD),
+                ("password", password),
             ],
         );
         match r.cookie("ticketd_session") {
@@ -455,6 +459,27 @@ fn assert_safe_headers(r: &Reply, what: &str) {
         Some("nosniff"),
         "{what}"
     );
+}
+
+#[test]
+fn password_guessing_is_slowed_down() {
+    let web = Web::start();
+    let http = Http::new(&web.base);
+    for _ in 0..5 {
+        let r = web.log_in_with(&http, "guess").unwrap_err();
+        assert_eq!(r.status, 401, "{}", r.text());
+    }
+    // Now even the right password has to wait; the password is not checked.
+    let r = web.log_in(&http).unwrap_err();
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert!(r.text().contains("Too many failed logins"), "{}", r.text());
+    assert!(web.log().contains("too many failed attempts"));
+    std::thread::sleep(Duration::from_millis(1100));
+    let cookie = web.log_in(&http).unwrap_or_else(|r| panic!("{}", r.text()));
+    assert_eq!(http.get("/", Some(&cookie)).status, 200);
+    // The success cleared the name: a wrong password is a plain 401 again.
+    assert_eq!(web.log_in_with(&http, "guess").unwrap_err().status, 401);
 }
 
 #[test]

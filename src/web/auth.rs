@@ -5,7 +5,9 @@
 //! copy of the database logs no one in), with its own CSRF token that every
 //! POST must send back.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
@@ -27,6 +29,72 @@ const LOGIN_COOKIE: &str = "ticketd_login";
 const SESSION_SECONDS: i64 = 12 * 3600;
 const LOGIN_FORM_SECONDS: i64 = 3600;
 const LOGIN_FAILED: &str = "Unknown agent or wrong password.";
+
+/// Failed logins in a row a name gets before it has to wait.
+const FREE_FAILURES: u32 = 5;
+/// The longest wait between attempts for one name.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+/// Failures this old are forgotten.
+const FORGET_AFTER: Duration = Duration::from_secs(15 * 60);
+/// Names tracked at once; past this the stalest are forgotten.
+const TRACKED_NAMES: usize = 4096;
+
+/// Password guessing, slowed down per agent name: after `FREE_FAILURES`
+/// wrong passwords in a row, each further attempt for that name has to
+/// wait 1, 2, 4 ... seconds (at most `MAX_WAIT`) after the last failure,
+/// and is answered 429 without checking the password. A correct password
+/// clears the name. Names are tracked as typed, known or not, so the
+/// answers say nothing about which agents exist. A guesser can make a real
+/// agent wait at most `MAX_WAIT`, never lock them out.
+#[derive(Default)]
+pub(crate) struct Throttle {
+    failures: std::sync::Mutex<HashMap<String, (u32, Instant)>>,
+}
+
+impl Throttle {
+    fn key(name: &str) -> String {
+        name.trim().to_lowercase()
+    }
+
+    /// How long `name` still has to wait before its next attempt.
+    pub(crate) fn wait(&self, name: &str, now: Instant) -> Option<Duration> {
+        let failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let (count, last) = failures.get(&Self::key(name))?;
+        let since = now.saturating_duration_since(*last);
+        if since >= FORGET_AFTER || *count < FREE_FAILURES {
+            return None;
+        }
+        let wait = Duration::from_secs(1u64 << (count - FREE_FAILURES).min(6)).min(MAX_WAIT);
+        wait.checked_sub(since).filter(|w| !w.is_zero())
+    }
+
+    pub(crate) fn failed(&self, name: &str, now: Instant) {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let key = Self::key(name);
+        if !failures.contains_key(&key) && failures.len() >= TRACKED_NAMES {
+            failures.retain(|_, (_, last)| now.saturating_duration_since(*last) < FORGET_AFTER);
+            if failures.len() >= TRACKED_NAMES {
+                if let Some(stalest) = failures
+                    .iter()
+                    .min_by_key(|(_, (_, last))| *last)
+                    .map(|(k, _)| k.clone())
+                {
+                    failures.remove(&stalest);
+                }
+            }
+        }
+        let entry = failures.entry(key).or_insert((0, now));
+        if now.saturating_duration_since(entry.1) >= FORGET_AFTER {
+            entry.0 = 0;
+        }
+        *entry = (entry.0.saturating_add(1), now);
+    }
+
+    pub(crate) fn succeeded(&self, name: &str) {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        failures.remove(&Self::key(name));
+    }
+}
 
 /// The logged-in agent, put in the request by `require_agent`.
 #[derive(Debug, Clone)]
@@ -365,14 +433,33 @@ pub(crate) async fn login(
     let hash = hash.unwrap_or_else(|| app.dummy_hash.clone());
     let password = form.password;
     let permit = app.login_slots.acquire().await;
+    // Checked with the permit in hand, so attempts queued behind it meet
+    // the failures recorded meanwhile.
+    if let Some(wait) = app.login_throttle.wait(&name, Instant::now()) {
+        drop(permit);
+        let seconds = wait.as_secs().max(1);
+        warn!(agent = ?name, peer = %peer.ip(), seconds, "web: login refused: too many failed attempts for this name");
+        let message = format!(
+            "Too many failed logins for this name; try again in {seconds} second{}.",
+            if seconds == 1 { "" } else { "s" }
+        );
+        let mut res = login_form(&app, StatusCode::TOO_MANY_REQUESTS, Some(&message), &name);
+        if let Ok(v) = HeaderValue::from_str(&seconds.to_string()) {
+            res.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return res;
+    }
     let verified = tokio::task::spawn_blocking(move || verify_password(&hash, &password))
         .await
         .unwrap_or(false);
-    drop(permit);
     if !(known && verified) {
+        app.login_throttle.failed(&name, Instant::now());
+        drop(permit);
         warn!(agent = ?name, peer = %peer.ip(), "web: login failed");
         return login_form(&app, StatusCode::UNAUTHORIZED, Some(LOGIN_FAILED), &name);
     }
+    app.login_throttle.succeeded(&name);
+    drop(permit);
     let now = chrono::Utc::now().timestamp();
     let agent = name.clone();
     let created = app
@@ -426,6 +513,44 @@ pub(crate) async fn logout(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn guessing_waits_longer_and_longer_and_a_success_clears_it() {
+        let t = Throttle::default();
+        let start = Instant::now();
+        let at = |s: u64| start + Duration::from_secs(s);
+        for _ in 0..FREE_FAILURES {
+            assert_eq!(t.wait("Anna", start), None);
+            t.failed("Anna", start);
+        }
+        // Names are compared as typed, trimmed and in any case.
+        assert_eq!(t.wait(" anna", start), Some(Duration::from_secs(1)));
+        assert_eq!(t.wait("Bob", start), None, "other names are not held up");
+        assert_eq!(t.wait("Anna", at(1)), None);
+        t.failed("Anna", at(1));
+        assert_eq!(t.wait("Anna", at(1)), Some(Duration::from_secs(2)));
+        let mut now = 1;
+        for _ in 0..20 {
+            now += 100;
+            t.failed("Anna", at(now));
+        }
+        assert_eq!(t.wait("Anna", at(now)), Some(MAX_WAIT), "capped");
+        assert_eq!(t.wait("Anna", at(now + 60)), None);
+        assert_eq!(t.wait("Anna", at(now) + FORGET_AFTER), None);
+        t.succeeded("ANNA");
+        t.failed("Anna", at(now + 61));
+        assert_eq!(t.wait("Anna", at(now + 61)), None, "cleared by the success");
+    }
+
+    #[test]
+    fn the_throttle_tracks_a_bounded_number_of_names() {
+        let t = Throttle::default();
+        let now = Instant::now();
+        for i in 0..TRACKED_NAMES + 100 {
+            t.failed(&format!("guess-{i}"), now);
+        }
+        assert_eq!(t.failures.lock().unwrap().len(), TRACKED_NAMES);
+    }
 
     #[test]
     fn hashes_verify_and_differ() {

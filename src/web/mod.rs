@@ -180,6 +180,7 @@ pub(crate) struct AppInner {
     /// argon2 needs ~19 MiB and real CPU per check; a flood of logins
     /// waits here instead of exhausting memory.
     login_slots: tokio::sync::Semaphore,
+    login_throttle: auth::Throttle,
 }
 
 pub(crate) struct Live {
@@ -246,6 +247,7 @@ impl App {
             pool: Mutex::new(vec![store]),
             dummy_hash,
             login_slots: tokio::sync::Semaphore::new(2),
+            login_throttle: auth::Throttle::default(),
         })))
     }
 
