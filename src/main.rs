@@ -467,9 +467,19 @@ fn real_main(cli: Cli) -> Result<()> {
                 writeln!(out, "the outbox is empty")?;
             } else {
                 for r in rows {
+                    let refused = if r.refused > 0 {
+                        format!(" (refused {}/{})", r.refused, ticketd::smtp::MAX_ATTEMPTS)
+                    } else {
+                        String::new()
+                    };
+                    let next = if r.status == "queued" && r.attempts > 0 {
+                        format!("  next try {}", fmt_time(&config, r.next_attempt_at))
+                    } else {
+                        String::new()
+                    };
                     writeln!(
                         out,
-                        "{:>5}  {}  {:<7}  attempts {}  {}  {}{}",
+                        "{:>5}  {}  {:<7}  attempts {}{refused}  {}  {}{next}{}",
                         r.id,
                         r.ticket,
                         r.status,

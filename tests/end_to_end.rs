@@ -346,6 +346,16 @@ fn an_outage_does_not_use_up_an_acks_tries_a_refusing_server_does() {
     due_now();
     poll();
     assert_eq!(outbox(), ("queued".to_string(), 41, 2), "after an outage");
+    // The listing tells an operator both counts and when it tries again.
+    let listed = ticketd(&s.config, &["outbox"]);
+    let listed = String::from_utf8_lossy(&listed.stdout).to_string();
+    assert!(
+        listed.contains(&format!(
+            "attempts 41 (refused 2/{})",
+            ticketd::smtp::MAX_ATTEMPTS
+        )) && listed.contains("next try "),
+        "{listed}"
+    );
     // Refused for the MAX_ATTEMPTS-th time: given up, left to an operator.
     db.execute(
         "UPDATE outbox SET failures = ?1 - 1",

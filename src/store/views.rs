@@ -688,6 +688,9 @@ pub struct OutboxRow {
     pub to: String,
     pub status: String,
     pub attempts: i64,
+    /// Attempts the SMTP server refused (an item is given up after
+    /// `smtp::MAX_ATTEMPTS` of them).
+    pub refused: i64,
     pub last_error: Option<String>,
     pub created_at: i64,
     pub next_attempt_at: i64,
@@ -698,7 +701,7 @@ pub struct OutboxRow {
 pub fn outbox(conn: &Connection, prefix: &str, limit: usize) -> Result<Vec<OutboxRow>, StoreError> {
     let mut stmt = conn.prepare(
         "SELECT id, ticket_id, message_id, envelope_to, status, attempts, last_error, created_at,
-                next_attempt_at, sent_at
+                next_attempt_at, sent_at, failures
          FROM outbox ORDER BY id DESC LIMIT ?1",
     )?;
     let rows = stmt.query_map([limit as i64], |r| {
@@ -713,6 +716,7 @@ pub fn outbox(conn: &Connection, prefix: &str, limit: usize) -> Result<Vec<Outbo
             created_at: r.get(7)?,
             next_attempt_at: r.get(8)?,
             sent_at: r.get(9)?,
+            refused: r.get(10)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
