@@ -18,7 +18,7 @@ use tracing::{info, warn};
 
 use crate::config::{AuthMethod, SecretSource, SmtpConfig, TlsMode};
 use crate::net::{self, MailStream};
-use crate::store::{Store, StoreError};
+use crate::store::{AttemptFailure, Store, StoreError};
 
 /// After the server has refused a message this many times (about half a
 /// day with the backoff below) the item is marked failed and waits for an
@@ -285,7 +285,10 @@ pub async fn deliver_due(
                                 for item in std::iter::once(item).chain(items) {
                                     let next = now + backoff(item.attempts);
                                     store.outbox_failed_attempt(
-                                        item.id, &message, next, false, false,
+                                        item.id,
+                                        &message,
+                                        next,
+                                        AttemptFailure::Unreachable,
                                     )?;
                                     stats.failed += 1;
                                 }
@@ -307,7 +310,12 @@ pub async fn deliver_due(
                 Err(SendFailure { message, permanent }) => {
                     let give_up = permanent || item.failures + 1 >= MAX_ATTEMPTS;
                     let next = now + backoff(item.attempts);
-                    store.outbox_failed_attempt(item.id, &message, next, true, give_up)?;
+                    let failure = if give_up {
+                        AttemptFailure::GivenUp
+                    } else {
+                        AttemptFailure::Refused
+                    };
+                    store.outbox_failed_attempt(item.id, &message, next, failure)?;
                     warn!(message_id = %item.message_id, attempt = item.attempts + 1, refused = item.failures + 1, give_up, error = %message, "send failed");
                     stats.failed += 1;
                 }

@@ -88,6 +88,17 @@ pub struct OutboxItem {
     pub failures: i64,
 }
 
+/// Why an outbox item was not delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptFailure {
+    /// The server could not be reached: delays the item, uses up no try.
+    Unreachable,
+    /// The server refused the message (counted in `failures`).
+    Refused,
+    /// Refused, and for good: the item is marked failed.
+    GivenUp,
+}
+
 pub struct Store {
     conn: Connection,
     data_dir: PathBuf,
@@ -344,23 +355,22 @@ impl Store {
         Ok(())
     }
 
-    /// Records a failed attempt; the item is retried at `next_attempt`, or
-    /// marked failed when `give_up` is set. `answered`: the server refused
-    /// this message (counted in `failures`), rather than could not be
-    /// reached.
+    /// Records an attempt that did not deliver outbox item `id`, due again
+    /// at `next_attempt` unless `failure` gives it up.
     pub fn outbox_failed_attempt(
         &self,
         id: i64,
         error: &str,
         next_attempt: i64,
-        answered: bool,
-        give_up: bool,
+        failure: AttemptFailure,
     ) -> Result<(), StoreError> {
+        let refused = failure != AttemptFailure::Unreachable;
+        let give_up = failure == AttemptFailure::GivenUp;
         self.conn.execute(
             "UPDATE outbox SET attempts = attempts + 1, failures = failures + ?4, last_error = ?2,
              next_attempt_at = ?3, status = CASE WHEN ?5 THEN 'failed' ELSE status END
              WHERE id = ?1",
-            params![id, error, next_attempt, answered as i64, give_up],
+            params![id, error, next_attempt, refused as i64, give_up],
         )?;
         Ok(())
     }
