@@ -159,11 +159,11 @@ templates_dir = "{templates}"
         for raw in inbox {
             let m = parse(&raw);
             println!(
-                "   From: {}",
+                "   {}",
                 String::from_utf8_lossy(&raw)
                     .lines()
                     .find(|l| l.starts_with("From:"))
-                    .unwrap_or("")
+                    .unwrap_or("From: (none)")
             );
             println!("   Subject: {}", m.subject);
             for line in m.text.lines() {
