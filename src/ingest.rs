@@ -51,10 +51,6 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    pub fn len(&self) -> usize {
-        self.messages.len()
-    }
-
     pub fn is_empty(&self) -> bool {
         self.messages.is_empty()
     }

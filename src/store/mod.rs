@@ -639,21 +639,30 @@ fn write_direct(path: &Path, bytes: &[u8]) -> std::io::Result<bool> {
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Ok(false),
         Err(e) => return Err(e),
     };
-    let mut buf = vec![0u8; CHUNK + ALIGN];
-    let off = buf.as_ptr().align_offset(ALIGN);
-    let aligned = &mut buf[off..off + CHUNK];
-    for chunk in bytes.chunks(CHUNK) {
-        let padded = chunk.len().next_multiple_of(ALIGN);
-        aligned[..chunk.len()].copy_from_slice(chunk);
-        aligned[chunk.len()..padded].fill(0);
-        if let Err(e) = f.write_all(&aligned[..padded]) {
-            drop(f);
-            let _ = fs::remove_file(path);
-            if e.raw_os_error() == Some(libc::EINVAL) {
-                return Ok(false);
-            }
-            return Err(e);
+    thread_local! {
+        // One buffer per writing thread, not one per file: a fresh 1 MiB
+        // allocation is fresh pages, faulted in for every file written.
+        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let written = BUF.with_borrow_mut(|buf| -> std::io::Result<()> {
+        buf.resize(CHUNK + ALIGN, 0);
+        let off = buf.as_ptr().align_offset(ALIGN);
+        let aligned = &mut buf[off..off + CHUNK];
+        for chunk in bytes.chunks(CHUNK) {
+            let padded = chunk.len().next_multiple_of(ALIGN);
+            aligned[..chunk.len()].copy_from_slice(chunk);
+            aligned[chunk.len()..padded].fill(0);
+            f.write_all(&aligned[..padded])?;
         }
+        Ok(())
+    });
+    if let Err(e) = written {
+        drop(f);
+        let _ = fs::remove_file(path);
+        if e.raw_os_error() == Some(libc::EINVAL) {
+            return Ok(false);
+        }
+        return Err(e);
     }
     f.set_len(bytes.len() as u64)?;
     Ok(true)
