@@ -122,7 +122,9 @@ impl Ticketd {
         let mut cmd = match l.perf {
             Some(out) => {
                 let mut c = Command::new("perf");
-                c.args(["record", "-F", "997", "-g", "-q", "-o"])
+                // BENCH_PERF_CALL_GRAPH=dwarf for deeper stacks than frame pointers give.
+                let graph = std::env::var("BENCH_PERF_CALL_GRAPH").unwrap_or_else(|_| "fp".into());
+                c.args(["record", "-F", "997", "--call-graph", &graph, "-q", "-o"])
                     .arg(out)
                     .arg("--")
                     .arg(l.binary);
@@ -158,11 +160,22 @@ impl Ticketd {
         let lines: Lines = Arc::new(Mutex::new(Vec::new()));
         let sink = lines.clone();
         let keep = l.keep;
+        // BENCH_TICKETD_STDERR=FILE appends every line ticketd logs there.
+        let mut tee = std::env::var_os("BENCH_TICKETD_STDERR").and_then(|p| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .ok()
+        });
         let reader = thread::spawn(move || {
             let mut tail: Vec<String> = Vec::new();
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 let now = Instant::now();
+                if let Some(f) = tee.as_mut() {
+                    let _ = writeln!(f, "{line}");
+                }
                 if keep(&line) || line.contains("ERROR") || line.contains("WARN") {
                     if let Ok(mut v) = sink.lock() {
                         v.push((now, line));
