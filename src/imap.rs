@@ -526,7 +526,8 @@ impl Filer<'_> {
         let uid =
             |i: Option<&Incoming<'_>>| i.and_then(|i| i.position.as_ref()).map(|p| p.last_uid);
         let span = info_span!("batch", mailbox, first_uid = ?uid(items.first()), last_uid = ?uid(items.last()));
-        let prepared = span.in_scope(|| self.ingestor.prepare(data_dir, &items))?;
+        let prepared =
+            span.in_scope(|| self.ingestor.prepare(data_dir, &items, chrono::Utc::now()))?;
         Ok(Ready {
             prepared,
             span,

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::{params, Connection};
 use tracing::{info, warn};
 
@@ -18,6 +18,9 @@ use crate::core::policy::response_due;
 use crate::core::quote;
 use crate::core::thread::{self, ThreadMatch};
 use crate::store::{self, Cached, MailboxPosition, Store, StoreError, INLINE_BLOB_MAX};
+
+/// Threads writing a batch's large raw mails to files.
+const WRITERS: usize = 2;
 
 /// What became of one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +61,9 @@ impl Prepared {
 
 struct PreparedMessage {
     msg: InboundMessage,
+    /// The message's text without quoted replies and signatures.
+    new_text: String,
+    facts: Facts,
     kind: MessageKind,
     /// sha256 and size of each attachment, in the order of `msg.attachments`.
     attachments: Vec<(String, usize)>,
@@ -138,34 +144,52 @@ impl Ingestor<'_> {
         items: &[Incoming<'_>],
         now: DateTime<Utc>,
     ) -> Result<Vec<Outcome>, StoreError> {
-        let prepared = self.prepare(store.data_dir(), items)?;
+        let prepared = self.prepare(store.data_dir(), items, now)?;
         self.commit(store, prepared, now)
     }
 
     /// The first half of `ingest_batch`, which needs no database: parses
-    /// the messages and writes the large raw mails' files (not yet made
-    /// durable). What it returns owns its data, so the raw bytes can be let
-    /// go and another thread can `commit` it while the next batch is
-    /// prepared.
-    pub fn prepare(&self, data_dir: &Path, items: &[Incoming<'_>]) -> Result<Prepared, StoreError> {
-        // The large raw mails' files are written by a thread of their own
+    /// the messages, reads their facts and writes the large raw mails'
+    /// files (not yet made durable). What it returns owns its data, so the
+    /// raw bytes can be let go and another thread can `commit` it while the
+    /// next batch is prepared.
+    pub fn prepare(
+        &self,
+        data_dir: &Path,
+        items: &[Incoming<'_>],
+        now: DateTime<Utc>,
+    ) -> Result<Prepared, StoreError> {
+        let today = now
+            .with_timezone(&self.config.tickets.time_zone)
+            .date_naive();
+        // The large raw mails' files are written by threads of their own
         // while the batch is parsed, with direct I/O: the disk, not a CPU,
         // moves the bytes. (Parsing a batch on several cores was tried:
         // 1.2-1.35x on the full mix, but two large mails decoded at once
-        // broke the memory budget. See BENCHMARKS.md.)
+        // broke the memory budget. See BENCHMARKS.md.) The writers also
+        // hash what they write: the two largest costs of a photo mail on
+        // two cores. Two of them, so one hashes while the other waits for
+        // the disk.
+        let (to_writer, files) = std::sync::mpsc::channel::<(usize, &[u8])>();
+        let files = std::sync::Mutex::new(files);
+        let files = &files;
         std::thread::scope(|scope| {
-            // The writer also hashes what it writes, meanwhile the batch is
-            // parsed: the two largest costs of a photo mail on two cores.
-            let (to_writer, files) = std::sync::mpsc::channel::<(usize, &[u8])>();
-            let writer = scope.spawn(move || -> Result<Vec<(usize, String)>, StoreError> {
-                let mut hashed = Vec::new();
-                for (i, raw) in files {
-                    let sha = sha256_hex(raw);
-                    store::write_blob_file(data_dir, &sha, raw)?;
-                    hashed.push((i, sha));
-                }
-                Ok(hashed)
-            });
+            let writers: Vec<_> = (0..WRITERS)
+                .map(|_| {
+                    scope.spawn(move || -> Result<Vec<(usize, String)>, StoreError> {
+                        let mut hashed = Vec::new();
+                        loop {
+                            // The lock is held while waiting, not while writing.
+                            let next = files.lock().map(|rx| rx.recv());
+                            let Ok(Ok((i, raw))) = next else { break };
+                            let sha = sha256_hex(raw);
+                            store::write_blob_file(data_dir, &sha, raw)?;
+                            hashed.push((i, sha));
+                        }
+                        Ok(hashed)
+                    })
+                })
+                .collect();
             let mut messages = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
                 let (raw, too_large) = match item.too_large {
@@ -177,19 +201,30 @@ impl Ingestor<'_> {
                 };
                 let msg = if raw.len() > INLINE_BLOB_MAX {
                     if to_writer.send((i, raw)).is_err() {
-                        // The writer stopped on an error, returned below.
+                        // The writers stopped on an error, returned below.
                         break;
                     }
                     parse::parse_lean(raw)
                 } else {
                     parse::parse(raw)
                 };
-                messages.push(self.prepare_one(raw, msg, too_large, item.position.clone()));
+                messages.push(self.prepare_one(raw, msg, too_large, item.position.clone(), today));
             }
             drop(to_writer);
-            let hashed = writer
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+            let mut hashed = Vec::new();
+            let mut failed = None;
+            for writer in writers {
+                match writer
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                {
+                    Ok(h) => hashed.extend(h),
+                    Err(e) => failed = failed.or(Some(e)),
+                }
+            }
+            if let Some(e) = failed {
+                return Err(e);
+            }
             let wrote_files = !hashed.is_empty();
             for (i, sha) in hashed {
                 messages[i].msg.set_raw_sha256(sha);
@@ -212,6 +247,7 @@ impl Ingestor<'_> {
         mut msg: InboundMessage,
         too_large: Option<u64>,
         position: Option<MailboxPosition>,
+        today: NaiveDate,
     ) -> PreparedMessage {
         if let Some(size) = too_large {
             msg.problems.push(format!(
@@ -236,7 +272,12 @@ impl Ingestor<'_> {
                 meta
             })
             .collect();
+        // What the buyer wrote and what it says need no database either.
+        let new_text = quote::new_text(&msg.text);
+        let facts = extract::extract(&msg.subject, &new_text, today);
         PreparedMessage {
+            new_text,
+            facts,
             inline_raw: (raw.len() <= INLINE_BLOB_MAX).then(|| raw.to_vec()),
             embedded_ids: if kind == MessageKind::Bounce {
                 parse::embedded_message_ids(raw)
@@ -258,16 +299,26 @@ impl Ingestor<'_> {
         prepared: Prepared,
         now: DateTime<Utc>,
     ) -> Result<Vec<Outcome>, StoreError> {
-        if prepared.wrote_files {
-            store.sync_blobs()?;
-        }
-        let tx = store.transaction()?;
-        let mut outcomes = Vec::with_capacity(prepared.messages.len());
-        for message in prepared.messages {
-            outcomes.push(self.file_one(&tx, message, now)?);
-        }
-        tx.commit()?;
-        Ok(outcomes)
+        let data_dir = store.data_dir().to_path_buf();
+        std::thread::scope(|scope| {
+            // The files are made durable while the rows are written; only
+            // the commit, which names them, has to wait for that.
+            let synced = prepared
+                .wrote_files
+                .then(|| scope.spawn(|| store::sync_blobs(&data_dir)));
+            let tx = store.transaction()?;
+            let mut outcomes = Vec::with_capacity(prepared.messages.len());
+            for message in prepared.messages {
+                outcomes.push(self.file_one(&tx, message, now)?);
+            }
+            if let Some(synced) = synced {
+                synced
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+            }
+            tx.commit()?;
+            Ok(outcomes)
+        })
     }
 
     fn file_one(
@@ -278,6 +329,8 @@ impl Ingestor<'_> {
     ) -> Result<Outcome, StoreError> {
         let PreparedMessage {
             msg,
+            new_text,
+            facts,
             kind,
             attachments: attachment_shas,
             inline_raw,
@@ -329,11 +382,6 @@ impl Ingestor<'_> {
                 }
             }
         }
-        let new_text = quote::new_text(&msg.text);
-        let today = now
-            .with_timezone(&self.config.tickets.time_zone)
-            .date_naive();
-        let facts = extract::extract(&msg.subject, &new_text, today);
         let now_s = now.timestamp();
 
         let (ticket, new) = match (matched.ticket(), kind.is_machine()) {

@@ -214,17 +214,7 @@ impl Store {
     /// Makes every blob written so far durable: one syncfs(2) for the data
     /// directory's filesystem instead of an fsync per file and directory.
     pub fn sync_blobs(&self) -> Result<(), StoreError> {
-        use std::os::fd::AsRawFd;
-        let dir = File::open(&self.data_dir).map_err(io_err(&self.data_dir))?;
-        // SAFETY: syncfs only reads the descriptor, which `dir` keeps open.
-        let rc = unsafe { libc::syncfs(dir.as_raw_fd()) };
-        if rc != 0 {
-            return Err(StoreError::Io {
-                path: self.data_dir.clone(),
-                source: std::io::Error::last_os_error(),
-            });
-        }
-        Ok(())
+        sync_blobs(&self.data_dir)
     }
 
     pub fn read_blob(&self, sha256: &str) -> Result<Vec<u8>, StoreError> {
@@ -472,6 +462,22 @@ pub fn write_blob_file(data_dir: &Path, sha: &str, bytes: &[u8]) -> Result<(), S
             source: e,
         }
     })?;
+    Ok(())
+}
+
+/// `Store::sync_blobs` for a thread without the store: syncfs(2) of the
+/// data directory's filesystem.
+pub fn sync_blobs(data_dir: &Path) -> Result<(), StoreError> {
+    use std::os::fd::AsRawFd;
+    let dir = File::open(data_dir).map_err(io_err(data_dir))?;
+    // SAFETY: syncfs only reads the descriptor, which `dir` keeps open.
+    let rc = unsafe { libc::syncfs(dir.as_raw_fd()) };
+    if rc != 0 {
+        return Err(StoreError::Io {
+            path: data_dir.to_path_buf(),
+            source: std::io::Error::last_os_error(),
+        });
+    }
     Ok(())
 }
 
