@@ -234,32 +234,52 @@ fn hex(bytes: &[u8]) -> String {
 /// Returns where that line starts, or `None` (leave it to mail-parser) for
 /// a small body or one this decoder would read differently.
 fn decode_body(raw: &[u8], start: usize, out: &mut Decoded) -> Option<usize> {
-    let end = if raw[start..].starts_with(b"--") {
-        start
-    } else {
-        memchr::memmem::find(&raw[start..], b"\n--").map_or(raw.len(), |i| start + i + 1)
-    };
-    if end - start < MIN_PART {
-        return None;
-    }
     let mut scratch = Vec::new();
     let (decoded, mut digest) = match out {
-        Decoded::Bytes(data) => {
-            data.resize((end - start) / 4 * 3, 0);
-            (data, None)
-        }
-        Decoded::Digest(hasher, len) => {
-            scratch.resize(CHUNK / 4 * 3, 0);
-            (&mut scratch, Some((hasher, len)))
-        }
+        Decoded::Bytes(data) => (data, None),
+        Decoded::Digest(hasher, len) => (&mut scratch, Some((hasher, len))),
     };
+    decoded.resize(CHUNK / 4 * 3, 0);
     // Each line is decoded straight into `decoded` from `filled` on; a
     // line that does not hold whole groups is joined with the next.
     let mut filled = 0;
+    let mut room = |decoded: &mut Vec<u8>, filled: &mut usize, text: &[u8]| {
+        let need = *filled + text.len() / 4 * 3;
+        if need <= decoded.len() {
+            return;
+        }
+        match &mut digest {
+            Some((hasher, len)) => {
+                hasher.update(&decoded[..*filled]);
+                **len += *filled;
+                *filled = 0;
+                decoded.resize(decoded.len().max(text.len() / 4 * 3), 0);
+            }
+            None => decoded.resize(need.max(decoded.len() * 2), 0),
+        }
+    };
     let mut joined: Vec<u8> = Vec::new();
     let mut pos = start;
-    while pos < end {
+    // The length of the last line, line ending included: most lines of a
+    // body are as long as the one before, which saves looking for their
+    // end. The guess holds when the SIMD decoder takes the text before
+    // the line ending, which it would not with a line ending (or a "--")
+    // inside.
+    let mut width = 0;
+    while pos < raw.len() && !raw[pos..].starts_with(b"--") {
+        if joined.is_empty() {
+            if let Some(line) = raw.get(pos..pos + width).filter(|l| l.ends_with(b"\n")) {
+                let text = trim_eol(line);
+                room(decoded, &mut filled, text);
+                if let Some(n) = decode_simd(text, &mut decoded[filled..]) {
+                    filled += n;
+                    pos += width;
+                    continue;
+                }
+            }
+        }
         let (line, next) = line_at(raw, pos);
+        width = next - pos;
         pos = next;
         let text = trim_eol(line);
         if text.is_empty() {
@@ -271,45 +291,49 @@ fn decode_body(raw: &[u8], start: usize, out: &mut Decoded) -> Option<usize> {
             joined.extend_from_slice(text);
             &joined[..joined.len() / 4 * 4]
         };
-        if let Some((hasher, len)) = &mut digest {
-            if filled + groups.len() / 4 * 3 > decoded.len() {
-                hasher.update(&decoded[..filled]);
-                **len += filled;
-                filled = 0;
-            }
-        }
-        filled += decode_into(groups, decoded, filled)?;
+        room(decoded, &mut filled, groups);
+        filled += decode_into(groups, &mut decoded[filled..])?;
         if !joined.is_empty() {
             joined.drain(..joined.len() / 4 * 4);
         }
+    }
+    // mail-parser drops a group cut short at the end; so would we, but
+    // such a body is broken and stays with mail-parser.
+    if pos - start < MIN_PART || !joined.is_empty() {
+        return None;
     }
     match digest {
         Some((hasher, len)) => {
             hasher.update(&decoded[..filled]);
             *len += filled;
         }
-        None => decoded.truncate(filled),
+        None => {
+            decoded.truncate(filled);
+            decoded.shrink_to_fit();
+        }
     }
-    // mail-parser drops a group cut short at the end; so would we, but
-    // such a body is broken and stays with mail-parser.
-    joined.is_empty().then_some(end)
+    Some(pos)
 }
 
-/// Decodes whole base64 groups into `out[at..]` (grown when short) and
-/// returns how many bytes they made. Padding is allowed only at the end:
-/// mail-parser also reads groups after a padded one, so a padded line is
-/// decoded alone.
-fn decode_into(text: &[u8], out: &mut Vec<u8>, at: usize) -> Option<usize> {
-    let need = at + text.len() / 4 * 3;
-    if out.len() < need {
-        out.resize(need.max(out.len() * 2), 0);
+/// Decodes whole, well-formed base64 groups into `out` (long enough);
+/// `None` for anything else.
+fn decode_simd(text: &[u8], out: &mut [u8]) -> Option<usize> {
+    if text.is_empty() || text.len() % 4 != 0 {
+        return None;
     }
-    // The SIMD decoder takes well-formed text; anything it refuses (no
-    // padding, stray bits in the last group, junk) is read leniently.
-    match base64_simd::STANDARD.decode(text, base64_simd::Out::from_slice(&mut out[at..])) {
-        Ok(bytes) => Some(bytes.len()),
-        Err(_) => LENIENT.decode_slice_unchecked(text, &mut out[at..]).ok(),
-    }
+    let bytes = base64_simd::STANDARD
+        .decode(text, base64_simd::Out::from_slice(out))
+        .ok()?;
+    Some(bytes.len())
+}
+
+/// Decodes whole base64 groups into `out` (long enough) and returns how
+/// many bytes they made. Padding is allowed only at the end: mail-parser
+/// also reads groups after a padded one, so a padded line is decoded
+/// alone. What the SIMD decoder refuses (no padding, stray bits in the
+/// last group, junk) is read leniently.
+fn decode_into(text: &[u8], out: &mut [u8]) -> Option<usize> {
+    decode_simd(text, out).or_else(|| LENIENT.decode_slice_unchecked(text, out).ok())
 }
 
 #[cfg(test)]
