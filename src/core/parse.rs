@@ -16,7 +16,7 @@ pub struct InboundAttachment {
     pub content_id: Option<String>,
     pub data: Vec<u8>,
     /// sha256 (hex) and size of the content, when `data` was not kept
-    /// (`parse_unhashed`, for large parts).
+    /// (`parse_lean`, for large parts).
     pub digest: Option<(String, usize)>,
 }
 
@@ -61,7 +61,7 @@ pub struct InboundMessage {
 }
 
 impl InboundMessage {
-    /// Completes a message from `parse_unhashed`.
+    /// Completes a message from `parse_lean`.
     pub fn set_raw_sha256(&mut self, sha: String) {
         if self.message_id.is_none() {
             self.dedupe_key = format!("sha256:{sha}");
