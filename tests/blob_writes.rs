@@ -1,0 +1,132 @@
+//! A batch whose large raw mail cannot be written to its file fails as a
+//! whole: no row, ticket, ack or mailbox position of it is committed, and
+//! the error names the file. Once the disk takes the file again, the same
+//! batch is filed completely, its files holding the raw bytes.
+
+use std::path::Path;
+
+use ticketd::ack::AckTemplates;
+use ticketd::config::Config;
+use ticketd::core::parse::sha256_hex;
+use ticketd::ingest::{Incoming, Ingestor, Outcome};
+use ticketd::store::{blob_path, MailboxPosition, Store};
+
+fn config(dir: &Path) -> Config {
+    let text = format!(
+        "[smtp]\nhost = \"127.0.0.1\"\nport = 25\ntls = \"none\"\nfrom_address = \"support@example.test\"\n\n\
+         [store]\ndata_dir = \"{}\"\n\n[tickets]\ntemplates_dir = \"{}\"\n",
+        dir.join("data").display(),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("templates").display()
+    );
+    Config::parse(&text, &dir.join("ticketd.toml")).unwrap()
+}
+
+/// Buyer mail `i`, with a photo of `photo` bytes when not zero.
+fn mail(i: usize, photo: usize) -> Vec<u8> {
+    use base64::Engine;
+    let mut raw = format!(
+        "From: koper{i}@buyer.test\r\nTo: support@example.test\r\nSubject: Pakket {i} beschadigd\r\n\
+         Message-ID: <blob-{i}@buyer.test>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\r\nMijn pakket is kapot aangekomen.\r\n"
+    );
+    if photo > 0 {
+        let bytes: Vec<u8> = (0..photo).map(|n| (n * 7 + i) as u8).collect();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
+        raw.push_str(
+            "--b\r\nContent-Type: image/jpeg; name=\"foto.jpg\"\r\n\
+             Content-Transfer-Encoding: base64\r\n\r\n",
+        );
+        for line in b64.as_bytes().chunks(76) {
+            raw.push_str(std::str::from_utf8(line).unwrap());
+            raw.push_str("\r\n");
+        }
+    }
+    raw.push_str("--b--\r\n");
+    raw.into_bytes()
+}
+
+fn count(store: &Store, table: &str) -> i64 {
+    store
+        .conn()
+        .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+        .unwrap()
+}
+
+#[test]
+fn a_batch_whose_file_cannot_be_written_is_not_filed_until_it_can() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path());
+    let templates = AckTemplates::load(&config.tickets.templates_dir).unwrap();
+    let ingestor = Ingestor {
+        config: &config,
+        templates: &templates,
+    };
+    let mut store = Store::open(&config.data_dir).unwrap();
+    // Three large mails (files of their own, written by the writer
+    // threads) around a small one (kept in the database).
+    let raws = [
+        mail(1, 300_000),
+        mail(2, 0),
+        mail(3, 200_000),
+        mail(4, 400_000),
+    ];
+    let items: Vec<Incoming<'_>> = raws
+        .iter()
+        .enumerate()
+        .map(|(n, raw)| Incoming {
+            raw,
+            position: Some(MailboxPosition {
+                mailbox: "INBOX".into(),
+                uidvalidity: 7,
+                last_uid: n as u32 + 1,
+            }),
+            too_large: None,
+        })
+        .collect();
+
+    // The directory one of the files goes into is taken by a file, which
+    // stops root as well as anyone else.
+    let blocked = blob_path(&config.data_dir, &sha256_hex(&raws[2]));
+    let parent = blocked.parent().unwrap().to_path_buf();
+    std::fs::create_dir_all(parent.parent().unwrap()).unwrap();
+    std::fs::write(&parent, b"in the way").unwrap();
+
+    let now = chrono::Utc::now();
+    let err = ingestor
+        .ingest_batch(&mut store, &items, now)
+        .expect_err("the file could not be written");
+    assert!(
+        err.to_string().contains(&*parent.to_string_lossy()),
+        "the error names the file: {err}"
+    );
+    for table in ["messages", "tickets", "outbox", "attachments"] {
+        assert_eq!(count(&store, table), 0, "{table} after the failed batch");
+    }
+    assert_eq!(store.position("INBOX").unwrap(), None);
+
+    std::fs::remove_file(&parent).unwrap();
+    let outcomes = ingestor.ingest_batch(&mut store, &items, now).unwrap();
+    assert!(
+        outcomes.iter().all(|o| matches!(
+            o,
+            Outcome::Filed {
+                new: true,
+                ack_queued: true,
+                ..
+            }
+        )),
+        "{outcomes:?}"
+    );
+    assert_eq!(count(&store, "tickets"), 4);
+    assert_eq!(count(&store, "outbox"), 4);
+    assert_eq!(count(&store, "attachments"), 3);
+    assert_eq!(store.position("INBOX").unwrap().unwrap().last_uid, 4);
+    for raw in &raws {
+        assert!(store.read_blob(&sha256_hex(raw)).unwrap() == *raw);
+    }
+    for raw in [&raws[0], &raws[2], &raws[3]] {
+        let file = blob_path(&config.data_dir, &sha256_hex(raw));
+        assert_eq!(std::fs::metadata(file).unwrap().len(), raw.len() as u64);
+    }
+}
