@@ -163,13 +163,11 @@ impl Ingestor<'_> {
             .with_timezone(&self.config.tickets.time_zone)
             .date_naive();
         // The large raw mails' files are written by threads of their own
-        // while the batch is parsed, with direct I/O: the disk, not a CPU,
-        // moves the bytes. (Parsing a batch on several cores was tried:
-        // 1.2-1.35x on the full mix, but two large mails decoded at once
-        // broke the memory budget. See BENCHMARKS.md.) The writers also
-        // hash what they write: the two largest costs of a photo mail on
-        // two cores. Two of them, so one hashes while the other waits for
-        // the disk.
+        // while the batch is parsed. (Parsing a batch on several cores was
+        // tried: 1.2-1.35x on the full mix, but two large mails decoded at
+        // once broke the memory budget. See BENCHMARKS.md.) The writers
+        // also hash what they write: the two largest costs of a photo mail
+        // on two cores. Two of them, so one hashes while the other copies.
         let (to_writer, files) = std::sync::mpsc::channel::<(usize, &[u8])>();
         let files = std::sync::Mutex::new(files);
         let files = &files;
