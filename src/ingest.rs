@@ -50,7 +50,11 @@ pub struct Incoming<'a> {
 /// files that are not yet durable; `Ingestor::commit` files it.
 pub struct Prepared {
     messages: Vec<PreparedMessage>,
+    /// Whether the batch has large raw mails, whose files need a sync.
     wrote_files: bool,
+    /// The files written for it, to be let go from the page cache once
+    /// durable.
+    files: Vec<std::fs::File>,
 }
 
 impl Prepared {
@@ -72,6 +76,14 @@ struct PreparedMessage {
     /// For a bounce: the Message-IDs of the mail it returns.
     embedded_ids: Vec<String>,
     position: Option<MailboxPosition>,
+}
+
+/// What one writer thread did for a batch: the sha256 of each large raw
+/// mail it wrote (by its index in the batch), and the files it created.
+#[derive(Default)]
+struct Written {
+    hashed: Vec<(usize, String)>,
+    files: Vec<std::fs::File>,
 }
 
 /// Files raw messages. Holds what every message needs: settings and the
@@ -174,17 +186,19 @@ impl Ingestor<'_> {
         std::thread::scope(|scope| {
             let writers: Vec<_> = (0..WRITERS)
                 .map(|_| {
-                    scope.spawn(move || -> Result<Vec<(usize, String)>, StoreError> {
-                        let mut hashed = Vec::new();
+                    scope.spawn(move || -> Result<Written, StoreError> {
+                        let mut written = Written::default();
                         loop {
                             // The lock is held while waiting, not while writing.
                             let next = files.lock().map(|rx| rx.recv());
                             let Ok(Ok((i, raw))) = next else { break };
                             let sha = sha256_hex(raw);
-                            store::write_blob_file(data_dir, &sha, raw)?;
-                            hashed.push((i, sha));
+                            written
+                                .files
+                                .extend(store::write_blob_file(data_dir, &sha, raw)?);
+                            written.hashed.push((i, sha));
                         }
-                        Ok(hashed)
+                        Ok(written)
                     })
                 })
                 .collect();
@@ -209,22 +223,25 @@ impl Ingestor<'_> {
                 messages.push(self.prepare_one(raw, msg, too_large, item.position.clone(), today));
             }
             drop(to_writer);
-            let mut hashed = Vec::new();
+            let mut written = Written::default();
             let mut failed = None;
             for writer in writers {
                 match writer
                     .join()
                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
                 {
-                    Ok(h) => hashed.extend(h),
+                    Ok(w) => {
+                        written.hashed.extend(w.hashed);
+                        written.files.extend(w.files);
+                    }
                     Err(e) => failed = failed.or(Some(e)),
                 }
             }
             if let Some(e) = failed {
                 return Err(e);
             }
-            let wrote_files = !hashed.is_empty();
-            for (i, sha) in hashed {
+            let wrote_files = !written.hashed.is_empty();
+            for (i, sha) in written.hashed {
                 messages[i].msg.set_raw_sha256(sha);
             }
             for m in &messages {
@@ -235,6 +252,7 @@ impl Ingestor<'_> {
             Ok(Prepared {
                 messages,
                 wrote_files,
+                files: written.files,
             })
         })
     }
@@ -301,9 +319,14 @@ impl Ingestor<'_> {
         std::thread::scope(|scope| {
             // The files are made durable while the rows are written; only
             // the commit, which names them, has to wait for that.
-            let synced = prepared
-                .wrote_files
-                .then(|| scope.spawn(|| store::sync_blobs(&data_dir)));
+            let files = prepared.files;
+            let synced = prepared.wrote_files.then(|| {
+                scope.spawn(move || {
+                    store::sync_blobs(&data_dir)?;
+                    files.iter().for_each(store::drop_cached);
+                    Ok::<_, StoreError>(())
+                })
+            });
             let tx = store.transaction()?;
             let mut outcomes = Vec::with_capacity(prepared.messages.len());
             for message in prepared.messages {

@@ -1,7 +1,8 @@
 //! A batch whose large raw mail cannot be written to its file fails as a
 //! whole: no row, ticket, ack or mailbox position of it is committed, and
 //! the error names the file. Once the disk takes the file again, the same
-//! batch is filed completely, its files holding the raw bytes.
+//! batch is filed completely, its files holding the raw bytes. Files made
+//! durable are let go from the page cache.
 
 use std::path::Path;
 
@@ -128,5 +129,72 @@ fn a_batch_whose_file_cannot_be_written_is_not_filed_until_it_can() {
     for raw in [&raws[0], &raws[2], &raws[3]] {
         let file = blob_path(&config.data_dir, &sha256_hex(raw));
         assert_eq!(std::fs::metadata(file).unwrap().len(), raw.len() as u64);
+    }
+}
+
+/// How many of a file's pages are in the page cache.
+fn resident_pages(path: &Path) -> usize {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::open(path).unwrap();
+    let len = file.metadata().unwrap().len() as usize;
+    let page = 4096;
+    let mut vec = vec![0u8; len.div_ceil(page)];
+    // SAFETY: a read-only shared mapping of an open file, only asked
+    // which of its pages are resident (mincore touches none of them) and
+    // unmapped before `file` closes.
+    unsafe {
+        let addr = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            0,
+        );
+        assert_ne!(addr, libc::MAP_FAILED);
+        assert_eq!(libc::mincore(addr, len, vec.as_mut_ptr()), 0);
+        libc::munmap(addr, len);
+    }
+    vec.iter().filter(|&&v| v & 1 == 1).count()
+}
+
+#[test]
+fn filed_raw_mails_leave_the_page_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    // SAFETY: statfs writes into the struct it is given.
+    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+    let path = std::ffi::CString::new(dir.path().as_os_str().as_encoded_bytes()).unwrap();
+    assert_eq!(unsafe { libc::statfs(path.as_ptr(), &mut fs) }, 0);
+    if fs.f_type == libc::TMPFS_MAGIC {
+        eprintln!(
+            "skipped: {} is on tmpfs, whose pages are the files",
+            dir.path().display()
+        );
+        return;
+    }
+    let config = config(dir.path());
+    let templates = AckTemplates::load(&config.tickets.templates_dir).unwrap();
+    let ingestor = Ingestor {
+        config: &config,
+        templates: &templates,
+    };
+    let mut store = Store::open(&config.data_dir).unwrap();
+    let raws = [mail(5, 600_000), mail(6, 900_000)];
+    let items: Vec<Incoming<'_>> = raws
+        .iter()
+        .map(|raw| Incoming {
+            raw,
+            position: None,
+            too_large: None,
+        })
+        .collect();
+    ingestor
+        .ingest_batch(&mut store, &items, chrono::Utc::now())
+        .unwrap();
+    for raw in &raws {
+        let file = blob_path(&config.data_dir, &sha256_hex(raw));
+        // Durable, then let go: none of its pages kept in memory.
+        assert_eq!(resident_pages(&file), 0, "{}", file.display());
+        assert!(store.read_blob(&sha256_hex(raw)).unwrap() == *raw);
     }
 }
