@@ -54,7 +54,7 @@ pub struct Prepared {
     wrote_files: bool,
     /// The files written for it, to be let go from the page cache once
     /// durable.
-    files: Vec<std::fs::File>,
+    files: Vec<std::path::PathBuf>,
 }
 
 impl Prepared {
@@ -83,7 +83,7 @@ struct PreparedMessage {
 #[derive(Default)]
 struct Written {
     hashed: Vec<(usize, String)>,
-    files: Vec<std::fs::File>,
+    files: Vec<std::path::PathBuf>,
 }
 
 /// Files raw messages. Holds what every message needs: settings and the
@@ -323,7 +323,7 @@ impl Ingestor<'_> {
             let synced = prepared.wrote_files.then(|| {
                 scope.spawn(move || {
                     store::sync_blobs(&data_dir)?;
-                    files.iter().for_each(store::drop_cached);
+                    files.iter().for_each(|f| store::drop_cached(f));
                     Ok::<_, StoreError>(())
                 })
             });

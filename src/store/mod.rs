@@ -439,13 +439,13 @@ pub fn put_blob_inline(conn: &Connection, sha: &str, bytes: &[u8]) -> Result<(),
 }
 
 /// `Store::put_blob_file_unsynced`, for a thread that holds no `Store`.
-/// Returns the new file, open, for `drop_cached` once it is durable;
+/// Returns the new file's path, for `drop_cached` once it is durable;
 /// `None` when the blob was there already.
 pub fn write_blob_file(
     data_dir: &Path,
     sha: &str,
     bytes: &[u8],
-) -> Result<Option<File>, StoreError> {
+) -> Result<Option<PathBuf>, StoreError> {
     let path = blob_path(data_dir, sha);
     if fs::metadata(&path).is_ok_and(|m| m.len() == bytes.len() as u64) {
         return Ok(None);
@@ -457,21 +457,20 @@ pub fn write_blob_file(
     // thread is free again after a copy, and the disk works while the
     // batch is parsed. (Direct I/O, which skips that copy, kept the
     // writers waiting on the disk: 10-20% slower on the full mix.)
-    let write = || -> std::io::Result<File> {
+    let write = || -> std::io::Result<()> {
         let mut f = File::create(&tmp)?;
         f.write_all(bytes)?;
         start_writeback(&f);
-        fs::rename(&tmp, &path)?;
-        Ok(f)
+        fs::rename(&tmp, &path)
     };
-    let file = write().map_err(|e| {
+    write().map_err(|e| {
         let _ = fs::remove_file(&tmp);
         StoreError::Io {
             path: path.clone(),
             source: e,
         }
     })?;
-    Ok(Some(file))
+    Ok(Some(path))
 }
 
 /// Lets the kernel drop a blob file's pages from the page cache. Only for
@@ -479,9 +478,11 @@ pub fn write_blob_file(
 /// stay). A raw mail is read again only when an agent opens one of its
 /// attachments, so its pages would only push the database's out, and
 /// the memory they take is used again for the next batch's files instead
-/// of more being taken. Only a hint: an error changes nothing.
-pub fn drop_cached(file: &File) {
+/// of more being taken. Only a hint: an error changes nothing. (Opened
+/// again rather than kept open from the write: a batch can hold 200.)
+pub fn drop_cached(path: &Path) {
     use std::os::fd::AsRawFd;
+    let Ok(file) = File::open(path) else { return };
     // SAFETY: posix_fadvise only reads the descriptor, which `file` keeps
     // open.
     unsafe {
