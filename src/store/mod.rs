@@ -452,7 +452,12 @@ pub fn write_blob_file(
     }
     let dir = path.parent().unwrap_or(data_dir).to_path_buf();
     fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-    let tmp = dir.join(format!(".{sha}.{}.tmp", std::process::id()));
+    // A name of its own for each write: two threads may write the same
+    // blob at once (two copies of one mail in a batch), and each must
+    // rename a whole file of its own into place.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{sha}.{}.{n}.tmp", std::process::id()));
     // Through the page cache, with writeback started at once: the writing
     // thread is free again after a copy, and the disk works while the
     // batch is parsed. (Direct I/O, which skips that copy, kept the
@@ -675,6 +680,33 @@ mod tests {
             let sha = crate::core::parse::sha256_hex(&bytes);
             write_blob_file(dir.path(), &sha, &bytes).unwrap();
             assert_eq!(fs::read(blob_path(dir.path(), &sha)).unwrap(), bytes);
+        }
+    }
+
+    #[test]
+    fn two_threads_writing_the_same_blob_both_succeed() {
+        // Two copies of one raw mail in a batch reach both writer threads.
+        let dir = tempfile::tempdir().unwrap();
+        for round in 0..50 {
+            let bytes: Vec<u8> = (0..(1 << 20) + round)
+                .map(|i| (i * 7 % 251) as u8)
+                .collect();
+            let sha = crate::core::parse::sha256_hex(&bytes);
+            let start = std::sync::Barrier::new(2);
+            std::thread::scope(|scope| {
+                let writers: Vec<_> = (0..2)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            start.wait();
+                            write_blob_file(dir.path(), &sha, &bytes)
+                        })
+                    })
+                    .collect();
+                for w in writers {
+                    w.join().unwrap().unwrap();
+                }
+            });
+            assert!(fs::read(blob_path(dir.path(), &sha)).unwrap() == bytes);
         }
     }
 
