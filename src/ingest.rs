@@ -181,7 +181,9 @@ impl Ingestor<'_> {
         // also hash what they write: the two largest costs of a photo mail
         // on two cores. Two of them, so one hashes while the other copies.
         let (to_writer, files) = std::sync::mpsc::channel::<(usize, &[u8])>();
-        let files = std::sync::Mutex::new(files);
+        // Shared by the writers; a writer that fails drops it, which stops
+        // the other one and the parsing (its next send fails).
+        let files = std::sync::Mutex::new(Some(files));
         let files = &files;
         std::thread::scope(|scope| {
             let writers: Vec<_> = (0..WRITERS)
@@ -190,12 +192,21 @@ impl Ingestor<'_> {
                         let mut written = Written::default();
                         loop {
                             // The lock is held while waiting, not while writing.
-                            let next = files.lock().map(|rx| rx.recv());
-                            let Ok(Ok((i, raw))) = next else { break };
+                            let next = files
+                                .lock()
+                                .ok()
+                                .and_then(|rx| rx.as_ref().map(|rx| rx.recv()));
+                            let Some(Ok((i, raw))) = next else { break };
                             let sha = sha256_hex(raw);
-                            written
-                                .files
-                                .extend(store::write_blob_file(data_dir, &sha, raw)?);
+                            match store::write_blob_file(data_dir, &sha, raw) {
+                                Ok(file) => written.files.extend(file),
+                                Err(e) => {
+                                    if let Ok(mut rx) = files.lock() {
+                                        *rx = None;
+                                    }
+                                    return Err(e);
+                                }
+                            }
                             written.hashed.push((i, sha));
                         }
                         Ok(written)
