@@ -4,6 +4,8 @@
 //! batch is filed completely, its files holding the raw bytes. Files made
 //! durable are let go from the page cache.
 
+mod common;
+
 use std::path::Path;
 
 use ticketd::ack::AckTemplates;
@@ -12,14 +14,11 @@ use ticketd::core::parse::sha256_hex;
 use ticketd::ingest::{Incoming, Ingestor, Outcome};
 use ticketd::store::{blob_path, MailboxPosition, Store};
 
-fn config(dir: &Path) -> Config {
-    let text = format!(
-        "[smtp]\nhost = \"127.0.0.1\"\nport = 25\ntls = \"none\"\nfrom_address = \"support@example.test\"\n\n\
-         [store]\ndata_dir = \"{}\"\n\n[tickets]\ntemplates_dir = \"{}\"\n",
-        dir.join("data").display(),
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("templates").display()
-    );
-    Config::parse(&text, &dir.join("ticketd.toml")).unwrap()
+/// The config and loaded templates of a store in `dir`.
+fn setup(dir: &Path) -> (Config, AckTemplates) {
+    let config = common::store_config(dir);
+    let templates = AckTemplates::load(&config.tickets.templates_dir).unwrap();
+    (config, templates)
 }
 
 /// Buyer mail `i`, with a photo of `photo` bytes when not zero.
@@ -57,8 +56,7 @@ fn count(store: &Store, table: &str) -> i64 {
 #[test]
 fn a_batch_whose_file_cannot_be_written_is_not_filed_until_it_can() {
     let dir = tempfile::tempdir().unwrap();
-    let config = config(dir.path());
-    let templates = AckTemplates::load(&config.tickets.templates_dir).unwrap();
+    let (config, templates) = setup(dir.path());
     let ingestor = Ingestor {
         config: &config,
         templates: &templates,
@@ -172,8 +170,7 @@ fn filed_raw_mails_leave_the_page_cache() {
         );
         return;
     }
-    let config = config(dir.path());
-    let templates = AckTemplates::load(&config.tickets.templates_dir).unwrap();
+    let (config, templates) = setup(dir.path());
     let ingestor = Ingestor {
         config: &config,
         templates: &templates,
@@ -197,4 +194,41 @@ fn filed_raw_mails_leave_the_page_cache() {
         assert_eq!(resident_pages(&file), 0, "{}", file.display());
         assert!(store.read_blob(&sha256_hex(raw)).unwrap() == *raw);
     }
+}
+
+#[test]
+fn the_same_large_mail_twice_in_one_batch_is_filed_once() {
+    // Two copies of one mail (as an IMAP COPY leaves them): each goes to a
+    // writer thread, and both write the same blob file.
+    let dir = tempfile::tempdir().unwrap();
+    let (config, templates) = setup(dir.path());
+    let ingestor = Ingestor {
+        config: &config,
+        templates: &templates,
+    };
+    let mut store = Store::open(&config.data_dir).unwrap();
+    let raw = mail(7, 1_000_000);
+    let items = [&raw, &raw].map(|raw| Incoming {
+        raw,
+        position: None,
+        too_large: None,
+    });
+    let outcomes = ingestor
+        .ingest_batch(&mut store, &items, chrono::Utc::now())
+        .unwrap();
+    assert!(
+        matches!(outcomes[0], Outcome::Filed { new: true, .. }),
+        "{outcomes:?}"
+    );
+    assert_eq!(outcomes[1], Outcome::Duplicate);
+    let incoming: i64 = store
+        .conn()
+        .query_row(
+            "SELECT count(*) FROM messages WHERE direction = 'in'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(incoming, 1);
+    assert!(store.read_blob(&sha256_hex(&raw)).unwrap() == raw);
 }

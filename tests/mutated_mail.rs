@@ -3,11 +3,10 @@
 //! ack) without a panic, and every message is either stored once or
 //! recognised as a duplicate. Nothing from outside may crash the daemon.
 
-use std::path::Path;
+mod common;
 
 use proptest::prelude::*;
 use ticketd::ack::AckTemplates;
-use ticketd::config::Config;
 use ticketd::ingest::{Ingestor, Outcome};
 use ticketd::store::Store;
 
@@ -77,16 +76,6 @@ fn apply(mut raw: Vec<u8>, m: &Mutation) -> Vec<u8> {
     raw
 }
 
-fn config(dir: &Path) -> Config {
-    let text = format!(
-        "[smtp]\nhost = \"127.0.0.1\"\nport = 25\ntls = \"none\"\nfrom_address = \"support@example.test\"\n\n\
-         [store]\ndata_dir = \"{}\"\n\n[tickets]\ntemplates_dir = \"{}\"\n",
-        dir.join("data").display(),
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("templates").display()
-    );
-    Config::parse(&text, &dir.join("ticketd.toml")).unwrap()
-}
-
 fn stored_messages(store: &Store) -> i64 {
     store
         .conn()
@@ -107,7 +96,7 @@ proptest! {
         mutations in prop::collection::vec(mutation(), 1..6),
     ) {
         let dir = tempfile::tempdir().unwrap();
-        let config = config(dir.path());
+        let config = common::store_config(dir.path());
         let templates = AckTemplates::load(&config.tickets.templates_dir).unwrap();
         let ingestor = Ingestor { config: &config, templates: &templates };
         let mut store = Store::open(&config.data_dir).unwrap();

@@ -27,6 +27,18 @@ pub fn templates_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("templates")
 }
 
+/// A config for tests that file mail without the mail servers: the store
+/// in `dir/data`, the repository's templates.
+pub fn store_config(dir: &Path) -> ticketd::config::Config {
+    let text = format!(
+        "[smtp]\nhost = \"127.0.0.1\"\nport = 25\ntls = \"none\"\nfrom_address = \"{SUPPORT}\"\n\n\
+         [store]\ndata_dir = \"{}\"\n\n[tickets]\ntemplates_dir = \"{}\"\n",
+        dir.join("data").display(),
+        templates_dir().display()
+    );
+    ticketd::config::Config::parse(&text, &dir.join("ticketd.toml")).unwrap()
+}
+
 /// Writes a config for the rig; `mailbox_user` is the support mailbox.
 pub fn setup(rig: &MailRig, imap: Imap, ca_file: Option<&Path>) -> Setup {
     let dir = tempfile::tempdir().unwrap();
