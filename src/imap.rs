@@ -310,9 +310,11 @@ pub async fn sync(
     // Three stages, each on a thread of its own: the next batch is fetched
     // while this one is parsed (its large mails written to files) and the
     // one before it is made durable and committed. Dovecot, the socket,
-    // the CPU and the disk all work at once. The channels are rendezvous:
-    // at most two fetched batches are held at once, plus one parsed batch
-    // (which no longer holds its large raw mails).
+    // the CPU and the disk all work at once. The fetched batches go over a
+    // rendezvous channel: at most two are held at once. Parsed batches
+    // (which no longer hold their large raw mails) wait for the filer in a
+    // `Handoff`, where those parsed while it was busy join into one
+    // transaction: one sync and one commit for them all (group commit).
     let work = batches(&sizes);
     let filer = Filer {
         ingestor,
@@ -338,29 +340,35 @@ pub async fn sync(
         }
         complete
     } else {
+        let handoff = Handoff::new();
+        let handoff = &handoff;
         tokio::task::block_in_place(|| {
             std::thread::scope(|scope| {
                 let (tx, rx) = std::sync::mpsc::sync_channel::<(&[(u32, u64)], Vec<Fetched>)>(0);
-                let (to_filer, ready) = std::sync::mpsc::sync_channel::<Ready>(0);
                 let stats = &mut stats;
                 let data_dir = store.data_dir().to_path_buf();
                 let store = &mut *store;
                 let filer = &filer;
                 let preparing = scope.spawn(move || -> Result<(), ImapError> {
+                    let _done = handoff.giver();
                     for (batch, fetched) in rx {
                         let ready = filer.prepare(&data_dir, batch, max, &fetched)?;
                         drop(fetched);
                         let complete = ready.complete;
-                        // Refused when the filer stopped early: its result
-                        // says why.
-                        if to_filer.send(ready).is_err() || !complete {
+                        // While the filer is busy, the batch joins the one
+                        // waiting for it. Refused when the filer stopped
+                        // early: its result says why.
+                        if !handoff.give(ready, |waiting, later| waiting.absorb(later, mailbox))
+                            || !complete
+                        {
                             break;
                         }
                     }
                     Ok(())
                 });
                 let filing = scope.spawn(move || -> Result<bool, ImapError> {
-                    for ready in ready {
+                    let _done = handoff.taker();
+                    while let Some(ready) = handoff.take() {
                         if !filer.commit(store, ready, stats)? {
                             return Ok(false);
                         }
@@ -475,6 +483,156 @@ struct Ready {
     span: tracing::Span,
     /// The server sent every body asked for.
     complete: bool,
+    first_uid: Option<u32>,
+    last_uid: Option<u32>,
+    /// `prepared.held_bytes()`.
+    held: usize,
+}
+
+/// Batches that wait for the filer are joined while the result holds at
+/// most this many messages and this much memory: a backlog is committed
+/// with fewer syncs, but a transaction still ends well within a second
+/// and holds no more than a batch of mid-sized mail would on its own.
+const GROUP_MESSAGES: usize = 1000;
+const GROUP_BYTES: usize = 16 * 1024 * 1024;
+
+impl Ready {
+    /// Takes `later` into this batch, to be committed with it; gives it
+    /// back when the two together would be too large, or when this batch
+    /// ended early (nothing may be filed after a message left out).
+    fn absorb(&mut self, later: Ready, mailbox: &str) -> Option<Ready> {
+        if !self.complete
+            || self.prepared.len() + later.prepared.len() > GROUP_MESSAGES
+            || self.held + later.held > GROUP_BYTES
+        {
+            return Some(later);
+        }
+        self.prepared.append(later.prepared);
+        self.held += later.held;
+        self.complete = later.complete;
+        self.first_uid = self.first_uid.or(later.first_uid);
+        self.last_uid = later.last_uid.or(self.last_uid);
+        self.span =
+            info_span!("batch", mailbox, first_uid = ?self.first_uid, last_uid = ?self.last_uid);
+        None
+    }
+}
+
+/// Passes items from one thread to another, one at a time; what is given
+/// while the taker is busy can be merged into the item still waiting.
+struct Handoff<T> {
+    slot: std::sync::Mutex<Slot<T>>,
+    changed: std::sync::Condvar,
+}
+
+struct Slot<T> {
+    item: Option<T>,
+    giver_done: bool,
+    taker_gone: bool,
+}
+
+impl<T> Handoff<T> {
+    fn new() -> Self {
+        Handoff {
+            slot: std::sync::Mutex::new(Slot {
+                item: None,
+                giver_done: false,
+                taker_gone: false,
+            }),
+            changed: std::sync::Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Slot<T>> {
+        self.slot
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Gives `item` to the taker: into the empty slot, or merged into the
+    /// item waiting there when `merge` takes it (returns `None`); else
+    /// waits until the taker has taken that one. `false` once the taker
+    /// is gone.
+    fn give(&self, item: T, mut merge: impl FnMut(&mut T, T) -> Option<T>) -> bool {
+        let mut item = item;
+        let mut slot = self.lock();
+        loop {
+            if slot.taker_gone {
+                return false;
+            }
+            match slot.item.as_mut() {
+                None => {
+                    slot.item = Some(item);
+                    self.changed.notify_all();
+                    return true;
+                }
+                Some(waiting) => match merge(waiting, item) {
+                    None => return true,
+                    Some(back) => {
+                        item = back;
+                        slot = self
+                            .changed
+                            .wait(slot)
+                            .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    }
+                },
+            }
+        }
+    }
+
+    /// The next item, waiting for one; `None` once the giver is done and
+    /// everything it gave was taken.
+    fn take(&self) -> Option<T> {
+        let mut slot = self.lock();
+        loop {
+            if let Some(item) = slot.item.take() {
+                self.changed.notify_all();
+                return Some(item);
+            }
+            if slot.giver_done {
+                return None;
+            }
+            slot = self
+                .changed
+                .wait(slot)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+
+    /// Held by the giving thread: when dropped (the thread returned, failed
+    /// or panicked), `take` stops waiting for more.
+    fn giver(&self) -> HandoffEnd<'_, T> {
+        HandoffEnd {
+            handoff: self,
+            giver: true,
+        }
+    }
+
+    /// Held by the taking thread: when dropped, `give` refuses.
+    fn taker(&self) -> HandoffEnd<'_, T> {
+        HandoffEnd {
+            handoff: self,
+            giver: false,
+        }
+    }
+}
+
+struct HandoffEnd<'a, T> {
+    handoff: &'a Handoff<T>,
+    giver: bool,
+}
+
+impl<T> Drop for HandoffEnd<'_, T> {
+    fn drop(&mut self) {
+        let mut slot = self.handoff.lock();
+        if self.giver {
+            slot.giver_done = true;
+        } else {
+            slot.taker_gone = true;
+            slot.item = None;
+        }
+        self.handoff.changed.notify_all();
+    }
 }
 
 impl Filer<'_> {
@@ -525,12 +683,16 @@ impl Filer<'_> {
         }
         let uid =
             |i: Option<&Incoming<'_>>| i.and_then(|i| i.position.as_ref()).map(|p| p.last_uid);
-        let span = info_span!("batch", mailbox, first_uid = ?uid(items.first()), last_uid = ?uid(items.last()));
+        let (first_uid, last_uid) = (uid(items.first()), uid(items.last()));
+        let span = info_span!("batch", mailbox, first_uid = ?first_uid, last_uid = ?last_uid);
         let prepared =
             span.in_scope(|| self.ingestor.prepare(data_dir, &items, chrono::Utc::now()))?;
         Ok(Ready {
+            held: prepared.held_bytes(),
             prepared,
             span,
+            first_uid,
+            last_uid,
             complete: items.len() == batch.len(),
         })
     }
@@ -547,6 +709,7 @@ impl Filer<'_> {
             prepared,
             span,
             complete,
+            ..
         } = ready;
         if !prepared.is_empty() {
             let outcomes =
@@ -807,5 +970,180 @@ mod tests {
             vec![200, 200, 50]
         );
         assert!(batches(&[]).is_empty());
+    }
+
+    /// Joins two vectors while they hold at most `max` items together.
+    fn join_up_to(max: usize) -> impl FnMut(&mut Vec<u32>, Vec<u32>) -> Option<Vec<u32>> {
+        move |waiting, later| {
+            if waiting.len() + later.len() > max {
+                return Some(later);
+            }
+            waiting.extend(later);
+            None
+        }
+    }
+
+    #[test]
+    fn what_is_given_while_the_taker_is_busy_joins_the_waiting_item() {
+        let handoff = Handoff::new();
+        let giver = handoff.giver();
+        assert!(handoff.give(vec![1], join_up_to(3)));
+        assert!(handoff.give(vec![2], join_up_to(3)));
+        assert!(handoff.give(vec![3], join_up_to(3)));
+        assert_eq!(handoff.take(), Some(vec![1, 2, 3]));
+        assert!(handoff.give(vec![4], join_up_to(3)));
+        drop(giver);
+        assert_eq!(handoff.take(), Some(vec![4]));
+        assert_eq!(handoff.take(), None);
+    }
+
+    #[test]
+    fn an_item_too_large_to_join_waits_for_the_taker_and_keeps_its_place() {
+        let handoff = Handoff::new();
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let _giver = handoff.giver();
+                for i in 0..50 {
+                    assert!(handoff.give(vec![i, i], join_up_to(3)));
+                }
+            });
+            let mut taken = Vec::new();
+            while let Some(item) = handoff.take() {
+                assert_eq!(item.len(), 2, "{item:?}");
+                taken.extend(item);
+            }
+            let want: Vec<u32> = (0..50).flat_map(|i| [i, i]).collect();
+            assert_eq!(taken, want);
+        });
+    }
+
+    #[test]
+    fn giving_stops_once_the_taker_is_gone() {
+        let handoff = Handoff::new();
+        let taker = handoff.taker();
+        std::thread::scope(|scope| {
+            let giving = scope.spawn(|| {
+                assert!(handoff.give(vec![1, 2], join_up_to(2)));
+                // Cannot join and waits, until the taker goes.
+                handoff.give(vec![3], join_up_to(2))
+            });
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            drop(taker);
+            assert!(!giving.join().unwrap());
+        });
+        assert!(!handoff.give(vec![4], join_up_to(2)));
+    }
+
+    #[test]
+    fn taking_stops_when_the_giver_fails() {
+        let handoff: Handoff<Vec<u32>> = Handoff::new();
+        std::thread::scope(|scope| {
+            let giving = scope.spawn(|| {
+                let _giver = handoff.giver();
+                assert!(handoff.give(vec![1], join_up_to(2)));
+                panic!("the giving thread failed");
+            });
+            assert!(giving.join().is_err());
+            assert_eq!(handoff.take(), Some(vec![1]));
+            assert_eq!(handoff.take(), None);
+        });
+    }
+
+    fn ready(
+        ingestor: &Ingestor<'_>,
+        dir: &std::path::Path,
+        uids: std::ops::RangeInclusive<u32>,
+    ) -> Ready {
+        let raws: Vec<Vec<u8>> = uids
+            .clone()
+            .map(|u| {
+                format!(
+                    "From: buyer{u}@example.test\r\nTo: support@example.test\r\n\
+                     Message-ID: <{u}@example.test>\r\nSubject: order {u}\r\n\r\nhello {u}\r\n"
+                )
+                .into_bytes()
+            })
+            .collect();
+        let items: Vec<Incoming<'_>> = uids
+            .clone()
+            .zip(&raws)
+            .map(|(u, raw)| Incoming {
+                raw,
+                position: Some(MailboxPosition {
+                    mailbox: "INBOX".into(),
+                    uidvalidity: 7,
+                    last_uid: u,
+                }),
+                too_large: None,
+            })
+            .collect();
+        let prepared = ingestor.prepare(dir, &items, chrono::Utc::now()).unwrap();
+        Ready {
+            held: prepared.held_bytes(),
+            prepared,
+            span: tracing::Span::none(),
+            complete: true,
+            first_uid: Some(*uids.start()),
+            last_uid: Some(*uids.end()),
+        }
+    }
+
+    #[test]
+    fn batches_join_while_small_enough_and_never_after_one_that_ended_early() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::config::Config::parse(
+            &format!(
+                "[store]\ndata_dir = \"{}\"\n",
+                dir.path().join("data").display()
+            ),
+            &dir.path().join("ticketd.toml"),
+        )
+        .unwrap();
+        let templates = crate::ack::AckTemplates::load(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates"),
+        )
+        .unwrap();
+        let ingestor = Ingestor {
+            config: &config,
+            templates: &templates,
+        };
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+
+        let mut first = ready(&ingestor, &data, 1..=3);
+        let held = first.held;
+        assert!(held > 0);
+        assert!(first
+            .absorb(ready(&ingestor, &data, 4..=5), "INBOX")
+            .is_none());
+        assert_eq!(first.prepared.len(), 5);
+        assert_eq!((first.first_uid, first.last_uid), (Some(1), Some(5)));
+        assert!(first.held > held && first.complete);
+
+        // Not past GROUP_MESSAGES.
+        let big = ready(&ingestor, &data, 6..=(GROUP_MESSAGES as u32 + 1));
+        assert_eq!(big.prepared.len(), GROUP_MESSAGES - 4);
+        let big = first.absorb(big, "INBOX").expect("too many to join");
+        assert_eq!(big.first_uid, Some(6));
+        assert_eq!(first.prepared.len(), 5);
+
+        // Not past GROUP_BYTES.
+        first.held = GROUP_BYTES - held + 1;
+        assert!(first
+            .absorb(ready(&ingestor, &data, 6..=8), "INBOX")
+            .is_some());
+        first.held = GROUP_BYTES - first.prepared.held_bytes();
+
+        // Nothing after a batch the server left a message out of.
+        let mut short = ready(&ingestor, &data, 9..=9);
+        short.complete = false;
+        assert!(short
+            .absorb(ready(&ingestor, &data, 10..=10), "INBOX")
+            .is_some());
+        // A short batch may end a group; the group is then short too.
+        let mut group = ready(&ingestor, &data, 1..=2);
+        assert!(group.absorb(short, "INBOX").is_none());
+        assert!(!group.complete);
+        assert_eq!(group.last_uid, Some(9));
     }
 }

@@ -61,6 +61,33 @@ impl Prepared {
     pub fn is_empty(&self) -> bool {
         self.messages.is_empty()
     }
+
+    pub fn len(&self) -> usize {
+        self.messages.len()
+    }
+
+    /// About how much memory the batch holds: the raw mails kept for the
+    /// database and the texts read from them (large raw mails are in
+    /// their files already).
+    pub fn held_bytes(&self) -> usize {
+        self.messages
+            .iter()
+            .map(|m| {
+                m.inline_raw.as_ref().map_or(0, Vec::len)
+                    + m.msg.text.len()
+                    + m.msg.html.as_ref().map_or(0, String::len)
+                    + m.new_text.len()
+            })
+            .sum()
+    }
+
+    /// Adds a later batch, to be filed after this one's messages in the
+    /// same transaction (its files made durable by the same sync).
+    pub fn append(&mut self, later: Prepared) {
+        self.messages.extend(later.messages);
+        self.wrote_files |= later.wrote_files;
+        self.files.extend(later.files);
+    }
 }
 
 struct PreparedMessage {
