@@ -494,7 +494,7 @@ struct Ready {
 /// with fewer syncs, but a transaction still ends well within a second
 /// and holds no more than a batch of mid-sized mail would on its own.
 const GROUP_MESSAGES: usize = 1000;
-const GROUP_BYTES: usize = 16 * 1024 * 1024;
+const GROUP_BYTES: usize = 8 * 1024 * 1024;
 
 impl Ready {
     /// Takes `later` into this batch, to be committed with it; gives it
@@ -1127,12 +1127,14 @@ mod tests {
         assert_eq!(big.first_uid, Some(6));
         assert_eq!(first.prepared.len(), 5);
 
-        // Not past GROUP_BYTES.
-        first.held = GROUP_BYTES - held + 1;
-        assert!(first
-            .absorb(ready(&ingestor, &data, 6..=8), "INBOX")
-            .is_some());
-        first.held = GROUP_BYTES - first.prepared.held_bytes();
+        // Up to GROUP_BYTES, not past it.
+        let later = ready(&ingestor, &data, 6..=8);
+        first.held = GROUP_BYTES - later.held + 1;
+        let later = first.absorb(later, "INBOX").expect("too large to join");
+        assert_eq!(first.prepared.len(), 5);
+        first.held = GROUP_BYTES - later.held;
+        assert!(first.absorb(later, "INBOX").is_none());
+        assert_eq!((first.prepared.len(), first.held), (8, GROUP_BYTES));
 
         // Nothing after a batch the server left a message out of.
         let mut short = ready(&ingestor, &data, 9..=9);
