@@ -14,11 +14,28 @@ use ticketd::core::parse::sha256_hex;
 use ticketd::ingest::{Incoming, Ingestor, Outcome};
 use ticketd::store::{blob_path, MailboxPosition, Store};
 
-/// The config and loaded templates of a store in `dir`.
-fn setup(dir: &Path) -> (Config, AckTemplates) {
+/// The config, loaded templates and opened store of a store in `dir`.
+fn setup(dir: &Path) -> (Config, AckTemplates, Store) {
     let config = common::store_config(dir);
     let templates = AckTemplates::load(&config.tickets.templates_dir).unwrap();
-    (config, templates)
+    let store = Store::open(&config.data_dir).unwrap();
+    (config, templates, store)
+}
+
+/// The mails as they sit in INBOX, at UIDs 1, 2, ...
+fn incoming<'a>(raws: &[&'a [u8]]) -> Vec<Incoming<'a>> {
+    raws.iter()
+        .enumerate()
+        .map(|(n, raw)| Incoming {
+            raw,
+            position: Some(MailboxPosition {
+                mailbox: "INBOX".into(),
+                uidvalidity: 7,
+                last_uid: n as u32 + 1,
+            }),
+            too_large: None,
+        })
+        .collect()
 }
 
 /// Buyer mail `i`, with a photo of `photo` bytes when not zero.
@@ -46,6 +63,7 @@ fn mail(i: usize, photo: usize) -> Vec<u8> {
     raw.into_bytes()
 }
 
+/// Rows of `table` (which may end in a WHERE clause).
 fn count(store: &Store, table: &str) -> i64 {
     store
         .conn()
@@ -56,12 +74,11 @@ fn count(store: &Store, table: &str) -> i64 {
 #[test]
 fn a_batch_whose_file_cannot_be_written_is_not_filed_until_it_can() {
     let dir = tempfile::tempdir().unwrap();
-    let (config, templates) = setup(dir.path());
+    let (config, templates, mut store) = setup(dir.path());
     let ingestor = Ingestor {
         config: &config,
         templates: &templates,
     };
-    let mut store = Store::open(&config.data_dir).unwrap();
     // Three large mails (files of their own, written by the writer
     // threads) around a small one (kept in the database).
     let raws = [
@@ -70,19 +87,7 @@ fn a_batch_whose_file_cannot_be_written_is_not_filed_until_it_can() {
         mail(3, 200_000),
         mail(4, 400_000),
     ];
-    let items: Vec<Incoming<'_>> = raws
-        .iter()
-        .enumerate()
-        .map(|(n, raw)| Incoming {
-            raw,
-            position: Some(MailboxPosition {
-                mailbox: "INBOX".into(),
-                uidvalidity: 7,
-                last_uid: n as u32 + 1,
-            }),
-            too_large: None,
-        })
-        .collect();
+    let items = incoming(&raws.each_ref().map(|r| &r[..]));
 
     // The directory one of the files goes into is taken by a file, which
     // stops root as well as anyone else.
@@ -170,21 +175,13 @@ fn filed_raw_mails_leave_the_page_cache() {
         );
         return;
     }
-    let (config, templates) = setup(dir.path());
+    let (config, templates, mut store) = setup(dir.path());
     let ingestor = Ingestor {
         config: &config,
         templates: &templates,
     };
-    let mut store = Store::open(&config.data_dir).unwrap();
     let raws = [mail(5, 600_000), mail(6, 900_000)];
-    let items: Vec<Incoming<'_>> = raws
-        .iter()
-        .map(|raw| Incoming {
-            raw,
-            position: None,
-            too_large: None,
-        })
-        .collect();
+    let items = incoming(&raws.each_ref().map(|r| &r[..]));
     ingestor
         .ingest_batch(&mut store, &items, chrono::Utc::now())
         .unwrap();
@@ -201,18 +198,13 @@ fn the_same_large_mail_twice_in_one_batch_is_filed_once() {
     // Two copies of one mail (as an IMAP COPY leaves them): each goes to a
     // writer thread, and both write the same blob file.
     let dir = tempfile::tempdir().unwrap();
-    let (config, templates) = setup(dir.path());
+    let (config, templates, mut store) = setup(dir.path());
     let ingestor = Ingestor {
         config: &config,
         templates: &templates,
     };
-    let mut store = Store::open(&config.data_dir).unwrap();
     let raw = mail(7, 1_000_000);
-    let items = [&raw, &raw].map(|raw| Incoming {
-        raw,
-        position: None,
-        too_large: None,
-    });
+    let items = incoming(&[&raw, &raw]);
     let outcomes = ingestor
         .ingest_batch(&mut store, &items, chrono::Utc::now())
         .unwrap();
@@ -221,14 +213,7 @@ fn the_same_large_mail_twice_in_one_batch_is_filed_once() {
         "{outcomes:?}"
     );
     assert_eq!(outcomes[1], Outcome::Duplicate);
-    let incoming: i64 = store
-        .conn()
-        .query_row(
-            "SELECT count(*) FROM messages WHERE direction = 'in'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(incoming, 1);
+    assert_eq!(count(&store, "messages WHERE direction = 'in'"), 1);
+    assert_eq!(store.position("INBOX").unwrap().unwrap().last_uid, 2);
     assert!(store.read_blob(&sha256_hex(&raw)).unwrap() == raw);
 }
