@@ -320,7 +320,6 @@ pub async fn sync(
         ingestor,
         mailbox,
         uidvalidity,
-        last_uid,
     };
     let max = ingestor.config.max_message_bytes;
     let handle = tokio::runtime::Handle::current();
@@ -469,12 +468,21 @@ async fn fetch_batch(
     Ok(fetched)
 }
 
+/// The body (or, for a headers-only batch, the header) the server sent
+/// for `uid`; `fetched` is sorted by UID and may hold a UID twice.
+fn fetched_body(fetched: &[Fetched], uid: u32, headers_only: bool) -> Option<&[u8]> {
+    let at = fetched.partition_point(|f| f.uid < Some(uid));
+    fetched[at..]
+        .iter()
+        .take_while(|f| f.uid == Some(uid))
+        .find_map(|f| if headers_only { f.header() } else { f.body() })
+}
+
 /// Files fetched batches into the store, each in one transaction.
 struct Filer<'a> {
     ingestor: &'a Ingestor<'a>,
     mailbox: &'a str,
     uidvalidity: u32,
-    last_uid: u32,
 }
 
 /// One batch parsed and its large mails written, for the filing thread.
@@ -649,17 +657,17 @@ impl Filer<'_> {
     ) -> Result<Ready, ImapError> {
         let mailbox = self.mailbox;
         let headers_only = headers_only(batch, max);
-        let mut items = Vec::with_capacity(fetched.len());
-        for f in fetched {
-            let Some(uid) = f.uid else { continue };
-            if uid <= self.last_uid {
-                continue;
-            }
-            let bytes = if headers_only { f.header() } else { f.body() };
-            let Some(bytes) = bytes else {
+        let mut items = Vec::with_capacity(batch.len());
+        // The batch's own UIDs, in order: a message the server left out
+        // (a response without its UID or body, or a tagged NO, which
+        // async-imap does not report) ends the batch there, so the
+        // position never moves past it and the next pass asks again.
+        for &(uid, _) in batch {
+            let found = fetched_body(fetched, uid, headers_only);
+            let Some(bytes) = found else {
                 warn!(
                     mailbox,
-                    uid, "server returned no body; will retry on the next pass"
+                    uid, "server left the message out of its answer; will retry on the next pass"
                 );
                 break;
             };

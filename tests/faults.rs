@@ -674,6 +674,53 @@ fn connection_stalled_mid_fetch_times_out_and_the_mail_is_filed_once() {
     finish(&mut run);
 }
 
+/// The server leaves one message out of its FETCH answer (and still says
+/// OK, as async-imap does not tell a tagged NO apart): the messages after
+/// it are not filed past it, so the position never moves over the missing
+/// one, and the next pass files it and the rest, each once.
+#[test]
+fn a_message_left_out_of_a_fetch_is_filed_on_the_next_pass() {
+    let _serial = serial();
+    let rig = MailRig::start().unwrap();
+    let p = Proxy::start(rig.imap_port());
+    let s = env(&rig, p.port(), "");
+    let ids: Vec<String> = (0..3).map(|i| mid("gap", i)).collect();
+    let buyers: Vec<String> = (0..3).map(|i| buyer("gap", i)).collect();
+    for (b, id) in buyers.iter().zip(&ids) {
+        send_buyer(&rig, b, id);
+    }
+    let start = Instant::now();
+    while rig.maildir_count(SUPPORT) < 3 {
+        assert!(start.elapsed() < WAIT, "the mails did not arrive");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let filed = |s: &Env| -> Vec<String> {
+        export(&s.config)
+            .iter()
+            .map(|m| m["message_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+
+    p.omit_body(2, 1);
+    let out = ticketd(&s.config, &["poll", "--once"]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert_eq!(p.omitted(), 1, "the proxy did not drop UID 2's body");
+    assert_eq!(
+        filed(&s),
+        ids[..1],
+        "filed past the missing UID 2; log:\n{log}"
+    );
+    assert!(log.contains("left the message out"), "{log}");
+
+    let out = ticketd(&s.config, &["poll", "--once"]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    let mut got = filed(&s);
+    got.sort();
+    assert_eq!(got, ids, "log:\n{log}");
+}
+
 /// The connection stalls while the daemon idles: the server's EXISTS never
 /// arrives. IDLE is renewed at the keepalive (a third of the systemd
 /// watchdog period, here 6 s / 3), the DONE times out after

@@ -6,7 +6,10 @@
 //! stops forwarding bytes in both directions while the sockets stay open
 //! (a hung server or a dead NAT entry), [`Proxy::refuse`] accepts new
 //! connections and closes them at once (a server that is down), and
-//! [`Proxy::delay`] sleeps before forwarding each chunk (a slow link).
+//! [`Proxy::delay`] sleeps before forwarding each chunk (a slow link), and
+//! [`Proxy::omit_body`] drops the server's `FETCH` response carrying one
+//! UID's body (a server that leaves a message out of its answer, as Gmail
+//! and Exchange do with "Some messages could not be FETCHed").
 //!
 //! Plain std threads: one accept thread plus two per connection, at most
 //! [`MAX_CONNECTIONS`] connections at a time (more are closed on accept).
@@ -44,6 +47,9 @@ struct Shared {
     refuse: AtomicBool,
     stall: AtomicBool,
     delay_us: AtomicU64,
+    /// The UID whose body responses are dropped, and how many more times.
+    omit: Mutex<Option<(u32, usize)>>,
+    omitted: AtomicUsize,
     next_id: AtomicU64,
     conns: Mutex<Vec<Conn>>,
     pumps: Mutex<Vec<JoinHandle<()>>>,
@@ -85,6 +91,8 @@ impl Proxy {
             refuse: AtomicBool::new(false),
             stall: AtomicBool::new(false),
             delay_us: AtomicU64::new(0),
+            omit: Mutex::new(None),
+            omitted: AtomicUsize::new(0),
             next_id: AtomicU64::new(0),
             conns: Mutex::new(Vec::new()),
             pumps: Mutex::new(Vec::new()),
@@ -156,6 +164,18 @@ impl Proxy {
     /// Bytes forwarded (or being written) from the server to clients so far.
     pub fn bytes_down(&self) -> u64 {
         self.shared.bytes_down.load(Ordering::SeqCst)
+    }
+
+    /// Drops the next `times` untagged FETCH responses that carry the body
+    /// (`BODY[]`) of `uid`; everything else, the tagged OK included, goes
+    /// through unchanged.
+    pub fn omit_body(&self, uid: u32, times: usize) {
+        *self.shared.omit.lock().unwrap() = Some((uid, times));
+    }
+
+    /// How many FETCH responses `omit_body` has dropped so far.
+    pub fn omitted(&self) -> usize {
+        self.shared.omitted.load(Ordering::SeqCst)
     }
 
     /// Bytes forwarded (or being written) from clients to the server so far.
@@ -280,6 +300,9 @@ fn pump(shared: &Shared, mut src: TcpStream, mut dst: TcpStream, upward: bool, d
     let gone = || shared.stop.load(Ordering::SeqCst) || dead.load(Ordering::SeqCst);
     let stalled = || shared.stall.load(Ordering::SeqCst);
     let mut buf = vec![0u8; CHUNK];
+    // Downstream bytes not yet known to be a whole response, while a body
+    // is to be omitted.
+    let mut pending: Vec<u8> = Vec::new();
     while !gone() {
         if stalled() {
             thread::sleep(TICK);
@@ -311,10 +334,79 @@ fn pump(shared: &Shared, mut src: TcpStream, mut dst: TcpStream, upward: bool, d
             &shared.bytes_down
         };
         counter.fetch_add(n as u64, Ordering::SeqCst);
-        if dst.write_all(&buf[..n]).is_err() {
+        let omitting = !upward && (shared.omit.lock().unwrap().is_some() || !pending.is_empty());
+        let out: Vec<u8> = if omitting {
+            pending.extend_from_slice(&buf[..n]);
+            let mut out = Vec::new();
+            while let Some(len) = response_len(&pending) {
+                let unit: Vec<u8> = pending.drain(..len).collect();
+                if !omit_this(shared, &unit) {
+                    out.extend_from_slice(&unit);
+                }
+            }
+            out
+        } else {
+            buf[..n].to_vec()
+        };
+        if dst.write_all(&out).is_err() {
             return;
         }
     }
+}
+
+/// The length of the first whole IMAP response in `buf` (its line, and
+/// each `{n}` literal with the rest of the line after it), if complete.
+fn response_len(buf: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    loop {
+        let eol = at + buf[at..].windows(2).position(|w| w == b"\r\n")?;
+        let line = &buf[at..eol];
+        let literal = line
+            .strip_suffix(b"}")
+            .and_then(|l| {
+                l.iter()
+                    .rposition(|&b| b == b'{')
+                    .map(|open| &l[open + 1..])
+            })
+            .and_then(|digits| std::str::from_utf8(digits).ok()?.parse::<usize>().ok());
+        match literal {
+            Some(n) => {
+                at = eol + 2 + n;
+                if at > buf.len() {
+                    return None;
+                }
+            }
+            None => return Some(eol + 2),
+        }
+    }
+}
+
+/// Whether `unit` is an untagged FETCH with the body of the UID to omit
+/// (and there are omissions left, which it then uses up).
+fn omit_this(shared: &Shared, unit: &[u8]) -> bool {
+    let mut rule = shared.omit.lock().unwrap();
+    let Some((uid, left)) = rule.as_mut() else {
+        return false;
+    };
+    let head_end = unit.iter().position(|&b| b == b'{').unwrap_or(unit.len());
+    let head = String::from_utf8_lossy(&unit[..head_end]);
+    let matches = head.starts_with("* ")
+        && head.contains(" FETCH (")
+        && head.contains("BODY[]")
+        && head
+            .split(|c: char| c == ' ' || c == '(' || c == ')')
+            .collect::<Vec<_>>()
+            .windows(2)
+            .any(|w| w[0] == "UID" && w[1] == uid.to_string());
+    if !matches {
+        return false;
+    }
+    *left -= 1;
+    if *left == 0 {
+        *rule = None;
+    }
+    shared.omitted.fetch_add(1, Ordering::SeqCst);
+    true
 }
 
 fn sleep_unless(total: Duration, gone: &dyn Fn() -> bool) {
