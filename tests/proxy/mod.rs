@@ -394,7 +394,7 @@ fn omit_this(shared: &Shared, unit: &[u8]) -> bool {
         && head.contains(" FETCH (")
         && head.contains("BODY[]")
         && head
-            .split(|c: char| c == ' ' || c == '(' || c == ')')
+            .split([' ', '(', ')'])
             .collect::<Vec<_>>()
             .windows(2)
             .any(|w| w[0] == "UID" && w[1] == uid.to_string());
