@@ -387,7 +387,7 @@ impl Ingestor<'_> {
         now: DateTime<Utc>,
     ) -> Result<Outcome, StoreError> {
         let PreparedMessage {
-            msg,
+            mut msg,
             new_text,
             facts,
             kind,
@@ -397,7 +397,7 @@ impl Ingestor<'_> {
             position,
         } = message;
         let position = position.as_ref();
-        if store::message_exists(tx, &msg.dedupe_key)? {
+        if already_filed(tx, &mut msg)? {
             if let Some(pos) = position {
                 store::set_position(tx, pos)?;
             }
@@ -684,6 +684,25 @@ impl Ingestor<'_> {
         .map_err(db)?;
         Ok(())
     }
+}
+
+/// Whether the message is a re-delivery of one already stored under its
+/// dedupe key (its Message-ID, or the hash of its bytes). Another sender's
+/// mail under a Message-ID already used (a careless mailer, or someone
+/// copying a known one) is a different mail: it gets a key of its own, the
+/// Message-ID and its sender, and is filed unless that is stored too. A
+/// copy of our own mail coming back is always the same mail.
+fn already_filed(tx: &Connection, msg: &mut InboundMessage) -> Result<bool, StoreError> {
+    let Some(stored) = store::stored_sender(tx, &msg.dedupe_key)? else {
+        return Ok(false);
+    };
+    let from = msg.from_address.as_deref().unwrap_or_default();
+    if stored.is_none_or(|f| f.eq_ignore_ascii_case(from)) {
+        return Ok(true);
+    }
+    warn!(message_id = %msg.dedupe_key, %from, "Message-ID already used by another sender's mail; filing this one as its own");
+    msg.dedupe_key = format!("{}#{}", msg.dedupe_key, from.to_ascii_lowercase());
+    Ok(store::stored_sender(tx, &msg.dedupe_key)?.is_some())
 }
 
 fn set_ack_skip(tx: &Connection, message: i64, reason: &str) -> Result<(), StoreError> {

@@ -592,15 +592,24 @@ impl Cached for Connection {
 // Queries used inside the per-message transaction. They take a plain
 // connection so the caller decides the transaction boundary.
 
-pub fn message_exists(conn: &Connection, dedupe_key: &str) -> Result<bool, StoreError> {
+/// Who sent the stored message filed under `dedupe_key`, if there is one:
+/// `None` inside when it is our own (an ack or an agent's reply, whose
+/// copy coming back is always the same mail), else its From address.
+pub fn stored_sender(
+    conn: &Connection,
+    dedupe_key: &str,
+) -> Result<Option<Option<String>>, StoreError> {
     Ok(conn
         .row_cached(
-            "SELECT 1 FROM messages WHERE message_id = ?1",
+            "SELECT direction, from_addr FROM messages WHERE message_id = ?1",
             [dedupe_key],
-            |_| Ok(()),
+            |r| {
+                let direction: String = r.get(0)?;
+                let from: Option<String> = r.get(1)?;
+                Ok((direction == "in").then(|| from.unwrap_or_default()))
+            },
         )
-        .optional()?
-        .is_some())
+        .optional()?)
 }
 
 pub fn ticket_of_message(conn: &Connection, ids: &[String]) -> Result<Option<i64>, StoreError> {
