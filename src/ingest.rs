@@ -430,7 +430,7 @@ impl Ingestor<'_> {
         }
         if kind == MessageKind::Bounce && matched.ticket().is_none() {
             // A bounce of one of our acks belongs to that ack's ticket.
-            if let Some(t) = store::ticket_of_message(tx, &embedded_ids)? {
+            if let Some(t) = store::ticket_of_sent(tx, &embedded_ids)? {
                 matched = ThreadMatch::ByReference(t);
                 for id in &embedded_ids {
                     tx.exec_cached(
@@ -596,6 +596,18 @@ impl Ingestor<'_> {
             .from_address
             .as_deref()
             .ok_or("the message has no sender address")?;
+        if let Some(asked) = msg.machine.x_auto_response_suppress.as_deref() {
+            // Exchange and other helpdesks ask this of every automatic
+            // answer (MS-OXCMAIL: All, or AutoReply among others).
+            let no_replies = asked.split([',', ' ']).any(|v| {
+                v.trim().eq_ignore_ascii_case("all") || v.trim().eq_ignore_ascii_case("autoreply")
+            });
+            if no_replies {
+                return Err(format!(
+                    "the sender asked for no automatic replies (X-Auto-Response-Suppress: {asked})"
+                ));
+            }
+        }
         let cfg = &self.config.tickets;
         let recent: i64 = tx
             .row_cached(

@@ -12,6 +12,10 @@ pub trait ThreadLookup {
     fn ticket_of_message(&self, message_ids: &[String]) -> Option<i64>;
     /// Whether the ticket exists and `address` is one of its participants.
     fn is_participant(&self, ticket: i64, address: &str) -> Option<bool>;
+    /// The address that opened the ticket.
+    fn requester(&self, _ticket: i64) -> Option<String> {
+        None
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,7 +90,13 @@ pub fn decide(msg: &InboundMessage, prefix: &str, lookup: &dyn ThreadLookup) -> 
 
 /// An agent answering from their own mail client: sent from our own
 /// address or from someone at our own domain, on a ticket it threads to
-/// (`threaded`) or whose token is in the subject. Returns that ticket.
+/// (`threaded`: it names one of the ticket's messages) or, by its token in
+/// the subject, on a ticket the sender already takes part in, the same rule
+/// as for buyers. A token alone from our domain is not enough: the From line
+/// is easily forged, and a forged "agent's reply" would mark a buyer's
+/// ticket as answered. The ticket's own requester stays a buyer even when
+/// they write from our domain (a support address on a webmail domain).
+/// Returns that ticket.
 pub fn agent_reply(
     msg: &InboundMessage,
     threaded: Option<i64>,
@@ -103,11 +113,16 @@ pub fn agent_reply(
     if !ours {
         return None;
     }
-    threaded.or_else(|| {
+    let ticket = threaded.or_else(|| {
         subject_tokens(&msg.subject, prefix)
             .into_iter()
-            .find(|t| lookup.is_participant(*t, from).is_some())
-    })
+            .find(|t| lookup.is_participant(*t, from) == Some(true))
+    })?;
+    let requester = lookup.requester(ticket);
+    if requester.is_some_and(|r| r.eq_ignore_ascii_case(from)) {
+        return None;
+    }
+    Some(ticket)
 }
 
 #[cfg(test)]
@@ -121,7 +136,10 @@ mod tests {
             ids.iter().any(|i| i == "ack-7@example.test").then_some(7)
         }
         fn is_participant(&self, ticket: i64, address: &str) -> Option<bool> {
-            (ticket == 7).then(|| address == "anna@buyer.test")
+            (ticket == 7).then(|| address == "anna@buyer.test" || address == "piet@example.test")
+        }
+        fn requester(&self, ticket: i64) -> Option<String> {
+            (ticket == 7).then(|| "anna@buyer.test".to_string())
         }
     }
 
@@ -151,14 +169,16 @@ mod tests {
 
     #[test]
     fn agents_answer_from_their_own_client() {
-        let own = msg("From: Sanne <sanne@example.test>\r\nSubject: RE: [WN-000007] hi\r\n");
+        // By the token of a ticket they take part in, or by naming one of
+        // its messages.
+        let own = msg("From: Piet <piet@example.test>\r\nSubject: RE: [WN-000007] hi\r\n");
         assert_eq!(
             agent_reply(&own, None, "WN", "support@example.test", &Fake),
             Some(7)
         );
         let support = msg("From: support@example.test\r\nSubject: [WN-000007] hi\r\n");
         assert_eq!(
-            agent_reply(&support, None, "WN", "support@example.test", &Fake),
+            agent_reply(&support, Some(7), "WN", "support@example.test", &Fake),
             Some(7)
         );
         let outsider = msg("From: x@evil.test\r\nSubject: [WN-000007] hi\r\n");
@@ -166,10 +186,42 @@ mod tests {
             agent_reply(&outsider, Some(7), "WN", "support@example.test", &Fake),
             None
         );
-        let unknown = msg("From: sanne@example.test\r\nSubject: [WN-000999] hi\r\n");
+        let unknown = msg("From: piet@example.test\r\nSubject: [WN-000999] hi\r\n");
         assert_eq!(
             agent_reply(&unknown, None, "WN", "support@example.test", &Fake),
             None
+        );
+    }
+
+    #[test]
+    fn a_token_alone_from_our_domain_is_not_an_agents_reply() {
+        // Anyone can write From: anything@our-domain and guess a number.
+        for from in ["support@example.test", "refunds@example.test"] {
+            let forged = msg(&format!(
+                "From: Whatnot Support <{from}>\r\nSubject: [WN-000007] resolved\r\n"
+            ));
+            assert_eq!(
+                agent_reply(&forged, None, "WN", "support@example.test", &Fake),
+                None,
+                "{from}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_requester_stays_a_buyer_on_a_shared_domain() {
+        // Our address on a webmail domain: the buyer who opened ticket 7
+        // from that domain answers the ack; that is no agent's reply.
+        let buyer =
+            msg("From: anna@buyer.test\r\nIn-Reply-To: <ack-7@example.test>\r\nSubject: hi\r\n");
+        assert_eq!(
+            agent_reply(&buyer, Some(7), "WN", "desk@buyer.test", &Fake),
+            None
+        );
+        let colleague = msg("From: desk2@buyer.test\r\nSubject: hi\r\n");
+        assert_eq!(
+            agent_reply(&colleague, Some(7), "WN", "desk@buyer.test", &Fake),
+            Some(7)
         );
     }
 

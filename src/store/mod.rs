@@ -562,6 +562,15 @@ impl crate::core::thread::ThreadLookup for Lookup<'_> {
     fn is_participant(&self, ticket: i64, address: &str) -> Option<bool> {
         is_participant(self.0, ticket, address).ok().flatten()
     }
+    fn requester(&self, ticket: i64) -> Option<String> {
+        self.0
+            .row_cached(
+                "SELECT requester FROM tickets WHERE id = ?1",
+                [ticket],
+                |r| r.get(0),
+            )
+            .ok()
+    }
 }
 
 /// Statements run for every message go through the connection's
@@ -613,9 +622,27 @@ pub fn stored_sender(
 }
 
 pub fn ticket_of_message(conn: &Connection, ids: &[String]) -> Result<Option<i64>, StoreError> {
-    let mut stmt = conn.prepare_cached(
+    first_ticket(
+        conn,
         "SELECT ticket_id FROM messages WHERE message_id = ?1 AND ticket_id IS NOT NULL",
-    )?;
+        ids,
+    )
+}
+
+/// The ticket of the first of these Message-IDs that is one of our own
+/// mails (an ack or an agent's reply): what a bounce returns is ours, so a
+/// "bounce" naming a buyer's message files onto no one's ticket.
+pub fn ticket_of_sent(conn: &Connection, ids: &[String]) -> Result<Option<i64>, StoreError> {
+    first_ticket(
+        conn,
+        "SELECT ticket_id FROM messages WHERE message_id = ?1 AND direction = 'out'
+         AND ticket_id IS NOT NULL",
+        ids,
+    )
+}
+
+fn first_ticket(conn: &Connection, sql: &str, ids: &[String]) -> Result<Option<i64>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
     for id in ids {
         if let Some(t) = stmt.query_row([id], |r| r.get(0)).optional()? {
             return Ok(Some(t));
