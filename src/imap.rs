@@ -842,18 +842,27 @@ pub async fn wait(
         return Ok((session, Wake::Changed));
     }
     let unsolicited = session.unsolicited_responses.clone();
-    while unsolicited.try_recv().is_ok() {}
+    let news = || {
+        let mut news = false;
+        while let Ok(r) = unsolicited.try_recv() {
+            news |= matches!(
+                r,
+                UnsolicitedResponse::Exists(_) | UnsolicitedResponse::Recent(_)
+            );
+        }
+        news
+    };
+    // Mail that arrived while the last sync fetched was announced in that
+    // FETCH's answer (after its listing was taken); the server does not
+    // announce it again, so it is fetched now, not at the next IDLE renewal.
+    if news() {
+        return Ok((session, Wake::Changed));
+    }
     let mut idle = session.idle();
     timed(limit, "IDLE", idle.init()).await?;
     // Mail that arrived between the last FETCH and IDLE is announced before
     // the server's continuation, and async-imap routes it to the channel.
-    let mut pending = false;
-    while let Ok(r) = unsolicited.try_recv() {
-        pending |= matches!(
-            r,
-            UnsolicitedResponse::Exists(_) | UnsolicitedResponse::Recent(_)
-        );
-    }
+    let pending = news();
     let wake = if pending {
         Wake::Changed
     } else {

@@ -721,6 +721,67 @@ fn a_message_left_out_of_a_fetch_is_filed_on_the_next_pass() {
     assert_eq!(got, ids, "log:\n{log}");
 }
 
+/// Mail that arrives while the daemon fetches a slow, large message is
+/// announced in that FETCH's answer (Dovecot sends `* 2 EXISTS` before its
+/// OK) and never again: it is filed right after, not at the next IDLE
+/// renewal (two minutes here).
+#[test]
+fn mail_announced_during_a_fetch_is_filed_right_after_it() {
+    let _serial = serial();
+    let rig = MailRig::start().unwrap();
+    let p = Proxy::start(rig.imap_port());
+    let s = env(&rig, p.port(), "");
+    let mut run = Run::start(&s.config);
+    let ids = vec![mid("during", 0), mid("during", 1), mid("during", 2)];
+    let buyers = vec![buyer("during", 0), buyer("during", 1), buyer("during", 2)];
+    send_buyer(&rig, &buyers[0], &ids[0]);
+    wait_filed_and_acked(&rig, &s, &run, &ids[..1], &buyers[..1]);
+
+    // ~1 MB at 16 KiB per 40 ms: the body takes ~2.5 s to come through.
+    let photo = "QUJDRA==".repeat(125_000);
+    let big = format!(
+        "From: Buyer <{b}>\r\nTo: Whatnot Support <{SUPPORT}>\r\nSubject: Damaged parcel, photos\r\n\
+         Message-ID: <{id}>\r\nDate: Wed, 25 Nov 2026 10:00:00 +0100\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\r\nHello, my parcel arrived damaged, see the photo.\r\n\
+         --b\r\nContent-Type: application/octet-stream; name=\"photo.bin\"\r\n\
+         Content-Disposition: attachment; filename=\"photo.bin\"\r\n\r\n{photo}\r\n--b--\r\n",
+        b = buyers[1],
+        id = ids[1],
+    );
+    p.delay(Duration::from_millis(40));
+    let before = p.bytes_down();
+    rig.send(&buyers[1], &[SUPPORT], big.as_bytes()).unwrap();
+    wait_for("the body FETCH to be under way", WAIT, &run, || {
+        (p.bytes_down() > before + 100_000).then_some(())
+    });
+    send_buyer(&rig, &buyers[2], &ids[2]);
+    let sent = Instant::now();
+    wait_for("the large mail filed", WAIT, &run, || {
+        let e = export(&s.config);
+        e.iter()
+            .any(|m| m["message_id"] == ids[1].as_str())
+            .then_some(())
+    });
+    p.delay(Duration::ZERO);
+    wait_for("the mail sent during the FETCH filed", WAIT, &run, || {
+        let e = export(&s.config);
+        e.iter()
+            .any(|m| m["message_id"] == ids[2].as_str())
+            .then_some(())
+    });
+    let took = sent.elapsed();
+    eprintln!("filed {took:?} after it was sent");
+    assert!(
+        took < Duration::from_secs(20),
+        "waited {took:?} for the IDLE renewal; log:\n{}",
+        run.log()
+    );
+    wait_filed_and_acked(&rig, &s, &run, &ids, &buyers);
+    assert_exactly_once(&rig, &s, &run, &ids, &buyers);
+    finish(&mut run);
+}
+
 /// The connection stalls while the daemon idles: the server's EXISTS never
 /// arrives. IDLE is renewed at the keepalive (a third of the systemd
 /// watchdog period, here 6 s / 3), the DONE times out after
