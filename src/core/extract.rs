@@ -104,6 +104,13 @@ pub struct Facts {
 /// be in the past year up to that day.
 pub fn extract(subject: &str, text: &str, today: NaiveDate) -> Facts {
     let all = format!("{subject}\n{text}");
+    // A date right behind one label is not read back for the other:
+    // "bought on November 3 and it arrived damaged" has no delivery date.
+    let delivered_on = dates_after_labels(&all, &DELIVERY_LABEL, today);
+    let purchase = labelled_date(&all, &PURCHASE_LABEL, today, &delivered_on);
+    let mut bought_on = dates_after_labels(&all, &PURCHASE_LABEL, today);
+    bought_on.extend(purchase.map(|(s, e, _)| (s, e)));
+    let delivery = labelled_date(&all, &DELIVERY_LABEL, today, &bought_on);
     Facts {
         order_numbers: order_numbers(&all),
         shipment_numbers: shipment_numbers(&all),
@@ -111,8 +118,8 @@ pub fn extract(subject: &str, text: &str, today: NaiveDate) -> Facts {
         account_email: account_email(&all),
         category: category(&all),
         issue_type: issue_type(&all),
-        purchase_date: labelled_date(&all, &PURCHASE_LABEL, today),
-        delivery_date: labelled_date(&all, &DELIVERY_LABEL, today),
+        purchase_date: purchase.map(|(_, _, d)| d),
+        delivery_date: delivery.map(|(_, _, d)| d),
         language: language(&all),
     }
 }
@@ -436,12 +443,8 @@ fn make_date(year: Option<i32>, month: u32, day: u32, today: NaiveDate) -> Optio
     }
 }
 
-/// The first date written in `s`, day-first as in Dutch and most of Europe.
-fn first_date(s: &str, today: NaiveDate) -> Option<NaiveDate> {
-    first_date_at(s, today).map(|(_, _, d)| d)
-}
-
-/// The first date in `s` with its byte position and length.
+/// The first date in `s` with its byte position and length, day-first as
+/// in Dutch and most of Europe.
 fn first_date_at(s: &str, today: NaiveDate) -> Option<(usize, usize, NaiveDate)> {
     let numeric = DATE_NUMERIC.captures(s).and_then(|c| {
         let m = c.get(0)?;
@@ -494,39 +497,84 @@ fn first_date_at(s: &str, today: NaiveDate) -> Option<(usize, usize, NaiveDate)>
         .min_by_key(|(at, _, _)| *at)
 }
 
+/// Words that, just before a label, say it did not happen: "nog niet
+/// geleverd", "hasn't arrived", "niets ontvangen", "never received".
+const NEGATIONS: &[&str] = &[
+    "niet", "not", "geen", "never", "nooit", "nog", "niets", "niks", "hasn't", "haven't", "hasnt",
+    "havent", "didn't", "didnt", "wasn't", "wasnt", "isn't", "isnt", "weren't", "nothing",
+    "nowhere",
+];
+
+/// Whether the label starting at `at` is negated by one of the three words
+/// before it in its sentence.
+fn negated(text: &str, at: usize) -> bool {
+    let before = &text[..at];
+    let lead = before[sentence_start(before)..]
+        .to_lowercase()
+        .replace('\u{2019}', "'");
+    lead.split_whitespace().rev().take(3).any(|w| {
+        let w = w.trim_matches(|c: char| !c.is_alphanumeric() && c != '\'');
+        NEGATIONS.contains(&w)
+    })
+}
+
+/// The text after a label up to the end of its sentence (at most 60 bytes).
+fn after_label(text: &str, end: usize) -> &str {
+    let rest = &text[end..];
+    let mut cut = sentence_end(rest).min(60);
+    while !rest.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &rest[..cut]
+}
+
+/// The spans (start, end) of the dates that directly follow a label, as in
+/// "gekocht op 12 november" or "delivered on 2026-11-20".
+fn dates_after_labels(text: &str, label: &Regex, today: NaiveDate) -> Vec<(usize, usize)> {
+    label
+        .find_iter(text)
+        .filter(|m| !negated(text, m.start()))
+        .filter_map(|m| {
+            let (at, len, _) = first_date_at(after_label(text, m.end()), today)?;
+            Some((m.end() + at, m.end() + at + len))
+        })
+        .collect()
+}
+
 /// A date stated with a label in the same sentence: after it ("gekocht op
 /// 12 november", "delivered on 2026-11-20"), or before it as Dutch puts
 /// the verb last ("ik heb op 9 november besteld"). A negated label ("nog
-/// niet geleverd") says no date.
-fn labelled_date(text: &str, label: &Regex, today: NaiveDate) -> Option<NaiveDate> {
+/// niet geleverd", "hasn't arrived") says no date. A date in `taken`
+/// belongs to another label ("bought on November 3 and it arrived
+/// damaged") and is not taken from before this one. Returns the date with
+/// its span in `text`.
+fn labelled_date(
+    text: &str,
+    label: &Regex,
+    today: NaiveDate,
+    taken: &[(usize, usize)],
+) -> Option<(usize, usize, NaiveDate)> {
     for m in label.find_iter(text) {
-        let before = &text[..m.start()];
-        let sentence_start = sentence_start(before);
-        let lead = before[sentence_start..].to_lowercase();
-        let lead_words: Vec<&str> = lead.split_whitespace().rev().take(3).collect();
-        if lead_words
-            .iter()
-            .any(|w| matches!(*w, "niet" | "not" | "geen" | "never" | "nooit" | "nog"))
-        {
+        if negated(text, m.start()) {
             continue;
         }
-        let rest = &text[m.end()..];
-        let end = sentence_end(rest).min(60);
-        let mut cut = end;
-        while !rest.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        if let Some(d) = first_date(&rest[..cut], today) {
-            return Some(d);
+        if let Some((at, len, d)) = first_date_at(after_label(text, m.end()), today) {
+            return Some((m.end() + at, m.end() + at + len, d));
         }
         // Verb last: the nearest date before the label in its sentence.
-        let window = &before[sentence_start..];
-        let mut from = window.len().saturating_sub(80);
-        while !window.is_char_boundary(from) {
+        let before = &text[..m.start()];
+        let sentence_start = sentence_start(before);
+        let mut from = before.len().saturating_sub(80).max(sentence_start);
+        while !before.is_char_boundary(from) {
             from += 1;
         }
-        if let Some(d) = last_date(&window[from..], today) {
-            return Some(d);
+        let nearest = dates_at(&before[from..], today)
+            .last()
+            .map(|&(at, len, d)| (from + at, from + at + len, d));
+        if let Some((s, e, d)) = nearest {
+            if !taken.iter().any(|&(ts, te)| s < te && ts < e) {
+                return Some((s, e, d));
+            }
         }
     }
     None
@@ -570,14 +618,14 @@ fn sentence_end(rest: &str) -> usize {
     b.len()
 }
 
-/// The last date written in `s`.
-fn last_date(s: &str, today: NaiveDate) -> Option<NaiveDate> {
-    let mut found = None;
+/// Every date written in `s`, in order, with its byte position and length.
+fn dates_at(s: &str, today: NaiveDate) -> Vec<(usize, usize, NaiveDate)> {
+    let mut found = Vec::new();
     let mut at = 0;
     while at < s.len() {
         match first_date_at(&s[at..], today) {
             Some((pos, len, d)) => {
-                found = Some(d);
+                found.push((at + pos, len, d));
                 at += pos + len.max(1);
                 while at < s.len() && !s.is_char_boundary(at) {
                     at += 1;
@@ -844,6 +892,55 @@ mod tests {
         assert_eq!(f.purchase_date, d(2026, 11, 9));
         let f = extract("", "ontvangen gisteren", today());
         assert_eq!(f.delivery_date, d(2026, 11, 24));
+    }
+
+    #[test]
+    fn not_received_gives_no_delivery_date() {
+        let d = |y, m, d| NaiveDate::from_ymd_opt(y, m, d);
+        for text in [
+            "I bought a Pokémon booster box on November 3 and it hasn't arrived.",
+            "I bought a Pokémon booster box on November 3, it hasn\u{2019}t arrived.",
+            "I ordered Pokémon cards on November 3 but haven't received them.",
+            "I ordered it on November 3 and I didn't receive anything.",
+            "I ordered it on November 3 and never received it.",
+            "Ik heb op 3 november Pokémon kaarten besteld maar niets ontvangen.",
+            "Ik heb op 3 november besteld en nog niks ontvangen.",
+            "Op 3 november besteld, nooit aangekomen.",
+        ] {
+            let f = extract("", text, today());
+            assert_eq!(f.purchase_date, d(2026, 11, 3), "{text}");
+            assert_eq!(f.delivery_date, None, "{text}");
+        }
+    }
+
+    #[test]
+    fn purchase_date_is_not_also_the_delivery_date() {
+        let d = |y, m, d| NaiveDate::from_ymd_opt(y, m, d);
+        let f = extract(
+            "",
+            "Mijn Pokémon booster box (besteld op 10 november) is beschadigd aangekomen.",
+            today(),
+        );
+        assert_eq!(f.purchase_date, d(2026, 11, 10));
+        assert_eq!(f.delivery_date, None);
+        let f = extract(
+            "",
+            "I bought it on November 3 and it arrived damaged.",
+            today(),
+        );
+        assert_eq!(f.purchase_date, d(2026, 11, 3));
+        assert_eq!(f.delivery_date, None);
+        // A date of its own before the verb is still the delivery date.
+        let f = extract(
+            "",
+            "Besteld op 3 november. Ik heb het op 20 november ontvangen.",
+            today(),
+        );
+        assert_eq!(f.purchase_date, d(2026, 11, 3));
+        assert_eq!(f.delivery_date, d(2026, 11, 20));
+        let f = extract("", "Delivered on November 20, I ordered it.", today());
+        assert_eq!(f.delivery_date, d(2026, 11, 20));
+        assert_eq!(f.purchase_date, None);
     }
 
     #[test]
