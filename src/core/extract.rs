@@ -353,16 +353,32 @@ pub fn category(text: &str) -> Option<Category> {
 }
 
 static ISSUE_DAMAGED: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(beschadigd\w*|schade|kapot|gebroken|geknakt|geknikt|gekreukt|ingedeukt|deuk(?:en)?|gescheurd|krassen|kras|damaged?|broken|cracked|dented|dent|bent|creased|scratch(?:ed|es)?|torn|crushed|smashed)\b").expect("static regex")
+    Regex::new(r"(?i)\b(beschadigd\w*|schade|kapot|gebroken|geknakt|geknikt|gekreukt|ingedeukt|deuk(?:en)?|gescheurd|krassen|kras|damaged?|broken|cracked|dented|dent|bent|creased|scratch(?:ed|es)?|torn|crushed|smashed|defect(?:e|en|ive)?|(?:is|was|zijn|waren|kwam|kwamen|raakte|helemaal|compleet|totaal)\s+stuk|stuk\s+(?:aangekomen|geleverd|bezorgd|ontvangen|binnengekomen|gegaan)|stukgegaan|in\s+stukken)\b").expect("static regex")
 });
 static ISSUE_MISSING: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)\b(ontbre\w*|mist(?:te)?|ontbrak|niet\s+in\s+(?:het|de)\s+(?:pakket|doos)|zat\s+niet\s+in|leeg\w*\s+(?:pakket|doos)|verkeerde?\s+(?:artikel|product|item|kaart)|missing|not\s+included|wasn'?t\s+(?:in|included)|empty\s+(?:box|package)|wrong\s+(?:item|product|card))\b").expect("static regex")
 });
 static ISSUE_DELAYED: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)(\bvertraag\w*|\bniet\s+(?:aangekomen|ontvangen|geleverd|bezorgd)|\bnog\s+(?:steeds\s+)?niet\s+(?:binnen|ontvangen|aangekomen|geleverd|bezorgd)|\bwaar\s+blijft|\bwaar\s+is\s+mijn\s+(?:pakket|bestelling)|\bnog\s+niet\s+verzonden|\bwacht\w*\s+(?:al\s+)?(?:nog\s+)?(?:steeds\s+)?(?:al\s+)?(?:\w+\s+){0,3}op\s+(?:mijn|de|het)\s+(?:pakket|bestelling|zending|levering)|\bwacht\w*\s+nog\s+steeds|\bnog\s+steeds\s+niet|\bnog\s+niets\s+(?:ontvangen|binnen)|\bdelay\w*|\bnot\s+(?:yet\s+)?(?:arrived|received|delivered|shipped)|\bhas\s*n[o']t\s+(?:yet\s+)?(?:arrived|shipped|been\s+delivered)|\bhasn'?t\s+(?:arrived|shipped)|\bstill\s+(?:waiting|hasn'?t|not)|\bwhere\s+is\s+my\s+(?:order|package|parcel)|\blate\s+(?:delivery|package))").expect("static regex")
+    Regex::new(r#"(?ix)(\bvertraag\w*|\bniet\s+(?:aangekomen|ontvangen|geleverd|bezorgd)|\bnog\s+(?:steeds\s+)?niet\s+(?:binnen|ontvangen|aangekomen|geleverd|bezorgd)|\bwaar\s+blijft|\bwaar\s+is\s+mijn\s+(?:pakket|bestelling)|\bnog\s+niet\s+verzonden|\bwacht\w*\s+(?:al\s+)?(?:nog\s+)?(?:steeds\s+)?(?:al\s+)?(?:\w+\s+){0,3}op\s+(?:mijn|de|het)\s+(?:pakket|bestelling|zending|levering)|\bwacht\w*\s+nog\s+steeds|\bnog\s+steeds\s+niet|\bnog\s+niets\s+(?:ontvangen|binnen)|\bdelay\w*|\bnot\s+(?:yet\s+)?(?:arrived|received|delivered|shipped)|\bhas\s*n[o']t\s+(?:yet\s+)?(?:arrived|shipped|been\s+delivered)|\bhasn'?t\s+(?:arrived|shipped)|\bstill\s+(?:waiting|hasn'?t|not)|\bwhere\s+is\s+my\s+(?:order|package|parcel)|\blate\s+(?:delivery|package)
+        # "never arrived", "haven't received", "didn't get my order"
+        |\bnever\s+(?:arrived|came|showed\s+up|turned\s+up|reached\s+me|received|got|been\s+delivered|delivered)\b
+        |\b(?:have|has|did)(?:n['’]?t|\s+not)\s+(?:yet\s+|ever\s+)?(?:received|receive|gotten|got|get|arrived|arrive|come)\b
+        # "nooit aangekomen", "nog niet gekregen", "niets ontvangen"
+        |\bnooit\s+(?:[^\s,.;!?]+\s+){0,2}?(?:aangekomen|ontvangen|geleverd|bezorgd|gekregen|binnengekomen)\b
+        |\bniet\s+gekregen\b
+        |\bni(?:ets|ks)\s+(?:ontvangen|gekregen|binnen)\b
+        # "mijn pakket is kwijt", "the parcel got lost in the mail"
+        |\b(?:pakket(?:je)?|bestelling|zending|doos|package|parcel|order|shipment|box)\s+(?:(?:is|was|got|has|have|been|seems|appears|to|be|probably|apparently|somehow|lijkt|raakte|helaas|blijkbaar|waarschijnlijk|door|de|postnl|dhl|ups|dpd|gls|usps|the|by)\s+){0,3}(?:kwijt(?:geraakt)?|zoek(?:geraakt)?|verloren|lost)\b
+        |\blost\s+in\s+(?:the\s+)?(?:mail|post|transit)\b)"#).expect("static regex")
 });
 static ISSUE_ACCOUNT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)\b(account|inlog\w*|log\s+in|login|wachtwoord|password|geblokkeerd|blocked|suspended|opgeschort|verifi\w+|tweestaps\w*|two-factor|2fa|gebruikersnaam\s+wijzigen|change\s+(?:my\s+)?username|uitbetaling\w*|payout)\b").expect("static regex")
+});
+
+/// What follows "haven't received" when it is not the order: "a reply",
+/// "my refund", "de bevestiging".
+static NOT_THE_ORDER: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)^\s+(?:(?:a|an|any|my|the|your|een|mijn|je|jullie|uw|de|het|geen|nog|yet)\s+){0,2}(?:repl(?:y|ies)|response|answer|refund|e-?mail|mail|message|money|payout|payment|code|confirmation|notification|update|antwoord|reactie|terugbetaling|geld|bericht|bevestiging|uitbetaling|betaling)(?:s|en)?\b").expect("static regex")
 });
 
 /// The kind of problem, from Dutch and English wording. Order problems win
@@ -370,7 +386,10 @@ static ISSUE_ACCOUNT: LazyLock<Regex> = LazyLock::new(|| {
 pub fn issue_type(text: &str) -> IssueType {
     let damaged = words_match(text, &ISSUE_DAMAGED);
     let missing = words_match(text, &ISSUE_MISSING);
-    let delayed = words_match(text, &ISSUE_DELAYED);
+    let delayed = ISSUE_DELAYED
+        .find_iter(text)
+        .filter(|m| !NOT_THE_ORDER.is_match(&text[m.end()..]))
+        .count();
     if damaged + missing + delayed > 0 {
         let best = damaged.max(missing).max(delayed);
         return if damaged == best {
@@ -857,6 +876,49 @@ mod tests {
             IssueType::Account
         );
         assert_eq!(issue_type("Hoe werkt een giveaway?"), IssueType::General);
+    }
+
+    #[test]
+    fn never_arrived_lost_and_broken_wording() {
+        for text in [
+            "My package never arrived",
+            "I haven't received my order yet",
+            "I still haven\u{2019}t received my order",
+            "I didn't receive my order",
+            "I did not get my order",
+            "I ordered Pokémon cards on November 3 but haven't received them",
+            "My parcel is lost",
+            "I think the package got lost in the mail",
+            "Mijn pakket is nooit aangekomen",
+            "Ik heb mijn bestelling nog niet gekregen",
+            "Ik heb op 3 november besteld maar niets ontvangen",
+            "Mijn pakket is kwijt",
+            "Het pakket is door PostNL kwijtgeraakt",
+            "My order seems to be lost",
+        ] {
+            assert_eq!(issue_type(text), IssueType::Delayed, "{text}");
+        }
+        for text in [
+            "Mijn kaart is stuk aangekomen",
+            "De doos was helemaal stuk",
+            "De kaart is defect",
+            "The card arrived defective",
+            "The console is defective",
+        ] {
+            assert_eq!(issue_type(text), IssueType::Damaged, "{text}");
+        }
+        for text in [
+            "Ik stuur een stukje tekst over de verkoper",
+            "Hoeveel kost het per stuk?",
+            "Ik ben mijn wachtwoord kwijt",
+            "I lost my password",
+            "I haven't received a reply to my question",
+            "Ik heb een stuk of vijf vragen over veilingen",
+            "In order to not get lost in the app, where is the help page?",
+        ] {
+            assert_ne!(issue_type(text), IssueType::Delayed, "{text}");
+            assert_ne!(issue_type(text), IssueType::Damaged, "{text}");
+        }
     }
 
     #[test]
