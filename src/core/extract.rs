@@ -417,26 +417,42 @@ static DATE_NUMERIC: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"\b(?:(\d{4})-(\d{1,2})-(\d{1,2})|(\d{1,2})[-/.](\d{1,2})(?:[-/.](\d{2,4}))?)\b")
         .expect("static regex")
 });
+/// "12 november", "Nov 20th", "3 nov. 2026". Only month names (and their
+/// abbreviations) count as the word, so in "zaterdag 31 oktober" the
+/// weekday is passed over rather than read as a month.
 static DATE_WORDS: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(?:(\d{1,2})(?:st|nd|rd|th|e)?\s+([a-z]{3,9})\.?(?:,?\s+(\d{4}))?|([a-z]{3,9})\.?\s+(\d{1,2})(?:st|nd|rd|th)?(?:,?\s+(\d{4}))?)\b").expect("static regex")
+    let mut words: Vec<String> = MONTHS
+        .iter()
+        .flat_map(|(nl, en, _)| [*nl, *en])
+        .flat_map(|name| (3..=name.len()).map(move |n| name[..n].to_string()))
+        .chain(["mrt".to_string()])
+        .collect();
+    words.sort_by_key(|w| std::cmp::Reverse(w.len()));
+    words.dedup();
+    let month = words.join("|");
+    Regex::new(&format!(
+        r"(?i)\b(?:(\d{{1,2}})(?:st|nd|rd|th|e)?\s+({month})\.?(?:,?\s+(\d{{4}}))?|({month})\.?\s+(\d{{1,2}})(?:st|nd|rd|th)?(?:,?\s+(\d{{4}}))?)\b"
+    ))
+    .expect("static regex")
 });
+
+const MONTHS: [(&str, &str, u32); 12] = [
+    ("januari", "january", 1),
+    ("februari", "february", 2),
+    ("maart", "march", 3),
+    ("april", "april", 4),
+    ("mei", "may", 5),
+    ("juni", "june", 6),
+    ("juli", "july", 7),
+    ("augustus", "august", 8),
+    ("september", "september", 9),
+    ("oktober", "october", 10),
+    ("november", "november", 11),
+    ("december", "december", 12),
+];
 
 fn month_number(word: &str) -> Option<u32> {
     let w = word.to_lowercase();
-    const MONTHS: [(&str, &str, u32); 12] = [
-        ("januari", "january", 1),
-        ("februari", "february", 2),
-        ("maart", "march", 3),
-        ("april", "april", 4),
-        ("mei", "may", 5),
-        ("juni", "june", 6),
-        ("juli", "july", 7),
-        ("augustus", "august", 8),
-        ("september", "september", 9),
-        ("oktober", "october", 10),
-        ("november", "november", 11),
-        ("december", "december", 12),
-    ];
     MONTHS.iter().find_map(|(nl, en, n)| {
         let prefix = w.len() >= 3 && (nl.starts_with(&w) || en.starts_with(&w));
         let mrt = w == "mrt" && *n == 3;
@@ -465,7 +481,8 @@ fn make_date(year: Option<i32>, month: u32, day: u32, today: NaiveDate) -> Optio
 /// The first date in `s` with its byte position and length, day-first as
 /// in Dutch and most of Europe.
 fn first_date_at(s: &str, today: NaiveDate) -> Option<(usize, usize, NaiveDate)> {
-    let numeric = DATE_NUMERIC.captures(s).and_then(|c| {
+    // "om 14.30 uur op 20-11-2026": a time is no date; try the next one.
+    let numeric = DATE_NUMERIC.captures_iter(s).find_map(|c| {
         let m = c.get(0)?;
         let d = if let Some(y) = c.get(1) {
             make_date(
@@ -1003,6 +1020,40 @@ mod tests {
         let f = extract("", "Delivered on November 20, I ordered it.", today());
         assert_eq!(f.delivery_date, d(2026, 11, 20));
         assert_eq!(f.purchase_date, None);
+    }
+
+    #[test]
+    fn dates_after_a_weekday_or_a_time() {
+        let d = |y, m, d| NaiveDate::from_ymd_opt(y, m, d);
+        let purchase = |t: &str| extract("", t, today()).purchase_date;
+        assert_eq!(
+            purchase("Ik heb het op zaterdag 31 oktober gekocht."),
+            d(2026, 10, 31)
+        );
+        assert_eq!(
+            purchase("Ik heb het gekocht op zaterdag 31 oktober."),
+            d(2026, 10, 31)
+        );
+        assert_eq!(
+            purchase("Ik heb op maandag 2 november besteld."),
+            d(2026, 11, 2)
+        );
+        assert_eq!(
+            purchase("I ordered it on Tuesday 3 November."),
+            d(2026, 11, 3)
+        );
+        assert_eq!(
+            purchase("Ordered on Tuesday, November 3, 2026."),
+            d(2026, 11, 3)
+        );
+        assert_eq!(purchase("Besteld op wo 4 nov."), d(2026, 11, 4));
+        assert_eq!(
+            extract("", "Ontvangen om 14.30 uur op 20-11-2026.", today()).delivery_date,
+            d(2026, 11, 20)
+        );
+        // Words that are not months give no date.
+        assert_eq!(purchase("Ik heb 3 stuks besteld."), None);
+        assert_eq!(purchase("Ik heb 3 kaarten besteld."), None);
     }
 
     #[test]
