@@ -174,10 +174,10 @@ pub fn order_numbers(text: &str) -> Vec<String> {
         let dotted_before = before == Some(b'.');
         let dotted_after =
             after == Some(b'.') && bytes.get(i + 1).is_some_and(|b| b.is_ascii_alphanumeric());
-        // "Bestelnummer: X" and "Order #X" are labels; "https:X", "cid:X"
-        // or "a#X" are not.
+        // "Bestelnummer: X", "Order #X", "Order ID: #X" and "Ordernr.#X"
+        // are labels; "https:X", "cid:X" or "a#X" are not.
         let labelled_colon = matches!(before, Some(b':' | b'#')) && {
-            let head = text[..start - 1].trim_end_matches([' ', ':', '#']);
+            let head = text[..start - 1].trim_end_matches([' ', ':', '#', '.']);
             head.rsplit(|c: char| !c.is_alphanumeric())
                 .next()
                 .is_some_and(|w| {
@@ -186,11 +186,23 @@ pub fn order_numbers(text: &str) -> Vec<String> {
                         || w.contains("number")
                         || w == "order"
                         || w == "bestelling"
-                        || w == "nr"
+                        || w.ends_with("nr")
                         || w == "no"
+                        || w == "id"
                 })
         };
-        if (glued(before) && !labelled_colon) || glued(after) || dotted_before || dotted_after {
+        // "#X" starting a word, as buyers copy it from the app; a hashtag
+        // only counts with a digit in it, as every order number has.
+        let hash_word = before == Some(b'#')
+            && start
+                .checked_sub(2)
+                .is_none_or(|p| matches!(bytes[p], b' ' | b'\t' | b'\n' | b'\r' | b'(' | b'['))
+            && text[start..i].bytes().any(|b| b.is_ascii_digit());
+        if (glued(before) && !labelled_colon && !hash_word)
+            || glued(after)
+            || dotted_before
+            || dotted_after
+        {
             continue;
         }
         let token = &text[start..i];
@@ -771,6 +783,31 @@ mod tests {
             order_numbers("order dQzGdHsKxwaEyrQfCdcCs8 and dQzGdHsKxwaEyrQfCdcCs8 again"),
             vec!["dQzGdHsKxwaEyrQfCdcCs8"]
         );
+    }
+
+    #[test]
+    fn order_numbers_behind_id_and_hash() {
+        let o = vec!["dQzGdHsKxwaEyrQfCdcCs8"];
+        for text in [
+            "Order ID: #dQzGdHsKxwaEyrQfCdcCs8",
+            "Order ID:dQzGdHsKxwaEyrQfCdcCs8",
+            "order id #dQzGdHsKxwaEyrQfCdcCs8",
+            "Beschadigd #dQzGdHsKxwaEyrQfCdcCs8",
+            "#dQzGdHsKxwaEyrQfCdcCs8",
+            "Bestelling (#dQzGdHsKxwaEyrQfCdcCs8) is kapot",
+            "Ordernr.#dQzGdHsKxwaEyrQfCdcCs8",
+        ] {
+            assert_eq!(order_numbers(text), o, "{text}");
+        }
+        for text in [
+            "#1 fan of this seller",
+            "#PokemonTradingCardGame on Instagram",
+            "page#dQzGdHsKxwaEyrQfCdcCs8",
+            "https://whatnot.test/#dQzGdHsKxwaEyrQfCdcCs8",
+            "Ticket ID: #dQzGdHsKxwaEyrQfCdcCs8x",
+        ] {
+            assert!(order_numbers(text).is_empty(), "{text}");
+        }
     }
 
     #[test]
