@@ -272,17 +272,53 @@ static USERNAME_AT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?:^|[\s(\[])@([A-Za-z0-9_][A-Za-z0-9_.]{1,29})\b").expect("static regex")
 });
 
+/// Words after "Gebruikersnaam:" that start a sentence rather than name
+/// the user: "Gebruikersnaam: ik weet hem niet", "Username: not sure".
+const NOT_A_USERNAME: &[&str] = &[
+    "is",
+    "en",
+    "and",
+    "van",
+    "of",
+    "ik",
+    "weet",
+    "niet",
+    "geen",
+    "onbekend",
+    "vergeten",
+    "zie",
+    "hieronder",
+    "hierboven",
+    "hetzelfde",
+    "zelfde",
+    "mijn",
+    "heb",
+    "het",
+    "de",
+    "nvt",
+    "not",
+    "no",
+    "dont",
+    "don",
+    "unknown",
+    "forgot",
+    "none",
+    "na",
+    "see",
+    "below",
+    "above",
+    "same",
+    "my",
+    "the",
+    "idk",
+];
+
 /// The Whatnot username: "Gebruikersnaam: x", "username: x" or a bare "@x".
 pub fn username(text: &str) -> Option<String> {
     let labelled = USERNAME_LABEL
         .captures(text)
         .map(|c| c[1].trim_end_matches('.').to_string())
-        .filter(|u| {
-            !matches!(
-                u.to_lowercase().as_str(),
-                "is" | "en" | "and" | "van" | "of"
-            )
-        });
+        .filter(|u| !NOT_A_USERNAME.contains(&u.to_lowercase().as_str()));
     let row = || {
         USERNAME_ROW
             .captures(text)
@@ -299,6 +335,10 @@ static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}").expect("static regex")
 });
 
+static EMAIL_LABEL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)(?:^|[^\w-])e-?mail\s*(?::|=|\bis\b)\s*<?\s*$").expect("static regex")
+});
+
 /// The account's e-mail address, when stated on a line that says so.
 pub fn account_email(text: &str) -> Option<String> {
     text.lines().find_map(|line| {
@@ -308,10 +348,13 @@ pub fn account_email(text: &str) -> Option<String> {
             || l.contains("emailadres")
             || l.contains("e-mail address")
             || l.contains("email address");
-        if !labelled || line.trim_start().starts_with('>') {
+        if line.trim_start().starts_with('>') {
             return None;
         }
-        EMAIL.find(line).map(|m| m.as_str().to_ascii_lowercase())
+        let m = EMAIL.find(line)?;
+        // "E-mail: x", "Mijn e-mail is x": the label right before it.
+        let behind_label = EMAIL_LABEL.is_match(&line[..m.start()]);
+        (labelled || behind_label).then(|| m.as_str().to_ascii_lowercase())
     })
 }
 
@@ -884,6 +927,55 @@ mod tests {
             Some("anna.vries@gmail.com")
         );
         assert_eq!(account_email("write to me at x@y.test"), None);
+    }
+
+    #[test]
+    fn account_email_behind_an_email_label() {
+        for text in [
+            "E-mail: anna@buyer.nl",
+            "Email: anna@buyer.nl",
+            "email:anna@buyer.nl",
+            "Mijn e-mail is anna@buyer.nl",
+            "My email is <anna@buyer.nl>",
+            "Naam: Anna\nE-mail: Anna@Buyer.nl\n",
+        ] {
+            assert_eq!(
+                account_email(text).as_deref(),
+                Some("anna@buyer.nl"),
+                "{text}"
+            );
+        }
+        for text in [
+            "You can e-mail me at anna@buyer.nl",
+            "I sent an email to seller@shop.test yesterday",
+            "> E-mail: anna@buyer.nl",
+        ] {
+            assert_eq!(account_email(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn username_placeholders_are_no_username() {
+        for text in [
+            "Gebruikersnaam: ik weet hem niet",
+            "Gebruikersnaam: weet ik niet meer",
+            "Gebruikersnaam: geen idee",
+            "Gebruikersnaam: zie hieronder",
+            "Username: not sure",
+            "Username: don't know",
+            "Username: unknown",
+            "Username: same as my email",
+        ] {
+            assert_eq!(username(text), None, "{text}");
+        }
+        assert_eq!(
+            username("Gebruikersnaam: ik weet hem niet, maar ik ben @annakaart").as_deref(),
+            Some("annakaart")
+        );
+        assert_eq!(
+            username("Gebruikersnaam: ikea_fan").as_deref(),
+            Some("ikea_fan")
+        );
     }
 
     #[test]
