@@ -609,14 +609,32 @@ fn negated(text: &str, at: usize) -> bool {
     })
 }
 
-/// The text after a label up to the end of its sentence (at most 60 bytes).
+static CONJUNCTION: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)\b(?:en|and|maar|but)\b").expect("static regex"));
+
+/// The text after a label up to the end of its sentence (at most 60
+/// bytes), or up to "en", "and", "maar" or "but" when the clause after
+/// that has a label of its own: in "op 3 november besteld en op 20
+/// november ontvangen" the second date is the delivery's.
 fn after_label(text: &str, end: usize) -> &str {
     let rest = &text[end..];
     let mut cut = sentence_end(rest).min(60);
     while !rest.is_char_boundary(cut) {
         cut -= 1;
     }
-    &rest[..cut]
+    let rest = &rest[..cut];
+    let next_clause = CONJUNCTION.find_iter(rest).find(|c| {
+        let clause = &rest[c.end()..];
+        [&*PURCHASE_LABEL, &*DELIVERY_LABEL].iter().any(|label| {
+            label
+                .find_iter(clause)
+                .any(|m| !negated(text, end + c.end() + m.start()))
+        })
+    });
+    match next_clause {
+        Some(c) => &rest[..c.start()],
+        None => rest,
+    }
 }
 
 /// The spans (start, end) of the dates that directly follow a label, as in
@@ -1183,6 +1201,36 @@ mod tests {
         // Words that are not months give no date.
         assert_eq!(purchase("Ik heb 3 stuks besteld."), None);
         assert_eq!(purchase("Ik heb 3 kaarten besteld."), None);
+    }
+
+    #[test]
+    fn a_date_in_the_next_clause_belongs_to_its_own_verb() {
+        let d = |y, m, d| NaiveDate::from_ymd_opt(y, m, d);
+        for text in [
+            "Ik heb op 3 november besteld en op 20 november ontvangen.",
+            "Ik heb het op 3 november besteld en het is op 20 november bezorgd.",
+            "Op 3 november besteld maar pas op 20 november geleverd.",
+        ] {
+            let f = extract("", text, today());
+            assert_eq!(f.purchase_date, d(2026, 11, 3), "{text}");
+            assert_eq!(f.delivery_date, d(2026, 11, 20), "{text}");
+        }
+        let f = extract("", "Ik heb het gekocht en betaald op 3 november.", today());
+        assert_eq!(f.purchase_date, d(2026, 11, 3));
+        let f = extract(
+            "",
+            "Besteld op 3 november en nog steeds niet ontvangen.",
+            today(),
+        );
+        assert_eq!(f.purchase_date, d(2026, 11, 3));
+        assert_eq!(f.delivery_date, None);
+        let f = extract(
+            "",
+            "I ordered it on November 3 and on November 20 it arrived damaged.",
+            today(),
+        );
+        assert_eq!(f.purchase_date, d(2026, 11, 3));
+        assert_eq!(f.delivery_date, d(2026, 11, 20));
     }
 
     #[test]
