@@ -472,9 +472,10 @@ static DATE_NUMERIC: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"\b(?:(\d{4})-(\d{1,2})-(\d{1,2})|(\d{1,2})[-/.](\d{1,2})(?:[-/.](\d{2,4}))?)\b")
         .expect("static regex")
 });
-/// "12 november", "Nov 20th", "3 nov. 2026". Only month names (and their
-/// abbreviations) count as the word, so in "zaterdag 31 oktober" the
-/// weekday is passed over rather than read as a month.
+/// "12 november", "Nov 20th", "the 3rd of November", "3 nov. 2026". Only
+/// month names (and their abbreviations) count as the word, so in
+/// "zaterdag 31 oktober" the weekday is passed over rather than read as a
+/// month.
 static DATE_WORDS: LazyLock<Regex> = LazyLock::new(|| {
     let mut words: Vec<String> = MONTHS
         .iter()
@@ -486,7 +487,7 @@ static DATE_WORDS: LazyLock<Regex> = LazyLock::new(|| {
     words.dedup();
     let month = words.join("|");
     Regex::new(&format!(
-        r"(?i)\b(?:(\d{{1,2}})(?:st|nd|rd|th|e)?\s+({month})\.?(?:,?\s+(\d{{4}}))?|({month})\.?\s+(\d{{1,2}})(?:st|nd|rd|th)?(?:,?\s+(\d{{4}}))?)\b"
+        r"(?i)\b(?:(\d{{1,2}})(?:st|nd|rd|th|e)?\s+(?:of\s+)?({month})\.?(?:,?\s+(\d{{4}}))?|({month})\.?\s+(\d{{1,2}})(?:st|nd|rd|th)?(?:,?\s+(\d{{4}}))?)\b"
     ))
     .expect("static regex")
 });
@@ -548,7 +549,12 @@ fn first_date_at(s: &str, today: NaiveDate) -> Option<(usize, usize, NaiveDate)>
             )
         } else {
             let year = c.get(6).and_then(|y| y.as_str().parse().ok());
-            make_date(year, c[5].parse().ok()?, c[4].parse().ok()?, today)
+            let (day, month) = (c[4].parse().ok()?, c[5].parse().ok()?);
+            // "11/20/2026" as written in the US: month first, only when
+            // day first cannot be a date.
+            let us = year.is_some() && month > 12 && m.as_str().contains('/');
+            make_date(year, month, day, today)
+                .or_else(|| us.then(|| make_date(year, day, month, today)).flatten())
         }?;
         Some((m.start(), m.len(), d))
     });
@@ -1231,6 +1237,21 @@ mod tests {
         );
         assert_eq!(f.purchase_date, d(2026, 11, 3));
         assert_eq!(f.delivery_date, d(2026, 11, 20));
+    }
+
+    #[test]
+    fn english_date_forms() {
+        let d = |y, m, d| NaiveDate::from_ymd_opt(y, m, d);
+        let purchase = |t: &str| extract("", t, today()).purchase_date;
+        assert_eq!(
+            purchase("Purchased on the 3rd of November."),
+            d(2026, 11, 3)
+        );
+        assert_eq!(purchase("Ordered on 11/20/2026."), d(2026, 11, 20));
+        // Day first wherever it can be.
+        assert_eq!(purchase("Ordered on 11/03/2026."), d(2026, 3, 11));
+        // A time is not a US date.
+        assert_eq!(purchase("Besteld om 12.30 uur."), None);
     }
 
     #[test]
