@@ -436,15 +436,35 @@ static NOT_THE_ORDER: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)^\s+(?:(?:a|an|any|my|the|your|een|mijn|je|jullie|uw|de|het|geen|nog|yet)\s+){0,2}(?:repl(?:y|ies)|response|answer|refund|e-?mail|mail|message|money|payout|payment|code|confirmation|notification|update|antwoord|reactie|terugbetaling|geld|bericht|bevestiging|uitbetaling|betaling)(?:s|en)?\b").expect("static regex")
 });
 
+static PACKAGE_MISSING: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\b(?:package|parcel|shipment|delivery|order)\s+(?:(?:is|was|went|has\s+(?:gone|been)|seems\s+to\s+be|appears\s+to\s+be)\s+)?missing\b").expect("static regex")
+});
+/// What follows "is missing" when an item is short: "a card", "two
+/// cards", "the promo card".
+static MISSING_WHAT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)^\s+(?:a|an|one|two|three|four|five|six|some|several|the|its|my|\d+|cards?|items?|products?|pieces?|parts?|contents?)\b").expect("static regex")
+});
+
 /// The kind of problem, from Dutch and English wording. Order problems win
 /// over account words ("my account shows the order as delivered").
 pub fn issue_type(text: &str) -> IssueType {
     let damaged = words_match(text, &ISSUE_DAMAGED);
-    let missing = words_match(text, &ISSUE_MISSING);
+    // "My package is missing" is a package that never came (delayed);
+    // "my package is missing a card" is an item short (missing).
+    let gone: Vec<(usize, usize)> = PACKAGE_MISSING
+        .find_iter(text)
+        .filter(|m| !MISSING_WHAT.is_match(&text[m.end()..]))
+        .map(|m| (m.start(), m.end()))
+        .collect();
+    let missing = ISSUE_MISSING
+        .find_iter(text)
+        .filter(|m| !gone.iter().any(|&(s, e)| s <= m.start() && m.end() <= e))
+        .count();
     let delayed = ISSUE_DELAYED
         .find_iter(text)
         .filter(|m| !NOT_THE_ORDER.is_match(&text[m.end()..]))
-        .count();
+        .count()
+        + gone.len();
     if damaged + missing + delayed > 0 {
         let best = damaged.max(missing).max(delayed);
         return if damaged == best {
@@ -1088,6 +1108,27 @@ mod tests {
         ] {
             assert_ne!(issue_type(text), IssueType::Delayed, "{text}");
             assert_ne!(issue_type(text), IssueType::Damaged, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_missing_package_is_a_delayed_one() {
+        for text in [
+            "My package is missing",
+            "The parcel went missing after it left the seller",
+            "Our order has been missing for two weeks",
+            "Package missing\nHello, my package is missing.",
+        ] {
+            assert_eq!(issue_type(text), IssueType::Delayed, "{text}");
+        }
+        for text in [
+            "My order is missing a card",
+            "My order was missing two cards",
+            "The package is missing the promo card",
+            "One card was missing",
+            "Order missing items",
+        ] {
+            assert_eq!(issue_type(text), IssueType::Missing, "{text}");
         }
     }
 
