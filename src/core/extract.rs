@@ -417,7 +417,8 @@ static ISSUE_DELAYED: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r#"(?ix)(\bvertraag\w*|\bniet\s+(?:aangekomen|ontvangen|geleverd|bezorgd)|\bnog\s+(?:steeds\s+)?niet\s+(?:binnen|ontvangen|aangekomen|geleverd|bezorgd)|\bwaar\s+blijft|\bwaar\s+is\s+mijn\s+(?:pakket|bestelling)|\bnog\s+niet\s+verzonden|\bwacht\w*\s+(?:al\s+)?(?:nog\s+)?(?:steeds\s+)?(?:al\s+)?(?:\w+\s+){0,3}op\s+(?:mijn|de|het)\s+(?:pakket|bestelling|zending|levering)|\bwacht\w*\s+nog\s+steeds|\bnog\s+steeds\s+niet|\bnog\s+niets\s+(?:ontvangen|binnen)|\bdelay\w*|\bnot\s+(?:yet\s+)?(?:arrived|received|delivered|shipped)|\bhas\s*n[o']t\s+(?:yet\s+)?(?:arrived|shipped|been\s+delivered)|\bhasn'?t\s+(?:arrived|shipped)|\bstill\s+(?:waiting|hasn'?t|not)|\bwhere\s+is\s+my\s+(?:order|package|parcel)|\blate\s+(?:delivery|package)
         # "never arrived", "haven't received", "didn't get my order"
         |\bnever\s+(?:arrived|came|showed\s+up|turned\s+up|reached\s+me|received|got|been\s+delivered|delivered)\b
-        |\b(?:have|has|did)(?:n['’]?t|\s+not)\s+(?:yet\s+|ever\s+)?(?:received|receive|gotten|got|get|arrived|arrive|come)\b
+        |\b(?:have|has)(?:n['’]?t|\s+not)\s+(?:yet\s+|ever\s+)?(?:received|gotten|arrived|come|got\s+(?:my|the|it|them|anything)\b)
+        |\bdid(?:n['’]?t|\s+not)\s+(?:yet\s+|ever\s+)?(?:receive|get|arrive|come)\b
         # "nooit aangekomen", "nog niet gekregen", "niets ontvangen"
         |\bnooit\s+(?:[^\s,.;!?]+\s+){0,2}?(?:aangekomen|ontvangen|geleverd|bezorgd|gekregen|binnengekomen)\b
         |\bniet\s+gekregen\b
@@ -1085,6 +1086,7 @@ mod tests {
             "Mijn pakket is kwijt",
             "Het pakket is door PostNL kwijtgeraakt",
             "My order seems to be lost",
+            "I haven't got my order yet",
         ] {
             assert_eq!(issue_type(text), IssueType::Delayed, "{text}");
         }
@@ -1105,6 +1107,7 @@ mod tests {
             "I haven't received a reply to my question",
             "Ik heb een stuk of vijf vragen over veilingen",
             "In order to not get lost in the app, where is the help page?",
+            "I haven't got a clue how giveaways work",
         ] {
             assert_ne!(issue_type(text), IssueType::Delayed, "{text}");
             assert_ne!(issue_type(text), IssueType::Damaged, "{text}");
