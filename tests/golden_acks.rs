@@ -146,6 +146,12 @@ fn what_each_case_asks_for() {
         "sneakers: 30 days after purchase on 1 Oct"
     );
     assert!(!passed.contains("we still need"));
+    let not_arrived = read("delayed-not-arrived", "en");
+    assert!(
+        not_arrived.contains("must reach us by 3 December 2026")
+            && !not_arrived.contains("has passed"),
+        "TCG bought 3 Nov, not delivered: 30 days after purchase, nothing has passed"
+    );
     let delayed = read("delayed-bare", "en");
     assert!(
         delayed.contains("The date of purchase")
@@ -164,6 +170,7 @@ fn what_each_case_asks_for() {
         "missing-bare",
         "delayed-bare",
         "delayed-deadline-passed",
+        "delayed-not-arrived",
         "account",
         "general",
     ] {
