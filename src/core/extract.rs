@@ -260,12 +260,13 @@ pub fn shipment_numbers(text: &str) -> Vec<String> {
 }
 
 static USERNAME_LABEL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(?:gebruikersnaam|username|user\s*name|whatnot[- ]naam)(?:\s+op\s+whatnot|\s+on\s+whatnot)?\s*(?::|\bis\b|=)\s*@?([A-Za-z0-9_.]{2,30})")
+    Regex::new(r"(?i)\b(?:gebruikersnaam|username|user\s*name|whatnot[- ]naam|naam\s+op\s+whatnot)(?:\s+op\s+whatnot|\s+on\s+whatnot)?\s*(?::|\bis\b|=)\s*@?([A-Za-z0-9_.]{2,30})")
         .expect("static regex")
 });
-/// "Gebruikersnaam | x" as a table row or a line of its own.
+/// "Gebruikersnaam | x" or "Whatnot username x" as a table row or a line
+/// of its own.
 static USERNAME_ROW: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?im)^\s*(?:gebruikersnaam|username|user\s*name)\s+@?([A-Za-z0-9_.]{2,30})\s*$")
+    Regex::new(r"(?im)^\s*(?:(?:my|mijn)\s+)?(?:whatnot[- ]?)?(?:gebruikersnaam|username|user\s*name)\s+@?([A-Za-z0-9_.]{2,30})\s*$")
         .expect("static regex")
 });
 static USERNAME_AT: LazyLock<Regex> = LazyLock::new(|| {
@@ -1021,6 +1022,25 @@ mod tests {
             username("Gebruikersnaam: ikea_fan").as_deref(),
             Some("ikea_fan")
         );
+    }
+
+    #[test]
+    fn username_behind_whatnot_name_labels() {
+        for text in [
+            "Naam op Whatnot: annakaart",
+            "Mijn naam op Whatnot is annakaart",
+            "Whatnot username annakaart",
+            "My Whatnot username annakaart",
+            "Whatnot-gebruikersnaam: annakaart",
+        ] {
+            assert_eq!(username(text).as_deref(), Some("annakaart"), "{text}");
+        }
+        for text in [
+            "Naam: Anna de Vries",
+            "Whatnot username annakaart is wrong in the app",
+        ] {
+            assert_eq!(username(text), None, "{text}");
+        }
     }
 
     #[test]
