@@ -229,6 +229,12 @@ static STRONG_SHIPMENT: LazyLock<Regex> = LazyLock::new(|| {
     .expect("static regex")
 });
 
+/// A UPS number as UPS prints it: "1Z 999 AA1 01 2345 6784".
+static UPS_GROUPED: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\b1Z [0-9A-Z]{3} [0-9A-Z]{3} [0-9A-Z]{2} [0-9A-Z]{4} [0-9A-Z]{4}\b")
+        .expect("static regex")
+});
+
 static LABELLED_SHIPMENT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
         r"(?ix)(?:zendingsnummer|zending|track(?:ing)?(?:\s*(?:&|and|en)\s*trace)?(?:\s*(?:code|nummer|number|id))?|verzendnummer|barcode|shipment(?:\s*(?:number|no\.?|id))?|pakketnummer|parcel\s*(?:number|no\.?))
@@ -245,6 +251,9 @@ pub fn shipment_numbers(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     for m in STRONG_SHIPMENT.find_iter(text) {
         push_unique(&mut out, m.as_str().to_string());
+    }
+    for m in UPS_GROUPED.find_iter(text) {
+        push_unique(&mut out, m.as_str().replace(' ', ""));
     }
     for c in LABELLED_SHIPMENT.captures_iter(text) {
         let v = &c[1];
@@ -942,6 +951,19 @@ mod tests {
         );
         assert!(shipment_numbers("bel me op 0612345678 of order 20261124").is_empty());
         assert!(shipment_numbers("Bestelnummer dQzGdHsKxwaEyrQfCdcCs8").is_empty());
+    }
+
+    #[test]
+    fn ups_numbers_written_in_groups() {
+        assert_eq!(
+            shipment_numbers("UPS 1Z 999 AA1 01 2345 6784 ok"),
+            vec!["1Z999AA10123456784"]
+        );
+        assert_eq!(
+            shipment_numbers("Tracking: 1Z 999 AA1 01 2345 6784\nand 1Z999AA10123456784"),
+            vec!["1Z999AA10123456784"]
+        );
+        assert!(shipment_numbers("1Z 12 kaarten").is_empty());
     }
 
     #[test]
