@@ -12,7 +12,7 @@ use minijinja::{Environment, UndefinedBehavior};
 use serde::Serialize;
 
 use crate::config::{Language, TicketsConfig};
-use crate::core::extract::Facts;
+use crate::core::extract::{Category, Facts, IssueType};
 use crate::core::parse::InboundMessage;
 use crate::core::policy::{self, Known, Missing};
 
@@ -76,6 +76,13 @@ pub struct AckContext {
     /// The last day for a refund claim, written out, when it can be known.
     pub claim_deadline: Option<String>,
     pub claim_deadline_passed: bool,
+    /// The claim window in words ("7 days after delivery or 30 days after
+    /// purchase, whichever comes first"), when the category is known. The
+    /// templates give it when the dates known do not fix a deadline.
+    pub claim_window: Option<String>,
+    /// The last day the known dates allow when they do not fix the
+    /// deadline: it may come sooner ("at the latest").
+    pub claim_latest: Option<String>,
 }
 
 impl AckContext {
@@ -101,6 +108,21 @@ impl AckContext {
         let today = now.with_timezone(&cfg.time_zone).date_naive();
         let deadline =
             policy::claim_deadline(facts.category, facts.purchase_date, facts.delivery_date);
+        // A date is only promised when the known dates fix it: with the
+        // purchase date alone, the delivery's window may end sooner (unless
+        // the order never came); with the delivery date alone, the
+        // purchase's may. A bound already behind us has passed either way.
+        let passed = deadline.is_some_and(|d| d < today);
+        let fixed = match (facts.purchase_date, facts.delivery_date) {
+            (Some(_), Some(_)) => true,
+            (Some(_), None) => facts.issue_type == IssueType::Delayed,
+            _ => false,
+        };
+        let (deadline, latest) = if fixed || passed {
+            (deadline, None)
+        } else {
+            (None, deadline)
+        };
         AckContext {
             ticket: ticket.to_string(),
             language: lang.code(),
@@ -116,7 +138,9 @@ impl AckContext {
             missing: policy::missing_info(facts.issue_type, &known),
             order_numbers: facts.order_numbers.clone(),
             claim_deadline: deadline.map(|d| format_date(d, lang)),
-            claim_deadline_passed: deadline.is_some_and(|d| d < today),
+            claim_deadline_passed: passed,
+            claim_window: facts.category.map(|c| claim_window(c, lang)),
+            claim_latest: latest.map(|d| format_date(d, lang)),
         }
     }
 
@@ -162,8 +186,10 @@ impl AckContext {
                         issue_type: "damaged",
                         missing,
                         order_numbers: vec![],
-                        claim_deadline: deadline,
+                        claim_deadline: deadline.clone(),
                         claim_deadline_passed: passed,
+                        claim_window: Some(claim_window(Category::Tcg, lang)),
+                        claim_latest: deadline.clone(),
                     },
                 ));
             }
@@ -289,6 +315,20 @@ const EN_MONTHS: [&str; 12] = [
 
 /// "donderdag 26 november 2026 om 14:03" / "Thursday 26 November 2026 at 14:03",
 /// in the given time zone, with the zone's abbreviation so no one guesses.
+/// The claim window of a category in words, in the buyer's language.
+pub fn claim_window(category: Category, lang: Language) -> String {
+    let days = policy::delivery_window_days(category);
+    let purchase = policy::PURCHASE_WINDOW_DAYS;
+    match lang {
+        Language::Nl => {
+            format!("{days} dagen na levering of {purchase} dagen na aankoop (wat het eerst komt)")
+        }
+        Language::En => format!(
+            "{days} days after delivery or {purchase} days after purchase, whichever comes first"
+        ),
+    }
+}
+
 pub fn format_due(due: DateTime<Utc>, tz: chrono_tz::Tz, lang: Language) -> String {
     let local = due.with_timezone(&tz);
     let day = local.weekday().num_days_from_monday() as usize;

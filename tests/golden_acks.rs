@@ -136,9 +136,27 @@ fn what_each_case_asks_for() {
         !complete.contains("hebben we nog nodig"),
         "nothing is asked again"
     );
+    // Delivered 20 Nov, purchase date unknown: 27 Nov is the latest day,
+    // not a promise (30 days after purchase could come first).
     assert!(
-        complete.contains("uiterlijk 27 november 2026 bij ons binnen"),
-        "TCG: 7 days after delivery on 20 Nov"
+        complete.contains("7 dagen na levering of 30 dagen na aankoop")
+            && complete.contains("in elk geval uiterlijk 27 november 2026"),
+        "TCG: the window, and 7 days after delivery on 20 Nov at the latest"
+    );
+    // Bought 10 Nov, damaged on arrival (day unknown): 7 days after the
+    // delivery may end before 30 days after the purchase, so 10 Dec is
+    // only the latest day.
+    let bought = read("damaged-bought-only", "en");
+    assert!(
+        bought.contains("whichever comes first; by 10 December 2026 at the latest"),
+        "{bought}"
+    );
+    // The category alone (coins): the window in words, no date.
+    let coin = read("damaged-coin-no-dates", "nl");
+    assert!(
+        coin.contains("binnen 7 dagen na levering of 30 dagen na aankoop (wat het eerst komt)")
+            && !coin.contains("uiterlijk 2"),
+        "{coin}"
     );
     let passed = read("delayed-deadline-passed", "en");
     assert!(
@@ -171,6 +189,8 @@ fn what_each_case_asks_for() {
         "delayed-bare",
         "delayed-deadline-passed",
         "delayed-not-arrived",
+        "damaged-bought-only",
+        "damaged-coin-no-dates",
         "account",
         "general",
     ] {
