@@ -20,6 +20,31 @@ pub struct InboundAttachment {
     pub digest: Option<(String, usize)>,
 }
 
+impl InboundAttachment {
+    /// The content's size in bytes.
+    pub fn size(&self) -> usize {
+        self.digest
+            .as_ref()
+            .map_or(self.data.len(), |(_, size)| *size)
+    }
+
+    /// Whether this is a photo the buyer sent: an image by its type, or a
+    /// phone's photo sent as `application/octet-stream` (HEIC from an
+    /// iPhone) by its name. A small image shown inline (a logo or icon in
+    /// a mail signature, `image001.png`) is not one.
+    pub fn is_photo(&self) -> bool {
+        const PHOTO_EXTENSIONS: [&str; 7] = ["jpg", "jpeg", "png", "heic", "heif", "webp", "dng"];
+        let by_type = self.content_type.to_ascii_lowercase().starts_with("image/");
+        let by_name = self
+            .filename
+            .as_deref()
+            .and_then(|f| f.rsplit_once('.'))
+            .is_some_and(|(_, ext)| PHOTO_EXTENSIONS.iter().any(|e| ext.eq_ignore_ascii_case(e)));
+        let signature_art = self.content_id.is_some() && self.size() < 16 * 1024;
+        (by_type || by_name) && !signature_art
+    }
+}
+
 /// Headers that say whether a machine sent the message (RFC 3834 and
 /// de-facto ones), kept raw so `classify` can decide without the parser.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -670,6 +695,48 @@ pub fn clean_filename(name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn photos_by_type_or_name_but_not_signature_art() {
+        let b64 = |n: usize| {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.encode(vec![7u8; n])
+        };
+        let raw = format!(
+            "From: a@b.test\r\nSubject: kapot\r\nMIME-Version: 1.0\r\n\
+             Content-Type: multipart/related; boundary=\"x\"\r\n\r\n\
+             --x\r\nContent-Type: text/plain\r\n\r\nzie foto\r\n\
+             --x\r\nContent-Type: application/octet-stream; name=\"IMG_1234.HEIC\"\r\n\
+             Content-Disposition: attachment; filename=\"IMG_1234.HEIC\"\r\n\
+             Content-Transfer-Encoding: base64\r\n\r\n{heic}\r\n\
+             --x\r\nContent-Type: image/png; name=\"image001.png\"\r\nContent-ID: <image001.png@01DB>\r\n\
+             Content-Disposition: inline; filename=\"image001.png\"\r\n\
+             Content-Transfer-Encoding: base64\r\n\r\n{logo}\r\n\
+             --x\r\nContent-Type: image/jpeg; name=\"pasted.jpg\"\r\nContent-ID: <pasted@x>\r\n\
+             Content-Transfer-Encoding: base64\r\n\r\n{pasted}\r\n\
+             --x\r\nContent-Type: application/pdf; name=\"factuur.pdf\"\r\n\
+             Content-Transfer-Encoding: base64\r\n\r\n{pdf}\r\n--x--\r\n",
+            heic = b64(40_000),
+            logo = b64(3_000),
+            pasted = b64(60_000),
+            pdf = b64(50_000),
+        );
+        let m = parse(raw.as_bytes());
+        let photos: Vec<(&str, bool)> = m
+            .attachments
+            .iter()
+            .map(|a| (a.filename.as_deref().unwrap_or("?"), a.is_photo()))
+            .collect();
+        assert_eq!(
+            photos,
+            vec![
+                ("IMG_1234.HEIC", true),
+                ("image001.png", false),
+                ("pasted.jpg", true),
+                ("factuur.pdf", false)
+            ]
+        );
+    }
 
     #[test]
     fn reads_threading_headers_and_body() {
