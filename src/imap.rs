@@ -21,6 +21,9 @@ use crate::store::{self, MailboxPosition, Store, StoreError};
 pub type ImapSession = async_imap::Session<MailStream>;
 
 /// Servers end IDLE after 30 minutes; re-issue it well before.
+/// The slowest link a body FETCH is given time for, on top of
+/// `imap.timeout` (1 Mbit/s).
+const SLOW_LINK_BYTES_PER_SEC: u64 = 128 * 1024;
 const IDLE_RENEW: Duration = Duration::from_secs(25 * 60);
 /// Fetch bodies in batches of at most this many bytes (by RFC822.SIZE) or
 /// messages, so memory stays bounded and round trips few.
@@ -463,7 +466,17 @@ async fn fetch_batch(
         "(UID BODY.PEEK[])"
     };
     let stream = timed(limit, "UID FETCH", session.uid_fetch(set, query)).await?;
-    let mut fetched: Vec<_> = timed(limit, "UID FETCH", stream.try_collect::<Vec<_>>()).await?;
+    // The bodies take as long as the link needs: `limit` plus their size at
+    // a slow link's rate, so a large mail on a slow line is not cut off (and
+    // fetched again, and cut off again, on every pass) while a stalled one
+    // still is.
+    let bytes: u64 = if headers_only {
+        0
+    } else {
+        batch.iter().map(|(_, size)| size).sum()
+    };
+    let transfer = limit + Duration::from_secs(bytes / SLOW_LINK_BYTES_PER_SEC);
+    let mut fetched: Vec<_> = timed(transfer, "UID FETCH", stream.try_collect::<Vec<_>>()).await?;
     fetched.sort_by_key(|f| f.uid);
     Ok(fetched)
 }

@@ -782,6 +782,48 @@ fn mail_announced_during_a_fetch_is_filed_right_after_it() {
     finish(&mut run);
 }
 
+/// A large mail on a slow link takes longer than `imap.timeout` to come
+/// through: the FETCH is given time for its size (at 1 Mbit/s) instead of
+/// being cut off, and fetched again and cut off again, on every pass.
+#[test]
+fn a_large_mail_on_a_slow_link_is_not_cut_off_by_the_timeout() {
+    let _serial = serial();
+    let rig = MailRig::start().unwrap();
+    let p = Proxy::start(rig.imap_port());
+    let s = env(&rig, p.port(), "timeout = 2");
+    let ids = vec![mid("slow", 0)];
+    let buyers = vec![buyer("slow", 0)];
+    // ~1.3 MB at 16 KiB per 50 ms (~330 KB/s): about 4 s, twice the timeout.
+    let photo = "QUJDRA==".repeat(125_000);
+    let big = format!(
+        "From: Buyer <{b}>\r\nTo: Whatnot Support <{SUPPORT}>\r\nSubject: Damaged parcel, photos\r\n\
+         Message-ID: <{id}>\r\nDate: Wed, 25 Nov 2026 10:00:00 +0100\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\r\nHello, my parcel arrived damaged, see the photo.\r\n\
+         --b\r\nContent-Type: application/octet-stream; name=\"photo.bin\"\r\n\
+         Content-Disposition: attachment; filename=\"photo.bin\"\r\n\r\n{photo}\r\n--b--\r\n",
+        b = buyers[0],
+        id = ids[0],
+    );
+    rig.send(&buyers[0], &[SUPPORT], big.as_bytes()).unwrap();
+    let start = Instant::now();
+    while rig.maildir_count(SUPPORT) < 1 {
+        assert!(start.elapsed() < WAIT, "the mail did not arrive");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    p.delay(Duration::from_millis(50));
+    let mut run = Run::start(&s.config);
+    wait_filed_and_acked(&rig, &s, &run, &ids, &buyers);
+    assert!(
+        !run.log().contains("timed out"),
+        "cut off by the timeout; log:\n{}",
+        run.log()
+    );
+    p.delay(Duration::ZERO);
+    assert_exactly_once(&rig, &s, &run, &ids, &buyers);
+    finish(&mut run);
+}
+
 /// The connection stalls while the daemon idles: the server's EXISTS never
 /// arrives. IDLE is renewed at the keepalive (a third of the systemd
 /// watchdog period, here 6 s / 3), the DONE times out after
