@@ -94,22 +94,6 @@ fn outbox(config: &Path) -> Vec<Value> {
     rows
 }
 
-/// Waits until the mailboxes' message counts have not changed for `quiet`
-/// and returns them.
-fn settled_counts(rig: &MailRig, users: &[&str], quiet: Duration) -> Vec<usize> {
-    let counts = || users.iter().map(|u| rig.maildir_count(u)).collect();
-    let mut last: Vec<usize> = counts();
-    let mut since = Instant::now();
-    wait_until("the mailboxes to settle", Duration::from_secs(60), || {
-        let now: Vec<usize> = counts();
-        if now != last {
-            last = now;
-            since = Instant::now();
-        }
-        (since.elapsed() >= quiet).then(|| last.clone())
-    })
-}
-
 /// Mail a machine sent (RFC 3834 Auto-Submitted other than "no").
 fn is_machine(m: &InboundMessage) -> bool {
     m.machine

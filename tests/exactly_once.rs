@@ -152,22 +152,6 @@ fn delivered_ids(rig: &MailRig, user: &str) -> Vec<String> {
         .collect()
 }
 
-/// Waits until the mailboxes' message counts have not changed for `quiet`,
-/// so a wrongly repeated ack has had every chance to arrive; returns them.
-fn settled_counts(rig: &MailRig, users: &[String], quiet: Duration) -> Vec<usize> {
-    let counts = || users.iter().map(|u| rig.maildir_count(u)).collect();
-    let mut last: Vec<usize> = counts();
-    let mut since = Instant::now();
-    wait_until("the mailboxes to settle", Duration::from_secs(60), || {
-        let now: Vec<usize> = counts();
-        if now != last {
-            last = now;
-            since = Instant::now();
-        }
-        (since.elapsed() >= quiet).then(|| last.clone())
-    })
-}
-
 /// Log lines that show a run doing real work: a mail filed, an ack sent.
 const PROGRESS: [&str; 3] = ["filed", "duplicate delivery", "acknowledgement sent"];
 

@@ -122,6 +122,27 @@ pub fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Optio
     }
 }
 
+/// Waits until the mailboxes' message counts have not changed for `quiet`,
+/// so a wrongly repeated mail has had every chance to arrive; returns them.
+pub fn settled_counts(rig: &MailRig, users: &[impl AsRef<str>], quiet: Duration) -> Vec<usize> {
+    let counts = || {
+        users
+            .iter()
+            .map(|u| rig.maildir_count(u.as_ref()))
+            .collect()
+    };
+    let mut last: Vec<usize> = counts();
+    let mut since = Instant::now();
+    wait_until("the mailboxes to settle", Duration::from_secs(60), || {
+        let now: Vec<usize> = counts();
+        if now != last {
+            last = now;
+            since = Instant::now();
+        }
+        (since.elapsed() >= quiet).then(|| last.clone())
+    })
+}
+
 /// `ticketd run` as a child process; SIGTERM on drop.
 pub struct Daemon {
     child: Option<Child>,
