@@ -97,8 +97,13 @@ async fn outbox_worker(
         }
     };
     loop {
-        if let Err(e) = smtp::deliver_due(&mut store, &transport).await {
-            error!(error = %e, "outbox: cannot read or update the queue");
+        // While another process (a `reply --send`) holds the outbox, look
+        // again every second or so rather than at once.
+        let mut least = Duration::from_millis(200);
+        match smtp::deliver_due(&mut store, &transport).await {
+            Ok(stats) if stats.elsewhere => least = Duration::from_secs(1),
+            Ok(_) => {}
+            Err(e) => error!(error = %e, "outbox: cannot read or update the queue"),
         }
         let now = chrono::Utc::now().timestamp();
         let sleep = match store.outbox_next_due() {
@@ -107,7 +112,7 @@ async fn outbox_worker(
         };
         tokio::select! {
             _ = wake.notified() => {}
-            _ = tokio::time::sleep(sleep.max(Duration::from_millis(200))) => {}
+            _ = tokio::time::sleep(sleep.max(least)) => {}
             _ = shutdown.wait() => return,
         }
     }
@@ -200,7 +205,9 @@ pub async fn poll_once(
     if let Some(smtp_cfg) = &config.smtp {
         let t = smtp::transport(smtp_cfg)?;
         let stats = smtp::deliver_due(&mut store, &t).await?;
-        if stats.sent + stats.failed > 0 {
+        if stats.elsewhere {
+            info!("outbox: another ticketd is sending it; the due items go out from there");
+        } else if stats.sent + stats.failed > 0 {
             info!(sent = stats.sent, failed = stats.failed, "outbox delivered");
         }
     }

@@ -272,6 +272,10 @@ fn ticket_ref(config: &Config, text: &str) -> Result<i64> {
         .with_context(|| format!("`{text}` is not a ticket ID like {prefix}-000123"))
 }
 
+/// What `--send` says when another ticketd holds the outbox.
+const ELSEWHERE: &str =
+    "not sent from here: another ticketd (the running service?) is sending the outbox and sends these too";
+
 fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -440,11 +444,15 @@ fn real_main(cli: Cli) -> Result<()> {
                 let transport = ticketd::smtp::transport(smtp_cfg)?;
                 let stats =
                     runtime()?.block_on(ticketd::smtp::deliver_due(&mut store, &transport))?;
-                writeln!(
-                    out,
-                    "sent {} acknowledgement(s), {} failed",
-                    stats.sent, stats.failed
-                )?;
+                if stats.elsewhere {
+                    writeln!(out, "{ELSEWHERE}")?;
+                } else {
+                    writeln!(
+                        out,
+                        "sent {} acknowledgement(s), {} failed",
+                        stats.sent, stats.failed
+                    )?;
+                }
             }
         }
         Command::Outbox {
@@ -531,7 +539,11 @@ fn real_main(cli: Cli) -> Result<()> {
                 let transport = ticketd::smtp::transport(smtp_cfg)?;
                 let stats =
                     runtime()?.block_on(ticketd::smtp::deliver_due(&mut store, &transport))?;
-                println!("sent {}, failed {}", stats.sent, stats.failed);
+                if stats.elsewhere {
+                    println!("{ELSEWHERE}");
+                } else {
+                    println!("sent {}, failed {}", stats.sent, stats.failed);
+                }
             }
         }
         Command::Attachment { sha256, output } => {

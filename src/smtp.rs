@@ -14,7 +14,7 @@ use lettre::transport::smtp::client::{
     AsyncSmtpConnection, Certificate, CertificateStore, TlsParameters,
 };
 use lettre::transport::smtp::extension::ClientId;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::{AuthMethod, SecretSource, SmtpConfig, TlsMode};
 use crate::net::{self, MailStream};
@@ -240,6 +240,9 @@ pub fn backoff(attempts: i64) -> i64 {
 pub struct DeliveryStats {
     pub sent: usize,
     pub failed: usize,
+    /// Another ticketd process was sending this store's outbox, so this
+    /// call sent nothing: that process sends what is due.
+    pub elsewhere: bool,
 }
 
 /// Sends every due outbox item once, over one connection while it lasts.
@@ -248,11 +251,20 @@ pub struct DeliveryStats {
 /// round ends there: each due item records the failed attempt and waits
 /// for its backoff, but none is given up for it, since it says nothing
 /// about the message.
+///
+/// Only one process sends a store's outbox at a time: whoever holds its
+/// outbox lock (see [`Store::try_lock_outbox`]) for the whole call. When
+/// another process holds it this returns at once with `elsewhere` set.
 pub async fn deliver_due(
     store: &mut Store,
     transport: &Transport,
 ) -> Result<DeliveryStats, SmtpError> {
     let mut stats = DeliveryStats::default();
+    let Some(_lock) = store.try_lock_outbox()? else {
+        debug!("outbox: another ticketd is sending it; leaving the queue to that one");
+        stats.elsewhere = true;
+        return Ok(stats);
+    };
     let mut session: Option<Session> = None;
     let now = Utc::now().timestamp();
     // Batches of 100 until nothing due is left: every item either becomes

@@ -366,6 +366,73 @@ impl Store {
     }
 }
 
+/// The file in the data directory whose lock a process holds while it
+/// sends the outbox.
+pub const OUTBOX_LOCK_FILE: &str = "outbox.lock";
+
+/// Held while this process sends the store's outbox, so that `run`,
+/// `poll`, `reply --send` and `ingest --send` never send the same item at
+/// once. An exclusive flock(2) on [`OUTBOX_LOCK_FILE`]: released on drop,
+/// and by the kernel when the process ends, however it ends.
+#[derive(Debug)]
+pub struct OutboxLock {
+    _file: File,
+}
+
+impl Store {
+    /// Takes the outbox lock without waiting: None when another process
+    /// (or another `Store` of this one) holds it.
+    pub fn try_lock_outbox(&self) -> Result<Option<OutboxLock>, StoreError> {
+        use std::os::fd::AsRawFd;
+        let path = self.data_dir.join(OUTBOX_LOCK_FILE);
+        let file = open_lock_file(&self.data_dir, &path).map_err(io_err(&path))?;
+        loop {
+            // SAFETY: flock only uses the descriptor, which `file` keeps open.
+            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            if rc == 0 {
+                return Ok(Some(OutboxLock { _file: file }));
+            }
+            let e = std::io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EWOULDBLOCK) => return Ok(None),
+                Some(libc::EINTR) => continue,
+                _ => return Err(io_err(&path)(e)),
+            }
+        }
+    }
+}
+
+/// Opens (creating it if need be) the outbox lock file. Read access is
+/// all flock needs, so anyone who can read the store can take it. A new
+/// file gets the data directory's read and write bits (under the umask),
+/// and when root makes it, the directory's owner and group, so a command
+/// run as root never leaves a lock file the service cannot open.
+fn open_lock_file(data_dir: &Path, path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    match File::open(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        other => return other,
+    }
+    let dir = fs::metadata(data_dir)?;
+    let created = File::options()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(dir.mode() & 0o666)
+        .open(path);
+    match created {
+        Ok(file) => {
+            // SAFETY: geteuid cannot fail and touches no memory.
+            if unsafe { libc::geteuid() } == 0 {
+                std::os::unix::fs::fchown(&file, Some(dir.uid()), Some(dir.gid()))?;
+            }
+            Ok(file)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => File::open(path),
+        Err(e) => Err(e),
+    }
+}
+
 impl Store {
     /// Puts a failed (or bounced) outbox item back in the queue, due now,
     /// with its full number of tries.
@@ -743,6 +810,53 @@ mod tests {
                 }
             });
             assert!(fs::read(blob_path(dir.path(), &sha)).unwrap() == bytes);
+        }
+    }
+
+    #[test]
+    fn one_store_at_a_time_holds_the_outbox_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Store::open(dir.path()).unwrap();
+        let b = Store::open(dir.path()).unwrap();
+        let held = a.try_lock_outbox().unwrap().expect("free at first");
+        assert!(b.try_lock_outbox().unwrap().is_none(), "taken twice");
+        assert!(a.try_lock_outbox().unwrap().is_none(), "taken twice");
+        drop(held);
+        assert!(b.try_lock_outbox().unwrap().is_some(), "free again");
+    }
+
+    #[test]
+    fn the_outbox_lock_file_follows_the_data_directory() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let root = unsafe { libc::geteuid() } == 0;
+        for mode in [0o700, 0o750] {
+            let dir = tempfile::tempdir().unwrap();
+            let data = dir.path().join("data");
+            let store = Store::open(&data).unwrap();
+            fs::set_permissions(&data, fs::Permissions::from_mode(mode)).unwrap();
+            // As when root runs a command in the service's directory.
+            if root {
+                std::os::unix::fs::chown(&data, Some(65534), Some(65534)).unwrap();
+            }
+            drop(store.try_lock_outbox().unwrap().unwrap());
+            let meta = fs::metadata(data.join(OUTBOX_LOCK_FILE)).unwrap();
+            let bits = meta.mode() & 0o777;
+            assert_eq!(
+                bits & !(mode & 0o666),
+                0,
+                "{bits:o} in a {mode:o} directory"
+            );
+            assert_ne!(bits & 0o600, 0, "{bits:o}");
+            if root {
+                assert_eq!((meta.uid(), meta.gid()), (65534, 65534));
+            }
+            // Read access is enough to take it.
+            fs::set_permissions(
+                data.join(OUTBOX_LOCK_FILE),
+                fs::Permissions::from_mode(0o400),
+            )
+            .unwrap();
+            assert!(store.try_lock_outbox().unwrap().is_some());
         }
     }
 
