@@ -98,12 +98,16 @@ async fn outbox_worker(
     };
     loop {
         // While another process (a `reply --send`) holds the outbox, look
-        // again every second or so rather than at once.
+        // again every second or so rather than at once; while the store
+        // refuses, every few seconds.
         let mut least = Duration::from_millis(200);
         match smtp::deliver_due(&mut store, &transport).await {
             Ok(stats) if stats.elsewhere => least = Duration::from_secs(1),
             Ok(_) => {}
-            Err(e) => error!(error = %e, "outbox: cannot read or update the queue"),
+            Err(e) => {
+                error!(error = %e, "outbox: cannot read or update the queue");
+                least = Duration::from_secs(5);
+            }
         }
         let now = chrono::Utc::now().timestamp();
         let sleep = match store.outbox_next_due() {

@@ -3,10 +3,12 @@
 //! recognisably the same mail. A failed send stays queued and is retried
 //! with capped exponential backoff.
 
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use std::sync::Arc;
 
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
@@ -14,11 +16,11 @@ use lettre::transport::smtp::client::{
     AsyncSmtpConnection, Certificate, CertificateStore, TlsParameters,
 };
 use lettre::transport::smtp::extension::ClientId;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::config::{AuthMethod, SecretSource, SmtpConfig, TlsMode};
 use crate::net::{self, MailStream};
-use crate::store::{AttemptFailure, Store, StoreError};
+use crate::store::{AttemptFailure, OutboxItem, Store, StoreError};
 
 /// After the server has refused a message this many times (about half a
 /// day with the backoff below) the item is marked failed and waits for an
@@ -26,6 +28,24 @@ use crate::store::{AttemptFailure, Store, StoreError};
 pub const MAX_ATTEMPTS: i64 = 20;
 const BACKOFF_FIRST_SECS: i64 = 5;
 const BACKOFF_CAP_SECS: i64 = 3600;
+/// Marking a sent item sent is tried this often, the waits between tries
+/// doubling from MARK_RETRY_FIRST (about 8 s in all, plus whatever the
+/// store's busy timeout waits each time), before the item is only
+/// remembered (see `SENT_UNMARKED`).
+const MARK_TRIES: u32 = 6;
+const MARK_RETRY_FIRST: Duration = Duration::from_millis(250);
+
+/// Items this process handed to the SMTP server (250) but could not mark
+/// sent, by data directory: never sent again by this process, and marked
+/// sent as soon as the store takes writes again.
+static SENT_UNMARKED: Mutex<Vec<Unmarked>> = Mutex::new(Vec::new());
+
+struct Unmarked {
+    data_dir: PathBuf,
+    id: i64,
+    message_id: String,
+    sent_at: i64,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SmtpError {
@@ -245,6 +265,79 @@ pub struct DeliveryStats {
     pub elsewhere: bool,
 }
 
+fn unmarked_ids(store: &Store) -> HashSet<i64> {
+    let list = SENT_UNMARKED.lock().unwrap_or_else(|e| e.into_inner());
+    list.iter()
+        .filter(|u| u.data_dir == store.data_dir())
+        .map(|u| u.id)
+        .collect()
+}
+
+/// Marks sent what this process sent earlier but could not mark then.
+/// Fails (and sends nothing new) while the store still refuses.
+fn mark_unmarked(store: &Store) -> Result<(), StoreError> {
+    let mut list = SENT_UNMARKED.lock().unwrap_or_else(|e| e.into_inner());
+    let mut result = Ok(());
+    list.retain(|u| {
+        if u.data_dir != store.data_dir() || result.is_err() {
+            return true;
+        }
+        match store.outbox_sent(u.id, u.sent_at) {
+            Ok(()) => {
+                info!(message_id = %u.message_id, "outbox: sent earlier, now marked sent");
+                false
+            }
+            Err(e) => {
+                result = Err(e);
+                true
+            }
+        }
+    });
+    result
+}
+
+/// Marks an item the server has taken as sent, trying again for a few
+/// seconds when the store refuses (busy past its timeout, disk full):
+/// sending it again is what must not happen. When it still cannot, the
+/// item is remembered so this process never sends it again (see
+/// `mark_unmarked`) and the error is returned.
+async fn mark_sent(store: &mut Store, item: &OutboxItem, now: i64) -> Result<(), StoreError> {
+    let mut wait = MARK_RETRY_FIRST;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let e = match store.outbox_sent(item.id, now) {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        if tries >= MARK_TRIES {
+            error!(
+                message_id = %item.message_id,
+                to = %item.envelope_to,
+                error = %e,
+                "outbox: sent, but cannot mark it sent in the store; this process will not send it \
+                 again and marks it once the store takes writes, but a restart before that sends it again"
+            );
+            let mut list = SENT_UNMARKED.lock().unwrap_or_else(|e| e.into_inner());
+            list.push(Unmarked {
+                data_dir: store.data_dir().to_path_buf(),
+                id: item.id,
+                message_id: item.message_id.clone(),
+                sent_at: now,
+            });
+            return Err(e);
+        }
+        warn!(
+            message_id = %item.message_id,
+            error = %e,
+            retry_in = ?wait,
+            "outbox: sent, but cannot mark it sent yet; trying again (it is not sent again)"
+        );
+        tokio::time::sleep(wait).await;
+        wait *= 2;
+    }
+}
+
 /// Sends every due outbox item once, over one connection while it lasts.
 /// Returns what happened; SMTP errors are recorded on the rows, not
 /// returned. When the server cannot be reached (or refuses the login) the
@@ -255,6 +348,10 @@ pub struct DeliveryStats {
 /// Only one process sends a store's outbox at a time: whoever holds its
 /// outbox lock (see [`Store::try_lock_outbox`]) for the whole call. When
 /// another process holds it this returns at once with `elsewhere` set.
+///
+/// An item the server took but the store would not mark sent is never
+/// sent again by this process; until the store marks it, nothing new is
+/// sent (see `mark_sent`).
 pub async fn deliver_due(
     store: &mut Store,
     transport: &Transport,
@@ -265,16 +362,20 @@ pub async fn deliver_due(
         stats.elsewhere = true;
         return Ok(stats);
     };
+    mark_unmarked(store)?;
+    let unmarked = unmarked_ids(store);
     let mut session: Option<Session> = None;
     let now = Utc::now().timestamp();
-    // Batches of 100 until nothing due is left: every item either becomes
-    // sent or failed, or moves its next attempt past `now`, so this ends.
+    // Batches of 100 in id order until nothing due is left; each item is
+    // looked at once.
+    let mut after = 0;
     'rounds: loop {
-        let batch = store.outbox_due(now)?;
-        if batch.is_empty() {
+        let batch = store.outbox_due(now, after)?;
+        let Some(last) = batch.last() else {
             break;
-        }
-        let mut items = batch.into_iter();
+        };
+        after = last.id;
+        let mut items = batch.into_iter().filter(|i| !unmarked.contains(&i.id));
         while let Some(item) = items.next() {
             let envelope = match (item.envelope_from.parse(), item.envelope_to.parse()) {
                 (Ok(from), Ok(to)) => Envelope::new(Some(from), vec![to]).ok(),
@@ -315,7 +416,7 @@ pub async fn deliver_due(
             let now = Utc::now().timestamp();
             match result {
                 Ok(()) => {
-                    store.outbox_sent(item.id, now)?;
+                    mark_sent(store, &item, now).await?;
                     info!(message_id = %item.message_id, to = %item.envelope_to, "acknowledgement sent");
                     stats.sent += 1;
                 }

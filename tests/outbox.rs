@@ -69,6 +69,25 @@ impl Desk {
         }
     }
 
+    /// Makes the store refuse to mark outbox items sent, as a full disk or
+    /// a write lock held past the busy timeout would, until `allow_marking`.
+    fn refuse_marking(&self) {
+        self.store()
+            .conn()
+            .execute_batch(
+                "CREATE TRIGGER test_refuse_marking BEFORE UPDATE OF status ON outbox
+                 WHEN NEW.status = 'sent' BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END",
+            )
+            .unwrap();
+    }
+
+    fn allow_marking(&self) {
+        self.store()
+            .conn()
+            .execute_batch("DROP TRIGGER test_refuse_marking")
+            .unwrap();
+    }
+
     /// (status, attempts, failures) of every outbox row, by id.
     fn outbox(&self) -> Vec<(String, i64, i64)> {
         let store = self.store();
@@ -167,4 +186,66 @@ fn send_commands_leave_the_outbox_to_the_process_sending_it() {
     let stats = block_on(smtp::deliver_due(&mut holder, &d.transport())).unwrap();
     assert_eq!(stats.sent, 1, "{stats:?}");
     assert_eq!(settled_counts(&rig, &buyers, QUIET), vec![1]);
+}
+
+/// The server took the ack (250) but the store would not mark it sent for
+/// a moment: the mark is tried again, the ack is not sent again.
+#[test]
+fn a_sent_ack_the_store_cannot_mark_at_once_is_marked_later_not_resent() {
+    let rig = MailRig::start().unwrap();
+    let d = desk(&rig);
+    let buyers = buyers("markretry", 1);
+    d.queue_acks(&buyers);
+    d.refuse_marking();
+    let mut store = d.store();
+    let t = d.transport();
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            std::thread::sleep(Duration::from_secs(1));
+            d.allow_marking();
+        });
+        // As the outbox worker does: a round, and another.
+        for _ in 0..2 {
+            let r = block_on(smtp::deliver_due(&mut store, &t));
+            eprintln!("{r:?}");
+        }
+    });
+    assert_eq!(settled_counts(&rig, &buyers, QUIET), vec![1]);
+    assert_eq!(d.outbox(), vec![("sent".to_string(), 1, 0)]);
+}
+
+/// The store refuses for longer than the retries last: the ack is
+/// remembered and not sent again by this process, nothing new is sent
+/// while the store refuses, and the mark is made once it takes writes.
+#[test]
+fn a_sent_ack_the_store_will_not_mark_is_never_resent_by_this_process() {
+    let rig = MailRig::start().unwrap();
+    let d = desk(&rig);
+    let buyers = buyers("nomark", 2);
+    d.queue_acks(&buyers[..1]);
+    d.refuse_marking();
+    let mut store = d.store();
+    let t = d.transport();
+    let started = std::time::Instant::now();
+    let r = block_on(smtp::deliver_due(&mut store, &t));
+    assert!(r.is_err(), "{r:?}");
+    let retried = started.elapsed();
+    d.queue_acks(&buyers[1..]);
+    let r = block_on(smtp::deliver_due(&mut store, &t));
+    assert!(r.is_err(), "{r:?}");
+    assert_eq!(settled_counts(&rig, &buyers, QUIET), vec![1, 0]);
+    assert!(
+        retried > Duration::from_secs(5),
+        "marking retried for {retried:?}"
+    );
+    assert_eq!(
+        d.outbox(),
+        vec![("queued".to_string(), 0, 0), ("queued".to_string(), 0, 0)]
+    );
+
+    d.allow_marking();
+    let stats = block_on(smtp::deliver_due(&mut store, &t)).unwrap();
+    assert_eq!(stats.sent, 1, "{stats:?}");
+    assert_eq!(settled_counts(&rig, &buyers, QUIET), vec![1, 1]);
+    assert!(all("sent", &d.outbox()), "{:?}", d.outbox());
 }

@@ -307,13 +307,14 @@ impl Store {
             .optional()?)
     }
 
-    /// Queued mail whose next attempt is due at `now` (unix seconds).
-    pub fn outbox_due(&self, now: i64) -> Result<Vec<OutboxItem>, StoreError> {
+    /// Queued mail whose next attempt is due at `now` (unix seconds), up
+    /// to 100 items with ids above `after`, in id order.
+    pub fn outbox_due(&self, now: i64, after: i64) -> Result<Vec<OutboxItem>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, message_id, envelope_from, envelope_to, raw, attempts, failures FROM outbox
-             WHERE status = 'queued' AND next_attempt_at <= ?1 ORDER BY id LIMIT 100",
+             WHERE status = 'queued' AND next_attempt_at <= ?1 AND id > ?2 ORDER BY id LIMIT 100",
         )?;
-        let rows = stmt.query_map([now], |r| {
+        let rows = stmt.query_map([now, after], |r| {
             Ok(OutboxItem {
                 id: r.get(0)?,
                 message_id: r.get(1)?,
