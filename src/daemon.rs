@@ -24,6 +24,9 @@ use crate::store::{Store, StoreError};
 #[derive(Clone)]
 pub struct Shutdown {
     rx: watch::Receiver<bool>,
+    /// Keeps the channel open for a `never` shutdown: with its sender
+    /// gone, `wait` would resolve at once.
+    _keep: Option<Arc<watch::Sender<bool>>>,
 }
 
 pub struct ShutdownTrigger {
@@ -32,7 +35,7 @@ pub struct ShutdownTrigger {
 
 pub fn shutdown_channel() -> (ShutdownTrigger, Shutdown) {
     let (tx, rx) = watch::channel(false);
-    (ShutdownTrigger { tx }, Shutdown { rx })
+    (ShutdownTrigger { tx }, Shutdown { rx, _keep: None })
 }
 
 impl ShutdownTrigger {
@@ -42,6 +45,15 @@ impl ShutdownTrigger {
 }
 
 impl Shutdown {
+    /// One that is never asked for: for one-shot commands.
+    pub fn never() -> Shutdown {
+        let (tx, rx) = watch::channel(false);
+        Shutdown {
+            rx,
+            _keep: Some(Arc::new(tx)),
+        }
+    }
+
     pub fn is_requested(&self) -> bool {
         *self.rx.borrow()
     }
@@ -101,7 +113,7 @@ async fn outbox_worker(
         // again every second or so rather than at once; while the store
         // refuses, every few seconds.
         let mut least = Duration::from_millis(200);
-        match smtp::deliver_due(&mut store, &transport).await {
+        match smtp::deliver_due(&mut store, &transport, &shutdown).await {
             Ok(stats) if stats.elsewhere => least = Duration::from_secs(1),
             Ok(_) => {}
             Err(e) => {
@@ -208,7 +220,7 @@ pub async fn poll_once(
     }
     if let Some(smtp_cfg) = &config.smtp {
         let t = smtp::transport(smtp_cfg)?;
-        let stats = smtp::deliver_due(&mut store, &t).await?;
+        let stats = smtp::deliver_due(&mut store, &t, &shutdown).await?;
         if stats.elsewhere {
             info!("outbox: another ticketd is sending it; the due items go out from there");
         } else if stats.sent + stats.failed > 0 {

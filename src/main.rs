@@ -442,8 +442,11 @@ fn real_main(cli: Cli) -> Result<()> {
                     bail!("--send needs an [smtp] section in the config");
                 };
                 let transport = ticketd::smtp::transport(smtp_cfg)?;
-                let stats =
-                    runtime()?.block_on(ticketd::smtp::deliver_due(&mut store, &transport))?;
+                let stats = runtime()?.block_on(ticketd::smtp::deliver_due(
+                    &mut store,
+                    &transport,
+                    &daemon::Shutdown::never(),
+                ))?;
                 if stats.elsewhere {
                     writeln!(out, "{ELSEWHERE}")?;
                 } else {
@@ -537,8 +540,11 @@ fn real_main(cli: Cli) -> Result<()> {
                     bail!("--send needs an [smtp] section in the config");
                 };
                 let transport = ticketd::smtp::transport(smtp_cfg)?;
-                let stats =
-                    runtime()?.block_on(ticketd::smtp::deliver_due(&mut store, &transport))?;
+                let stats = runtime()?.block_on(ticketd::smtp::deliver_due(
+                    &mut store,
+                    &transport,
+                    &daemon::Shutdown::never(),
+                ))?;
                 if stats.elsewhere {
                     println!("{ELSEWHERE}");
                 } else {

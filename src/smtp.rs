@@ -19,6 +19,7 @@ use lettre::transport::smtp::extension::ClientId;
 use tracing::{debug, error, info, warn};
 
 use crate::config::{AuthMethod, SecretSource, SmtpConfig, TlsMode};
+use crate::daemon::Shutdown;
 use crate::net::{self, MailStream};
 use crate::store::{AttemptFailure, OutboxItem, Store, StoreError};
 
@@ -34,6 +35,10 @@ const BACKOFF_CAP_SECS: i64 = 3600;
 /// remembered (see `SENT_UNMARKED`).
 const MARK_TRIES: u32 = 6;
 const MARK_RETRY_FIRST: Duration = Duration::from_millis(250);
+/// On shutdown, how long a send in hand may still take before it is
+/// abandoned (it stays queued). With the store's 10 s busy timeout for the
+/// mark after it, `run` still stops within systemd's TimeoutStopSec (30 s).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Items this process handed to the SMTP server (250) but could not mark
 /// sent, by data directory: never sent again by this process, and marked
@@ -298,10 +303,16 @@ fn mark_unmarked(store: &Store) -> Result<(), StoreError> {
 
 /// Marks an item the server has taken as sent, trying again for a few
 /// seconds when the store refuses (busy past its timeout, disk full):
-/// sending it again is what must not happen. When it still cannot, the
-/// item is remembered so this process never sends it again (see
-/// `mark_unmarked`) and the error is returned.
-async fn mark_sent(store: &mut Store, item: &OutboxItem, now: i64) -> Result<(), StoreError> {
+/// sending it again is what must not happen. When it still cannot (or
+/// shutdown is asked for meanwhile), the item is remembered so this
+/// process never sends it again (see `mark_unmarked`) and the error is
+/// returned.
+async fn mark_sent(
+    store: &mut Store,
+    item: &OutboxItem,
+    now: i64,
+    stop: &Shutdown,
+) -> Result<(), StoreError> {
     let mut wait = MARK_RETRY_FIRST;
     let mut tries = 0;
     loop {
@@ -310,7 +321,7 @@ async fn mark_sent(store: &mut Store, item: &OutboxItem, now: i64) -> Result<(),
             Ok(()) => return Ok(()),
             Err(e) => e,
         };
-        if tries >= MARK_TRIES {
+        if tries >= MARK_TRIES || stop.is_requested() {
             error!(
                 message_id = %item.message_id,
                 to = %item.envelope_to,
@@ -333,7 +344,11 @@ async fn mark_sent(store: &mut Store, item: &OutboxItem, now: i64) -> Result<(),
             retry_in = ?wait,
             "outbox: sent, but cannot mark it sent yet; trying again (it is not sent again)"
         );
-        tokio::time::sleep(wait).await;
+        // Shutdown cuts the wait short for one last try.
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.wait() => {}
+        }
         wait *= 2;
     }
 }
@@ -352,9 +367,13 @@ async fn mark_sent(store: &mut Store, item: &OutboxItem, now: i64) -> Result<(),
 /// An item the server took but the store would not mark sent is never
 /// sent again by this process; until the store marks it, nothing new is
 /// sent (see `mark_sent`).
+///
+/// Once `stop` is asked for, no further item is started and a send in
+/// hand gets at most [`SHUTDOWN_GRACE`] to finish.
 pub async fn deliver_due(
     store: &mut Store,
     transport: &Transport,
+    stop: &Shutdown,
 ) -> Result<DeliveryStats, SmtpError> {
     let mut stats = DeliveryStats::default();
     let Some(_lock) = store.try_lock_outbox()? else {
@@ -377,6 +396,10 @@ pub async fn deliver_due(
         after = last.id;
         let mut items = batch.into_iter().filter(|i| !unmarked.contains(&i.id));
         while let Some(item) = items.next() {
+            if stop.is_requested() {
+                info!("outbox: stopping; the items left wait for the next start");
+                break 'rounds;
+            }
             let envelope = match (item.envelope_from.parse(), item.envelope_to.parse()) {
                 (Ok(from), Ok(to)) => Envelope::new(Some(from), vec![to]).ok(),
                 _ => None,
@@ -389,7 +412,11 @@ pub async fn deliver_due(
                 Some(env) => {
                     if session.as_ref().is_none_or(|s| !s.usable()) {
                         session = None;
-                        match transport.connect().await {
+                        let connected = tokio::select! {
+                            c = transport.connect() => c,
+                            _ = stop.wait() => break 'rounds,
+                        };
+                        match connected {
                             Ok(s) => session = Some(s),
                             Err(e) => {
                                 let message = e.to_string();
@@ -409,14 +436,34 @@ pub async fn deliver_due(
                             }
                         }
                     }
-                    let s = session.as_mut().expect("connected above");
-                    s.send_raw(&env, &item.raw).await
+                    let done = {
+                        let s = session.as_mut().expect("connected above");
+                        let send = s.send_raw(&env, &item.raw);
+                        tokio::pin!(send);
+                        tokio::select! {
+                            r = &mut send => Some(r),
+                            _ = stop.wait() => tokio::time::timeout(SHUTDOWN_GRACE, &mut send).await.ok(),
+                        }
+                    };
+                    match done {
+                        Some(r) => r,
+                        None => {
+                            warn!(
+                                message_id = %item.message_id,
+                                "outbox: stopping; the SMTP server did not answer the send in hand \
+                                 in time, so it stays queued (sent again at the next start)"
+                            );
+                            // Closed without QUIT: the dialogue is unknown.
+                            session = None;
+                            break 'rounds;
+                        }
+                    }
                 }
             };
             let now = Utc::now().timestamp();
             match result {
                 Ok(()) => {
-                    mark_sent(store, &item, now).await?;
+                    mark_sent(store, &item, now, stop).await?;
                     info!(message_id = %item.message_id, to = %item.envelope_to, "acknowledgement sent");
                     stats.sent += 1;
                 }

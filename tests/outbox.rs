@@ -7,11 +7,18 @@
 //! Needs root, like every rig test.
 
 mod common;
+mod proxy;
 
-use std::time::Duration;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use common::{buyer_mail, settled_counts, setup, ticketd, Imap, Setup};
+use common::{buyer_mail, settled_counts, setup, ticketd, wait_until, Daemon, Imap, Setup};
+use proxy::Proxy;
 use ticketd::config::Config;
+use ticketd::daemon::{shutdown_channel, Shutdown};
 use ticketd::ingest::{Ingestor, Outcome};
 use ticketd::rig::MailRig;
 use ticketd::smtp::{self, DeliveryStats};
@@ -39,6 +46,13 @@ impl Desk {
 
     fn transport(&self) -> smtp::Transport {
         smtp::transport(self.config.smtp.as_ref().unwrap()).unwrap()
+    }
+
+    /// A transport to another SMTP port on loopback (a proxy, a script).
+    fn transport_to(&self, port: u16) -> smtp::Transport {
+        let mut cfg = self.config.smtp.clone().unwrap();
+        cfg.port = port;
+        smtp::transport(&cfg).unwrap()
     }
 
     /// Files a mail from each buyer straight into the store, as `ingest`
@@ -102,6 +116,73 @@ impl Desk {
     }
 }
 
+/// A scripted SMTP server on loopback, for what Postfix cannot be made to
+/// do: it answers like a server until a message's final dot, then never
+/// answers again (the connection stays open until the client closes it).
+/// Counts the messages it got whole.
+struct Hanging {
+    port: u16,
+    got: Arc<AtomicUsize>,
+}
+
+impl Hanging {
+    fn start() -> Hanging {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let got = Arc::new(AtomicUsize::new(0));
+        let count = got.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let count = count.clone();
+                std::thread::spawn(move || {
+                    let _ = Self::serve(conn, &count);
+                });
+            }
+        });
+        Hanging { port, got }
+    }
+
+    fn got(&self) -> usize {
+        self.got.load(Ordering::SeqCst)
+    }
+
+    fn serve(conn: TcpStream, got: &AtomicUsize) -> std::io::Result<()> {
+        let mut w = conn.try_clone()?;
+        let mut r = BufReader::new(conn);
+        w.write_all(b"220 hang.localhost ESMTP\r\n")?;
+        let mut line = Vec::new();
+        let mut in_data = false;
+        loop {
+            line.clear();
+            if r.read_until(b'\n', &mut line)? == 0 {
+                return Ok(());
+            }
+            if in_data {
+                if line == b".\r\n" {
+                    got.fetch_add(1, Ordering::SeqCst);
+                    // No answer, ever: read (and drop) until the client goes.
+                    while r.read_until(b'\n', &mut line)? > 0 {}
+                    return Ok(());
+                }
+                continue;
+            }
+            let cmd = String::from_utf8_lossy(&line).to_ascii_uppercase();
+            if cmd.starts_with("EHLO") {
+                w.write_all(b"250-hang.localhost\r\n250 8BITMIME\r\n")?;
+            } else if cmd.starts_with("DATA") {
+                in_data = true;
+                w.write_all(b"354 go ahead\r\n")?;
+            } else if cmd.starts_with("QUIT") {
+                w.write_all(b"221 bye\r\n")?;
+                return Ok(());
+            } else {
+                w.write_all(b"250 ok\r\n")?;
+            }
+        }
+    }
+}
+
 fn mail(buyer: &str, i: usize) -> Vec<u8> {
     buyer_mail(
         buyer,
@@ -140,8 +221,12 @@ fn two_senders_at_once_send_each_ack_once() {
     d.queue_acks(&buyers);
     let (mut a, mut b) = (d.store(), d.store());
     let t = d.transport();
+    let never = Shutdown::never();
     let (ra, rb) = block_on(async {
-        tokio::join!(smtp::deliver_due(&mut a, &t), smtp::deliver_due(&mut b, &t))
+        tokio::join!(
+            smtp::deliver_due(&mut a, &t, &never),
+            smtp::deliver_due(&mut b, &t, &never)
+        )
     });
     let (ra, rb) = (ra.unwrap(), rb.unwrap());
     let stats = [ra, rb];
@@ -183,7 +268,12 @@ fn send_commands_leave_the_outbox_to_the_process_sending_it() {
     assert_eq!(d.outbox(), vec![("queued".to_string(), 0, 0)]);
 
     drop(lock);
-    let stats = block_on(smtp::deliver_due(&mut holder, &d.transport())).unwrap();
+    let stats = block_on(smtp::deliver_due(
+        &mut holder,
+        &d.transport(),
+        &Shutdown::never(),
+    ))
+    .unwrap();
     assert_eq!(stats.sent, 1, "{stats:?}");
     assert_eq!(settled_counts(&rig, &buyers, QUIET), vec![1]);
 }
@@ -206,7 +296,7 @@ fn a_sent_ack_the_store_cannot_mark_at_once_is_marked_later_not_resent() {
         });
         // As the outbox worker does: a round, and another.
         for _ in 0..2 {
-            let r = block_on(smtp::deliver_due(&mut store, &t));
+            let r = block_on(smtp::deliver_due(&mut store, &t, &Shutdown::never()));
             eprintln!("{r:?}");
         }
     });
@@ -227,11 +317,11 @@ fn a_sent_ack_the_store_will_not_mark_is_never_resent_by_this_process() {
     let mut store = d.store();
     let t = d.transport();
     let started = std::time::Instant::now();
-    let r = block_on(smtp::deliver_due(&mut store, &t));
+    let r = block_on(smtp::deliver_due(&mut store, &t, &Shutdown::never()));
     assert!(r.is_err(), "{r:?}");
     let retried = started.elapsed();
     d.queue_acks(&buyers[1..]);
-    let r = block_on(smtp::deliver_due(&mut store, &t));
+    let r = block_on(smtp::deliver_due(&mut store, &t, &Shutdown::never()));
     assert!(r.is_err(), "{r:?}");
     assert_eq!(settled_counts(&rig, &buyers, QUIET), vec![1, 0]);
     assert!(
@@ -244,8 +334,116 @@ fn a_sent_ack_the_store_will_not_mark_is_never_resent_by_this_process() {
     );
 
     d.allow_marking();
-    let stats = block_on(smtp::deliver_due(&mut store, &t)).unwrap();
+    let stats = block_on(smtp::deliver_due(&mut store, &t, &Shutdown::never())).unwrap();
     assert_eq!(stats.sent, 1, "{stats:?}");
     assert_eq!(settled_counts(&rig, &buyers, QUIET), vec![1, 1]);
     assert!(all("sent", &d.outbox()), "{:?}", d.outbox());
+}
+
+/// SIGTERM while a backlog goes out over a slow link: the sender stops
+/// after the item in hand instead of working through the backlog, and what
+/// it sent is marked sent, the rest left queued and untouched.
+#[test]
+fn shutdown_stops_a_backlog_between_items() {
+    let rig = MailRig::start().unwrap();
+    let d = desk(&rig);
+    let buyers = buyers("backlog", 30);
+    d.queue_acks(&buyers);
+    let slow = Proxy::start(rig.smtp_port());
+    slow.delay(Duration::from_millis(100));
+    let mut store = d.store();
+    let t = d.transport_to(slow.port());
+    let (trigger, stop) = shutdown_channel();
+    let started = Instant::now();
+    let stats = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            std::thread::sleep(Duration::from_millis(1500));
+            trigger.trigger();
+        });
+        block_on(smtp::deliver_due(&mut store, &t, &stop)).unwrap()
+    });
+    let took = started.elapsed();
+    let counts = settled_counts(&rig, &buyers, QUIET);
+    let rows = d.outbox();
+    let sent = rows.iter().filter(|r| r.0 == "sent").count();
+    assert!(
+        stats.sent < buyers.len(),
+        "the whole backlog went out: {stats:?} in {took:?}"
+    );
+    assert!(took < Duration::from_secs(5), "stopped after {took:?}");
+    assert_eq!(sent, stats.sent, "{rows:?}");
+    assert_eq!(counts.iter().sum::<usize>(), stats.sent, "{counts:?}");
+    assert!(counts.iter().all(|&n| n <= 1), "{counts:?}");
+    assert!(
+        rows.iter().all(|r| r.0 == "sent" || r.1 == 0),
+        "an unsent item was touched: {rows:?}"
+    );
+}
+
+/// The same for `ticketd run` under systemd: SIGTERM while the backlog
+/// goes out, and the process exits well within TimeoutStopSec (30 s).
+#[test]
+fn run_stops_on_sigterm_while_a_backlog_goes_out() {
+    let rig = MailRig::start().unwrap();
+    let d = desk(&rig);
+    let buyers = buyers("runbacklog", 30);
+    d.queue_acks(&buyers);
+    let slow = Proxy::start(rig.smtp_port());
+    slow.delay(Duration::from_millis(100));
+    let text = std::fs::read_to_string(&d.s.config).unwrap();
+    let smtp = format!("port = {}\ntls", rig.smtp_port());
+    assert!(text.contains(&smtp));
+    let text = text.replace(&smtp, &format!("port = {}\ntls", slow.port()));
+    std::fs::write(&d.s.config, text).unwrap();
+    let mut daemon = Daemon::start(&d.s.config);
+    wait_until("the first ack", Duration::from_secs(30), || {
+        daemon.log().contains("acknowledgement sent").then_some(())
+    });
+    let started = Instant::now();
+    let status = daemon.stop();
+    let took = started.elapsed();
+    assert!(status.success(), "{status:?}\n{}", daemon.log());
+    assert!(
+        took < Duration::from_secs(5),
+        "stopped after {took:?}\n{}",
+        daemon.log()
+    );
+    let sent = d.outbox().iter().filter(|r| r.0 == "sent").count();
+    assert!(sent < buyers.len(), "the whole backlog went out first");
+    let counts = settled_counts(&rig, &buyers, QUIET);
+    assert_eq!(counts.iter().sum::<usize>(), sent, "{counts:?}");
+}
+
+/// SIGTERM while the server sits on a message after its final dot: the
+/// send in hand gets SHUTDOWN_GRACE, not the whole SMTP timeout (60 s),
+/// and stays queued, its attempt not counted; nothing after it starts.
+#[test]
+fn shutdown_during_a_hung_send_waits_only_the_grace() {
+    let rig = MailRig::start().unwrap();
+    let d = desk(&rig);
+    d.queue_acks(&buyers("hungstop", 2));
+    let server = Hanging::start();
+    let mut store = d.store();
+    let t = d.transport_to(server.port);
+    let (trigger, stop) = shutdown_channel();
+    let started = Instant::now();
+    let r = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            std::thread::sleep(Duration::from_secs(1));
+            trigger.trigger();
+        });
+        block_on(smtp::deliver_due(&mut store, &t, &stop))
+    });
+    let took = started.elapsed();
+    let stats = r.unwrap();
+    assert_eq!((stats.sent, stats.failed), (0, 0), "{stats:?}");
+    assert!(
+        took < smtp::SHUTDOWN_GRACE + Duration::from_secs(3),
+        "stopped after {took:?}"
+    );
+    assert_eq!(server.got(), 1);
+    assert_eq!(
+        d.outbox(),
+        vec![("queued".to_string(), 0, 0), ("queued".to_string(), 0, 0)]
+    );
 }
