@@ -25,7 +25,8 @@ use crate::store::{AttemptFailure, OutboxItem, Store, StoreError};
 
 /// After the server has refused a message this many times (about half a
 /// day with the backoff below) the item is marked failed and waits for an
-/// operator. Rounds in which the server could not be reached only delay it.
+/// operator. Rounds in which the server could not be reached, or did not
+/// answer in time, only delay it.
 pub const MAX_ATTEMPTS: i64 = 20;
 const BACKOFF_FIRST_SECS: i64 = 5;
 const BACKOFF_CAP_SECS: i64 = 3600;
@@ -39,6 +40,8 @@ const MARK_RETRY_FIRST: Duration = Duration::from_millis(250);
 /// abandoned (it stays queued). With the store's 10 s busy timeout for the
 /// mark after it, `run` still stops within systemd's TimeoutStopSec (30 s).
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long the QUIT after a timed-out send may wait for its answer.
+const ABORT_WAIT: Duration = Duration::from_secs(2);
 
 /// Items this process handed to the SMTP server (250) but could not mark
 /// sent, by data directory: never sent again by this process, and marked
@@ -95,6 +98,9 @@ pub struct SendFailure {
     pub message: String,
     /// A 5xx answer to this message: it will not change on retry.
     pub permanent: bool,
+    /// No answer in time: says nothing about the message, so it counts
+    /// like a server that could not be reached, not like a refusal.
+    pub timed_out: bool,
 }
 
 pub fn transport(cfg: &SmtpConfig) -> Result<Transport, SmtpError> {
@@ -146,6 +152,12 @@ pub fn transport(cfg: &SmtpConfig) -> Result<Transport, SmtpError> {
 }
 
 impl Transport {
+    /// How long one SMTP step may take (60 s unless set here).
+    pub fn with_timeout(mut self, timeout: Duration) -> Transport {
+        self.timeout = timeout;
+        self
+    }
+
     fn addr(&self) -> String {
         format!("{}:{}", self.host, self.port)
     }
@@ -231,13 +243,18 @@ impl Session {
             Ok(Err(e)) => Err(SendFailure {
                 message: e.to_string(),
                 permanent: e.is_permanent(),
+                timed_out: false,
             }),
             Err(_) => {
-                // Where the server is in the dialogue is unknown now.
-                self.conn.abort().await;
+                // Where the server is in the dialogue is unknown now. The
+                // QUIT that abort sends waits for an answer a server that
+                // stopped answering never gives: bounded, and the session
+                // counts as broken either way.
+                let _ = tokio::time::timeout(ABORT_WAIT, self.conn.abort()).await;
                 Err(SendFailure {
                     message: "timed out".to_string(),
                     permanent: false,
+                    timed_out: true,
                 })
             }
         }
@@ -408,6 +425,7 @@ pub async fn deliver_due(
                 None => Err(SendFailure {
                     message: "invalid envelope address".to_string(),
                     permanent: true,
+                    timed_out: false,
                 }),
                 Some(env) => {
                     if session.as_ref().is_none_or(|s| !s.usable()) {
@@ -467,16 +485,23 @@ pub async fn deliver_due(
                     info!(message_id = %item.message_id, to = %item.envelope_to, "acknowledgement sent");
                     stats.sent += 1;
                 }
-                Err(SendFailure { message, permanent }) => {
-                    let give_up = permanent || item.failures + 1 >= MAX_ATTEMPTS;
+                Err(SendFailure {
+                    message,
+                    permanent,
+                    timed_out,
+                }) => {
+                    let refused = item.failures + i64::from(!timed_out);
+                    let give_up = permanent || refused >= MAX_ATTEMPTS;
                     let next = now + backoff(item.attempts);
-                    let failure = if give_up {
+                    let failure = if timed_out {
+                        AttemptFailure::Unreachable
+                    } else if give_up {
                         AttemptFailure::GivenUp
                     } else {
                         AttemptFailure::Refused
                     };
                     store.outbox_failed_attempt(item.id, &message, next, failure)?;
-                    warn!(message_id = %item.message_id, attempt = item.attempts + 1, refused = item.failures + 1, give_up, error = %message, "send failed");
+                    warn!(message_id = %item.message_id, attempt = item.attempts + 1, refused, give_up, error = %message, "send failed");
                     stats.failed += 1;
                 }
             }

@@ -15,7 +15,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{buyer_mail, settled_counts, setup, ticketd, wait_until, Daemon, Imap, Setup};
+use common::{
+    buyer_mail, settled_counts, setup, store_config, ticketd, wait_until, Daemon, Imap, Setup,
+};
 use proxy::Proxy;
 use ticketd::config::Config;
 use ticketd::daemon::{shutdown_channel, Shutdown};
@@ -36,6 +38,17 @@ struct Desk {
 fn desk(rig: &MailRig) -> Desk {
     let s = setup(rig, Imap::Plain, None);
     let config = Config::load(&s.config).unwrap();
+    Desk { s, config }
+}
+
+/// A desk for tests against a scripted server only: no rig.
+fn desk_without_servers() -> Desk {
+    let dir = tempfile::tempdir().unwrap();
+    let config = store_config(dir.path());
+    let s = Setup {
+        config: dir.path().join("ticketd.toml"),
+        dir,
+    };
     Desk { s, config }
 }
 
@@ -419,8 +432,7 @@ fn run_stops_on_sigterm_while_a_backlog_goes_out() {
 /// and stays queued, its attempt not counted; nothing after it starts.
 #[test]
 fn shutdown_during_a_hung_send_waits_only_the_grace() {
-    let rig = MailRig::start().unwrap();
-    let d = desk(&rig);
+    let d = desk_without_servers();
     d.queue_acks(&buyers("hungstop", 2));
     let server = Hanging::start();
     let mut store = d.store();
@@ -446,4 +458,57 @@ fn shutdown_during_a_hung_send_waits_only_the_grace() {
         d.outbox(),
         vec![("queued".to_string(), 0, 0), ("queued".to_string(), 0, 0)]
     );
+}
+
+/// A server that takes a message and then never answers: the send times
+/// out. That says nothing about the message, so, like a server that cannot
+/// be reached, it delays the ack (backoff) without using up its tries,
+/// and the sender goes on (the QUIT after the timeout does not wait for
+/// an answer either).
+#[test]
+fn a_send_timeout_delays_an_ack_but_does_not_use_up_its_tries() {
+    let d = desk_without_servers();
+    d.queue_acks(&buyers("timeout", 2));
+    let db = d.store();
+    // One refusal short of being given up.
+    db.conn()
+        .execute(
+            "UPDATE outbox SET attempts = 30, failures = ?1 - 1",
+            [smtp::MAX_ATTEMPTS],
+        )
+        .unwrap();
+    let server = Hanging::start();
+    let mut store = d.store();
+    let t = d
+        .transport_to(server.port)
+        .with_timeout(Duration::from_secs(1));
+    let before = chrono::Utc::now().timestamp();
+    let started = Instant::now();
+    let r = block_on(async {
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            smtp::deliver_due(&mut store, &t, &Shutdown::never()),
+        )
+        .await
+    });
+    let took = started.elapsed();
+    let stats = r.expect("the sender hung").unwrap();
+    assert_eq!((stats.sent, stats.failed), (0, 2), "{stats:?}");
+    assert_eq!(server.got(), 2, "the second ack was not tried");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    let queued = ("queued".to_string(), 31, smtp::MAX_ATTEMPTS - 1);
+    assert_eq!(d.outbox(), vec![queued.clone(), queued]);
+    let (next, error): (i64, String) = db
+        .conn()
+        .query_row(
+            "SELECT min(next_attempt_at), max(last_error) FROM outbox",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert!(
+        next >= before + smtp::backoff(30),
+        "no backoff: {next} vs {before}"
+    );
+    assert!(error.contains("timed out"), "{error}");
 }
