@@ -491,12 +491,12 @@ pub async fn deliver_due(
                     timed_out,
                 }) => {
                     let refused = item.failures + i64::from(!timed_out);
-                    let give_up = permanent || refused >= MAX_ATTEMPTS;
+                    let give_up = !timed_out && (permanent || refused >= MAX_ATTEMPTS);
                     let next = now + backoff(item.attempts);
-                    let failure = if timed_out {
-                        AttemptFailure::Unreachable
-                    } else if give_up {
+                    let failure = if give_up {
                         AttemptFailure::GivenUp
+                    } else if timed_out {
+                        AttemptFailure::Unreachable
                     } else {
                         AttemptFailure::Refused
                     };
@@ -508,7 +508,12 @@ pub async fn deliver_due(
         }
     }
     if let Some(s) = session {
-        s.quit().await;
+        if stop.is_requested() {
+            // Stopping: the QUIT is a courtesy, not worth the stop timeout.
+            let _ = tokio::time::timeout(ABORT_WAIT, s.quit()).await;
+        } else {
+            s.quit().await;
+        }
     }
     Ok(stats)
 }

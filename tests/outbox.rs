@@ -130,16 +130,25 @@ impl Desk {
 }
 
 /// A scripted SMTP server on loopback, for what Postfix cannot be made to
-/// do: it answers like a server until a message's final dot, then never
-/// answers again (the connection stays open until the client closes it).
+/// do: after a message's final dot it never answers again (`hang`), or
+/// answers 250 only after `slow` and then never answers QUIT (`slow_then_
+/// deaf_to_quit`). Connections stay open until the client closes them.
 /// Counts the messages it got whole.
-struct Hanging {
+struct Scripted {
     port: u16,
     got: Arc<AtomicUsize>,
 }
 
-impl Hanging {
-    fn start() -> Hanging {
+impl Scripted {
+    fn hang() -> Scripted {
+        Self::start(None)
+    }
+
+    fn slow_then_deaf_to_quit(slow: Duration) -> Scripted {
+        Self::start(Some(slow))
+    }
+
+    fn start(answer_after: Option<Duration>) -> Scripted {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let got = Arc::new(AtomicUsize::new(0));
@@ -149,21 +158,30 @@ impl Hanging {
                 let Ok(conn) = conn else { continue };
                 let count = count.clone();
                 std::thread::spawn(move || {
-                    let _ = Self::serve(conn, &count);
+                    let _ = Self::serve(conn, &count, answer_after);
                 });
             }
         });
-        Hanging { port, got }
+        Scripted { port, got }
     }
 
     fn got(&self) -> usize {
         self.got.load(Ordering::SeqCst)
     }
 
-    fn serve(conn: TcpStream, got: &AtomicUsize) -> std::io::Result<()> {
+    fn serve(
+        conn: TcpStream,
+        got: &AtomicUsize,
+        answer_after: Option<Duration>,
+    ) -> std::io::Result<()> {
         let mut w = conn.try_clone()?;
         let mut r = BufReader::new(conn);
-        w.write_all(b"220 hang.localhost ESMTP\r\n")?;
+        // No answer, ever: read (and drop) until the client goes.
+        let deaf = |r: &mut BufReader<TcpStream>, line: &mut Vec<u8>| -> std::io::Result<()> {
+            while r.read_until(b'\n', line)? > 0 {}
+            Ok(())
+        };
+        w.write_all(b"220 scripted.localhost ESMTP\r\n")?;
         let mut line = Vec::new();
         let mut in_data = false;
         loop {
@@ -174,21 +192,23 @@ impl Hanging {
             if in_data {
                 if line == b".\r\n" {
                     got.fetch_add(1, Ordering::SeqCst);
-                    // No answer, ever: read (and drop) until the client goes.
-                    while r.read_until(b'\n', &mut line)? > 0 {}
-                    return Ok(());
+                    let Some(after) = answer_after else {
+                        return deaf(&mut r, &mut line);
+                    };
+                    std::thread::sleep(after);
+                    w.write_all(b"250 2.0.0 queued\r\n")?;
+                    in_data = false;
                 }
                 continue;
             }
             let cmd = String::from_utf8_lossy(&line).to_ascii_uppercase();
             if cmd.starts_with("EHLO") {
-                w.write_all(b"250-hang.localhost\r\n250 8BITMIME\r\n")?;
+                w.write_all(b"250-scripted.localhost\r\n250 8BITMIME\r\n")?;
             } else if cmd.starts_with("DATA") {
                 in_data = true;
                 w.write_all(b"354 go ahead\r\n")?;
             } else if cmd.starts_with("QUIT") {
-                w.write_all(b"221 bye\r\n")?;
-                return Ok(());
+                return deaf(&mut r, &mut line);
             } else {
                 w.write_all(b"250 ok\r\n")?;
             }
@@ -434,7 +454,7 @@ fn run_stops_on_sigterm_while_a_backlog_goes_out() {
 fn shutdown_during_a_hung_send_waits_only_the_grace() {
     let d = desk_without_servers();
     d.queue_acks(&buyers("hungstop", 2));
-    let server = Hanging::start();
+    let server = Scripted::hang();
     let mut store = d.store();
     let t = d.transport_to(server.port);
     let (trigger, stop) = shutdown_channel();
@@ -477,7 +497,7 @@ fn a_send_timeout_delays_an_ack_but_does_not_use_up_its_tries() {
             [smtp::MAX_ATTEMPTS],
         )
         .unwrap();
-    let server = Hanging::start();
+    let server = Scripted::hang();
     let mut store = d.store();
     let t = d
         .transport_to(server.port)
@@ -511,4 +531,34 @@ fn a_send_timeout_delays_an_ack_but_does_not_use_up_its_tries() {
         "no backoff: {next} vs {before}"
     );
     assert!(error.contains("timed out"), "{error}");
+}
+
+/// SIGTERM while the server takes its time over an ack: the ack in hand
+/// finishes and is marked sent, the next is not started, and a server that
+/// then does not answer QUIT does not hold the stop up.
+#[test]
+fn shutdown_lets_the_send_in_hand_finish_and_is_not_held_up_by_quit() {
+    let d = desk_without_servers();
+    d.queue_acks(&buyers("slowstop", 2));
+    let server = Scripted::slow_then_deaf_to_quit(Duration::from_secs(2));
+    let mut store = d.store();
+    let t = d.transport_to(server.port);
+    let (trigger, stop) = shutdown_channel();
+    let started = Instant::now();
+    let r = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            std::thread::sleep(Duration::from_secs(1));
+            trigger.trigger();
+        });
+        block_on(smtp::deliver_due(&mut store, &t, &stop))
+    });
+    let took = started.elapsed();
+    let stats = r.unwrap();
+    assert_eq!((stats.sent, stats.failed), (1, 0), "{stats:?}");
+    assert_eq!(server.got(), 1);
+    assert!(took < Duration::from_secs(6), "stopped after {took:?}");
+    assert_eq!(
+        d.outbox(),
+        vec![("sent".to_string(), 1, 0), ("queued".to_string(), 0, 0)]
+    );
 }
