@@ -686,13 +686,14 @@ fn a_message_left_out_of_a_fetch_is_filed_on_the_next_pass() {
     let s = env(&rig, p.port(), "");
     let ids: Vec<String> = (0..3).map(|i| mid("gap", i)).collect();
     let buyers: Vec<String> = (0..3).map(|i| buyer("gap", i)).collect();
-    for (b, id) in buyers.iter().zip(&ids) {
+    // One at a time, so UID n holds mail n - 1.
+    for (n, (b, id)) in buyers.iter().zip(&ids).enumerate() {
         send_buyer(&rig, b, id);
-    }
-    let start = Instant::now();
-    while rig.maildir_count(SUPPORT) < 3 {
-        assert!(start.elapsed() < WAIT, "the mails did not arrive");
-        std::thread::sleep(Duration::from_millis(50));
+        let start = Instant::now();
+        while rig.maildir_count(SUPPORT) <= n {
+            assert!(start.elapsed() < WAIT, "{id} did not arrive");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
     let filed = |s: &Env| -> Vec<String> {
         export(&s.config)
