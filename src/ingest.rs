@@ -19,6 +19,10 @@ use crate::core::quote;
 use crate::core::thread::{self, ThreadMatch};
 use crate::store::{self, Cached, MailboxPosition, Store, StoreError, INLINE_BLOB_MAX};
 
+/// Follow-up notes (`ack_followups`) a ticket gets at most until an agent
+/// answers it.
+const MAX_FOLLOWUP_NOTES: i64 = 3;
+
 /// Threads writing a batch's large raw mails to files.
 const WRITERS: usize = 2;
 
@@ -634,6 +638,22 @@ impl Ingestor<'_> {
                 return Err(
                     "follow-up: a note already went to this ticket in the last hour".to_string(),
                 );
+            }
+            // A responder that sets no machine header and answers every
+            // note would otherwise get one an hour for ever.
+            let unanswered: i64 = tx
+                .row_cached(
+                    "SELECT count(*) FROM messages WHERE ticket_id = ?1 AND kind = 'followup'
+                     AND received_at >= coalesce((SELECT max(received_at) FROM messages
+                         WHERE ticket_id = ?1 AND kind = 'agent'), 0)",
+                    params![ticket],
+                    |r| r.get(0),
+                )
+                .map_err(|e| format!("database error: {e}"))?;
+            if unanswered >= MAX_FOLLOWUP_NOTES {
+                return Err(format!(
+                    "follow-up: {unanswered} notes already went to this ticket since an agent last answered"
+                ));
             }
         }
         let lang = store::ticket_language(tx, ticket)

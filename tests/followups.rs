@@ -90,3 +90,67 @@ fn one_note_per_hour_when_enabled_none_by_default() {
         }
     }
 }
+
+/// A responder that sets no machine header and answers every note would
+/// get one an hour for ever: a ticket gets at most three notes until an
+/// agent answers it, then it may get notes again.
+#[test]
+fn at_most_three_notes_until_an_agent_answers() {
+    let (dir, config) = setup(true);
+    let db = dir.path().join("data").join("ticketd.sqlite3");
+    // An hour and more passes between the mails.
+    let later = || {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.execute_batch(
+            "UPDATE messages SET received_at = received_at - 7200;
+             UPDATE outbox SET created_at = created_at - 7200;",
+        )
+        .unwrap();
+    };
+    let first = mail(dir.path(), "0.eml", "n0@buyer.test", "");
+    run(&config, &["ingest", first.to_str().unwrap()]);
+    let ack = exported(&config)[0]["ack"]["message_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let refs = format!("In-Reply-To: <{ack}>\r\n");
+    let mut follow_up = |n: usize| {
+        later();
+        let m = mail(
+            dir.path(),
+            &format!("{n}.eml"),
+            &format!("n{n}@buyer.test"),
+            &refs,
+        );
+        run(&config, &["ingest", m.to_str().unwrap()]);
+        let e = exported(&config);
+        let this = e
+            .iter()
+            .find(|r| r["message_id"] == format!("n{n}@buyer.test").as_str())
+            .unwrap()
+            .clone();
+        assert_eq!(this["ticket"], "WN-000001");
+        this["ack"].clone()
+    };
+    for n in 1..=3 {
+        let ack = follow_up(n);
+        assert!(ack["message_id"].is_string(), "note {n}: {ack}");
+    }
+    let fourth = follow_up(4);
+    assert!(
+        fourth["skipped"]
+            .as_str()
+            .is_some_and(|s| s.contains("since an agent last answered")),
+        "{fourth}"
+    );
+
+    later();
+    let body = dir.path().join("reply.txt");
+    std::fs::write(&body, "We are looking into it.\n").unwrap();
+    run(
+        &config,
+        &["reply", "WN-000001", "--body-file", body.to_str().unwrap()],
+    );
+    let after_answer = follow_up(5);
+    assert!(after_answer["message_id"].is_string(), "{after_answer}");
+}
