@@ -114,7 +114,7 @@ fn at_most_three_notes_until_an_agent_answers() {
         .unwrap()
         .to_string();
     let refs = format!("In-Reply-To: <{ack}>\r\n");
-    let mut follow_up = |n: usize| {
+    let follow_up = |n: usize| {
         later();
         let m = mail(
             dir.path(),
