@@ -474,8 +474,18 @@ fn password_guessing_is_slowed_down() {
     assert_eq!(r.status, 429, "{}", r.text());
     assert_eq!(r.header("retry-after"), Some("1"));
     assert!(r.text().contains("Too many failed logins"), "{}", r.text());
-    assert!(web.log().contains("too many failed attempts"));
-    std::thread::sleep(Duration::from_millis(1100));
+    // The log line is written by the server's logger, which may trail
+    // the response a little.
+    let logged = Instant::now();
+    while !web.log().contains("too many failed attempts") {
+        assert!(
+            logged.elapsed() < Duration::from_secs(5),
+            "no log line; log:\n{}",
+            web.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(1100).saturating_sub(logged.elapsed()));
     let cookie = web.log_in(&http).unwrap_or_else(|r| panic!("{}", r.text()));
     assert_eq!(http.get("/", Some(&cookie)).status, 200);
     // The success cleared the name: a wrong password is a plain 401 again.
