@@ -461,9 +461,9 @@ async fn fetch_batch(
         .collect::<Vec<_>>()
         .join(",");
     let query = if headers_only {
-        "(UID BODY.PEEK[HEADER])"
+        "(UID INTERNALDATE BODY.PEEK[HEADER])"
     } else {
-        "(UID BODY.PEEK[])"
+        "(UID INTERNALDATE BODY.PEEK[])"
     };
     let stream = timed(limit, "UID FETCH", session.uid_fetch(set, query)).await?;
     // The bodies take as long as the link needs: `limit` plus their size at
@@ -482,13 +482,24 @@ async fn fetch_batch(
 }
 
 /// The body (or, for a headers-only batch, the header) the server sent
-/// for `uid`; `fetched` is sorted by UID and may hold a UID twice.
-fn fetched_body(fetched: &[Fetched], uid: u32, headers_only: bool) -> Option<&[u8]> {
+/// for `uid`, with its INTERNALDATE; `fetched` is sorted by UID and may
+/// hold a UID twice.
+fn fetched_body(
+    fetched: &[Fetched],
+    uid: u32,
+    headers_only: bool,
+) -> Option<(&[u8], Option<chrono::DateTime<chrono::Utc>>)> {
     let at = fetched.partition_point(|f| f.uid < Some(uid));
     fetched[at..]
         .iter()
         .take_while(|f| f.uid == Some(uid))
-        .find_map(|f| if headers_only { f.header() } else { f.body() })
+        .find_map(|f| {
+            let bytes = if headers_only { f.header() } else { f.body() }?;
+            Some((
+                bytes,
+                f.internal_date().map(|d| d.with_timezone(&chrono::Utc)),
+            ))
+        })
 }
 
 /// Files fetched batches into the store, each in one transaction.
@@ -677,7 +688,7 @@ impl Filer<'_> {
         // position never moves past it and the next pass asks again.
         for &(uid, _) in batch {
             let found = fetched_body(fetched, uid, headers_only);
-            let Some(bytes) = found else {
+            let Some((bytes, received)) = found else {
                 warn!(
                     mailbox,
                     uid, "server left the message out of its answer; will retry on the next pass"
@@ -700,6 +711,7 @@ impl Filer<'_> {
                     last_uid: uid,
                 }),
                 too_large: headers_only.then_some(batch[0].1),
+                received,
             });
         }
         let uid =
@@ -1105,6 +1117,7 @@ mod tests {
                     last_uid: u,
                 }),
                 too_large: None,
+                received: None,
             })
             .collect();
         let prepared = ingestor.prepare(dir, &items, chrono::Utc::now()).unwrap();

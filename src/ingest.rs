@@ -48,6 +48,8 @@ pub struct Incoming<'a> {
     pub position: Option<MailboxPosition>,
     /// Set when only the headers were fetched: the message's full size.
     pub too_large: Option<u64>,
+    /// When the mail server received it (IMAP INTERNALDATE), if known.
+    pub received: Option<DateTime<Utc>>,
 }
 
 /// A batch parsed by `Ingestor::prepare`, its large raw mails written to
@@ -107,6 +109,8 @@ struct PreparedMessage {
     /// For a bounce: the Message-IDs of the mail it returns.
     embedded_ids: Vec<String>,
     position: Option<MailboxPosition>,
+    /// When the mail server received it (IMAP INTERNALDATE), if known.
+    received: Option<DateTime<Utc>>,
 }
 
 /// What one writer thread did for a batch: the sha256 of each large raw
@@ -171,6 +175,7 @@ impl Ingestor<'_> {
             raw,
             too_large,
             position: position.cloned(),
+            received: None,
         };
         let mut outcomes = self.ingest_batch(store, std::slice::from_ref(&item), now)?;
         Ok(outcomes.pop().unwrap_or(Outcome::Duplicate))
@@ -262,7 +267,10 @@ impl Ingestor<'_> {
                 } else {
                     parse::parse(raw)
                 };
-                messages.push(self.prepare_one(raw, msg, too_large, item.position.clone(), today));
+                let mut prepared =
+                    self.prepare_one(raw, msg, too_large, item.position.clone(), today);
+                prepared.received = item.received;
+                messages.push(prepared);
             }
             drop(to_writer);
             let mut written = Written::default();
@@ -346,6 +354,7 @@ impl Ingestor<'_> {
             kind,
             attachments,
             position,
+            received: None,
         }
     }
 
@@ -399,7 +408,9 @@ impl Ingestor<'_> {
             inline_raw,
             embedded_ids,
             position,
+            received,
         } = message;
+        let now = received_at(received, now, self.config.tickets.response_hours);
         let position = position.as_ref();
         if already_filed(tx, &mut msg)? {
             if let Some(pos) = position {
@@ -715,6 +726,24 @@ impl Ingestor<'_> {
         )
         .map_err(db)?;
         Ok(())
+    }
+}
+
+/// When a message counts as received, which starts its response clock:
+/// when the mail server received it, so mail that waited out an outage or
+/// a backlog is promised an answer 48 hours after it came, not after it
+/// was filed. Only while that is still ahead: older mail (a mailbox
+/// imported for the first time, a server clock that is off) counts from
+/// now, so no ack names a due time already past.
+fn received_at(
+    received: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    response_hours: u32,
+) -> DateTime<Utc> {
+    let window = chrono::Duration::hours(i64::from(response_hours));
+    match received {
+        Some(r) if r <= now && now - r < window => r,
+        _ => now,
     }
 }
 

@@ -34,6 +34,7 @@ fn incoming<'a>(raws: &[&'a [u8]]) -> Vec<Incoming<'a>> {
                 last_uid: n as u32 + 1,
             }),
             too_large: None,
+            received: None,
         })
         .collect()
 }

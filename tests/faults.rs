@@ -825,6 +825,92 @@ fn a_large_mail_on_a_slow_link_is_not_cut_off_by_the_timeout() {
     finish(&mut run);
 }
 
+/// Puts a mail into the support mailbox with IMAP APPEND, as received by
+/// the server `ago` before now (its INTERNALDATE).
+fn append_received_ago(rig: &MailRig, mail: &[u8], ago: chrono::Duration) {
+    use std::io::{BufRead, BufReader, Write};
+    let at = (chrono::Utc::now() - ago).format("%d-%b-%Y %H:%M:%S +0000");
+    let conn = std::net::TcpStream::connect(("127.0.0.1", rig.imap_port())).unwrap();
+    conn.set_read_timeout(Some(WAIT)).unwrap();
+    let mut out = conn.try_clone().unwrap();
+    let mut lines = BufReader::new(conn);
+    let mut line = String::new();
+    let mut until = |prefix: &str, line: &mut String| loop {
+        line.clear();
+        assert!(lines.read_line(line).unwrap() > 0, "IMAP closed");
+        assert!(
+            !line.starts_with("a NO") && !line.starts_with("a BAD"),
+            "{line}"
+        );
+        if line.starts_with(prefix) {
+            return;
+        }
+    };
+    until("* OK", &mut line);
+    write!(out, "a LOGIN \"{SUPPORT}\" \"{RIG_PASSWORD}\"\r\n").unwrap();
+    until("a OK", &mut line);
+    write!(out, "a APPEND INBOX \"{at}\" {{{}}}\r\n", mail.len()).unwrap();
+    until("+", &mut line);
+    out.write_all(mail).unwrap();
+    out.write_all(b"\r\n").unwrap();
+    until("a OK", &mut line);
+    write!(out, "a LOGOUT\r\n").unwrap();
+}
+
+/// The 48 hours start when the mail server received the mail (its
+/// INTERNALDATE), not when ticketd files it: mail that waited out an
+/// outage is promised an answer 48 hours after it came. Mail older than
+/// that (a mailbox imported for the first time) counts from now, so no ack
+/// names a due time already past.
+#[test]
+fn the_response_clock_starts_when_the_server_received_the_mail() {
+    let _serial = serial();
+    let rig = MailRig::start().unwrap();
+    let s = env(&rig, rig.imap_port(), "");
+    let cases = [
+        ("recent", chrono::Duration::hours(5)),
+        ("old", chrono::Duration::days(10)),
+    ];
+    for (i, (name, ago)) in cases.iter().enumerate() {
+        let id = mid("clock", i);
+        let mail = buyer_mail(
+            &buyer("clock", i),
+            "Buyer",
+            &format!("Order question ({name})"),
+            &id,
+            "Hello, my order has not arrived yet.",
+            "",
+        );
+        append_received_ago(&rig, &mail, *ago);
+    }
+    let polled = chrono::Utc::now();
+    let out = ticketd(&s.config, &["poll", "--once"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let due = |ticket: &str| {
+        let show = ticketd(&s.config, &["show", ticket, "--json"]);
+        assert!(show.status.success());
+        let view: Value = serde_json::from_slice(&show.stdout).unwrap();
+        view["due_at"].as_i64().unwrap()
+    };
+    let hours_48 = 48 * 3600;
+    let recent = (polled - cases[0].1).timestamp() + hours_48;
+    assert!(
+        (due("WN-000001") - recent).abs() <= 2,
+        "due {} against received + 48 h {recent}",
+        due("WN-000001")
+    );
+    let from_now = polled.timestamp() + hours_48;
+    let old = due("WN-000002");
+    assert!(
+        (from_now - 2..=from_now + 120).contains(&old),
+        "due {old} against now + 48 h {from_now}"
+    );
+}
+
 /// The connection stalls while the daemon idles: the server's EXISTS never
 /// arrives. IDLE is renewed at the keepalive (a third of the systemd
 /// watchdog period, here 6 s / 3), the DONE times out after
