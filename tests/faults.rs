@@ -291,6 +291,30 @@ fn send_buyer(rig: &MailRig, buyer: &str, message_id: &str) {
     rig.send(buyer, &[SUPPORT], &mail).unwrap();
 }
 
+/// A buyer's mail with `photo` (base64 lines) attached: the large mail of
+/// the tests that slow, stall or cut its FETCH.
+fn photo_mail(buyer: &str, message_id: &str, photo: &str) -> Vec<u8> {
+    format!(
+        "From: Buyer <{buyer}>\r\nTo: Whatnot Support <{SUPPORT}>\r\nSubject: Damaged parcel, photos\r\n\
+         Message-ID: <{message_id}>\r\nDate: Wed, 25 Nov 2026 10:00:00 +0100\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\r\nHello, my parcel arrived damaged, see the photo.\r\n\
+         --b\r\nContent-Type: application/octet-stream; name=\"photo.bin\"\r\n\
+         Content-Disposition: attachment; filename=\"photo.bin\"\r\n\r\n{photo}\r\n--b--\r\n"
+    )
+    .into_bytes()
+}
+
+/// Waits until the support mailbox holds `count` mails (delivered by
+/// Postfix through LMTP, so they have their UIDs).
+fn wait_delivered(rig: &MailRig, count: usize) {
+    let start = Instant::now();
+    while rig.maildir_count(SUPPORT) < count {
+        assert!(start.elapsed() < WAIT, "{count} mail(s) did not arrive");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn buyer(test: &str, i: usize) -> String {
     format!("{test}{i}@buyer.test")
 }
@@ -642,19 +666,10 @@ fn connection_stalled_mid_fetch_times_out_and_the_mail_is_filed_once() {
         .map(|l| String::from_utf8_lossy(l).into_owned())
         .collect::<Vec<_>>()
         .join("\r\n");
-    let big = format!(
-        "From: Buyer <{b}>\r\nTo: Whatnot Support <{SUPPORT}>\r\nSubject: Damaged parcel, photos\r\n\
-         Message-ID: <{id}>\r\nDate: Wed, 25 Nov 2026 10:00:00 +0100\r\nMIME-Version: 1.0\r\n\
-         Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\n\
-         Content-Type: text/plain; charset=utf-8\r\n\r\nHello, my parcel arrived damaged, see the photo.\r\n\
-         --b\r\nContent-Type: application/octet-stream; name=\"photo.bin\"\r\n\
-         Content-Disposition: attachment; filename=\"photo.bin\"\r\n\r\n{photo}\r\n--b--\r\n",
-        b = buyers[1],
-        id = ids[1],
-    );
+    let big = photo_mail(&buyers[1], &ids[1], &photo);
     p.delay(Duration::from_millis(25));
     let before = p.bytes_down();
-    rig.send(&buyers[1], &[SUPPORT], big.as_bytes()).unwrap();
+    rig.send(&buyers[1], &[SUPPORT], &big).unwrap();
     wait_for("the body FETCH to be under way", WAIT, &run, || {
         (p.bytes_down() > before + 300_000).then_some(())
     });
@@ -689,11 +704,7 @@ fn a_message_left_out_of_a_fetch_is_filed_on_the_next_pass() {
     // One at a time, so UID n holds mail n - 1.
     for (n, (b, id)) in buyers.iter().zip(&ids).enumerate() {
         send_buyer(&rig, b, id);
-        let start = Instant::now();
-        while rig.maildir_count(SUPPORT) <= n {
-            assert!(start.elapsed() < WAIT, "{id} did not arrive");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_delivered(&rig, n + 1);
     }
     let filed = |s: &Env| -> Vec<String> {
         export(&s.config)
@@ -740,19 +751,10 @@ fn mail_announced_during_a_fetch_is_filed_right_after_it() {
 
     // ~1 MB at 16 KiB per 40 ms: the body takes ~2.5 s to come through.
     let photo = "QUJDRA==".repeat(125_000);
-    let big = format!(
-        "From: Buyer <{b}>\r\nTo: Whatnot Support <{SUPPORT}>\r\nSubject: Damaged parcel, photos\r\n\
-         Message-ID: <{id}>\r\nDate: Wed, 25 Nov 2026 10:00:00 +0100\r\nMIME-Version: 1.0\r\n\
-         Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\n\
-         Content-Type: text/plain; charset=utf-8\r\n\r\nHello, my parcel arrived damaged, see the photo.\r\n\
-         --b\r\nContent-Type: application/octet-stream; name=\"photo.bin\"\r\n\
-         Content-Disposition: attachment; filename=\"photo.bin\"\r\n\r\n{photo}\r\n--b--\r\n",
-        b = buyers[1],
-        id = ids[1],
-    );
+    let big = photo_mail(&buyers[1], &ids[1], &photo);
     p.delay(Duration::from_millis(40));
     let before = p.bytes_down();
-    rig.send(&buyers[1], &[SUPPORT], big.as_bytes()).unwrap();
+    rig.send(&buyers[1], &[SUPPORT], &big).unwrap();
     wait_for("the body FETCH to be under way", WAIT, &run, || {
         (p.bytes_down() > before + 100_000).then_some(())
     });
@@ -796,22 +798,9 @@ fn a_large_mail_on_a_slow_link_is_not_cut_off_by_the_timeout() {
     let buyers = vec![buyer("slow", 0)];
     // ~1.3 MB at 16 KiB per 50 ms (~330 KB/s): about 4 s, twice the timeout.
     let photo = "QUJDRA==".repeat(125_000);
-    let big = format!(
-        "From: Buyer <{b}>\r\nTo: Whatnot Support <{SUPPORT}>\r\nSubject: Damaged parcel, photos\r\n\
-         Message-ID: <{id}>\r\nDate: Wed, 25 Nov 2026 10:00:00 +0100\r\nMIME-Version: 1.0\r\n\
-         Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\n\
-         Content-Type: text/plain; charset=utf-8\r\n\r\nHello, my parcel arrived damaged, see the photo.\r\n\
-         --b\r\nContent-Type: application/octet-stream; name=\"photo.bin\"\r\n\
-         Content-Disposition: attachment; filename=\"photo.bin\"\r\n\r\n{photo}\r\n--b--\r\n",
-        b = buyers[0],
-        id = ids[0],
-    );
-    rig.send(&buyers[0], &[SUPPORT], big.as_bytes()).unwrap();
-    let start = Instant::now();
-    while rig.maildir_count(SUPPORT) < 1 {
-        assert!(start.elapsed() < WAIT, "the mail did not arrive");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let big = photo_mail(&buyers[0], &ids[0], &photo);
+    rig.send(&buyers[0], &[SUPPORT], &big).unwrap();
+    wait_delivered(&rig, 1);
     p.delay(Duration::from_millis(50));
     let mut run = Run::start(&s.config);
     wait_filed_and_acked(&rig, &s, &run, &ids, &buyers);
