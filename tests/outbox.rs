@@ -240,6 +240,27 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
+/// Sends the desk's outbox through `port`, asking for shutdown `after`
+/// the start; what deliver_due returned and how long it took.
+fn deliver_stopped_after(
+    d: &Desk,
+    port: u16,
+    after: Duration,
+) -> (Result<smtp::DeliveryStats, smtp::SmtpError>, Duration) {
+    let mut store = d.store();
+    let t = d.transport_to(port);
+    let (trigger, stop) = shutdown_channel();
+    let started = Instant::now();
+    let r = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            std::thread::sleep(after);
+            trigger.trigger();
+        });
+        block_on(smtp::deliver_due(&mut store, &t, &stop))
+    });
+    (r, started.elapsed())
+}
+
 fn all(status: &str, rows: &[(String, i64, i64)]) -> bool {
     rows.iter().all(|(s, _, _)| s == status)
 }
@@ -384,18 +405,8 @@ fn shutdown_stops_a_backlog_between_items() {
     d.queue_acks(&buyers);
     let slow = Proxy::start(rig.smtp_port());
     slow.delay(Duration::from_millis(100));
-    let mut store = d.store();
-    let t = d.transport_to(slow.port());
-    let (trigger, stop) = shutdown_channel();
-    let started = Instant::now();
-    let stats = std::thread::scope(|scope| {
-        scope.spawn(|| {
-            std::thread::sleep(Duration::from_millis(1500));
-            trigger.trigger();
-        });
-        block_on(smtp::deliver_due(&mut store, &t, &stop)).unwrap()
-    });
-    let took = started.elapsed();
+    let (stats, took) = deliver_stopped_after(&d, slow.port(), Duration::from_millis(1500));
+    let stats = stats.unwrap();
     let counts = settled_counts(&rig, &buyers, QUIET);
     let rows = d.outbox();
     let sent = rows.iter().filter(|r| r.0 == "sent").count();
@@ -455,18 +466,7 @@ fn shutdown_during_a_hung_send_waits_only_the_grace() {
     let d = desk_without_servers();
     d.queue_acks(&buyers("hungstop", 2));
     let server = Scripted::hang();
-    let mut store = d.store();
-    let t = d.transport_to(server.port);
-    let (trigger, stop) = shutdown_channel();
-    let started = Instant::now();
-    let r = std::thread::scope(|scope| {
-        scope.spawn(|| {
-            std::thread::sleep(Duration::from_secs(1));
-            trigger.trigger();
-        });
-        block_on(smtp::deliver_due(&mut store, &t, &stop))
-    });
-    let took = started.elapsed();
+    let (r, took) = deliver_stopped_after(&d, server.port, Duration::from_secs(1));
     let stats = r.unwrap();
     assert_eq!((stats.sent, stats.failed), (0, 0), "{stats:?}");
     assert!(
@@ -541,18 +541,7 @@ fn shutdown_lets_the_send_in_hand_finish_and_is_not_held_up_by_quit() {
     let d = desk_without_servers();
     d.queue_acks(&buyers("slowstop", 2));
     let server = Scripted::slow_then_deaf_to_quit(Duration::from_secs(2));
-    let mut store = d.store();
-    let t = d.transport_to(server.port);
-    let (trigger, stop) = shutdown_channel();
-    let started = Instant::now();
-    let r = std::thread::scope(|scope| {
-        scope.spawn(|| {
-            std::thread::sleep(Duration::from_secs(1));
-            trigger.trigger();
-        });
-        block_on(smtp::deliver_due(&mut store, &t, &stop))
-    });
-    let took = started.elapsed();
+    let (r, took) = deliver_stopped_after(&d, server.port, Duration::from_secs(1));
     let stats = r.unwrap();
     assert_eq!((stats.sent, stats.failed), (1, 0), "{stats:?}");
     assert_eq!(server.got(), 1);
