@@ -51,17 +51,23 @@ fn exported(config: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Files the buyer's first mail (opening WN-000001); the header with which
+/// a reply to its ack names it.
+fn open_ticket(dir: &Path, config: &Path, id: &str) -> String {
+    let first = mail(dir, "first.eml", id, "");
+    run(config, &["ingest", first.to_str().unwrap()]);
+    let ack = exported(config)[0]["ack"]["message_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    format!("In-Reply-To: <{ack}>\r\n")
+}
+
 #[test]
 fn one_note_per_hour_when_enabled_none_by_default() {
     for enabled in [true, false] {
         let (dir, config) = setup(enabled);
-        let first = mail(dir.path(), "1.eml", "f1@buyer.test", "");
-        run(&config, &["ingest", first.to_str().unwrap()]);
-        let ack = exported(&config)[0]["ack"]["message_id"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let refs = format!("In-Reply-To: <{ack}>\r\n");
+        let refs = open_ticket(dir.path(), &config, "f1@buyer.test");
         let second = mail(dir.path(), "2.eml", "f2@buyer.test", &refs);
         let third = mail(dir.path(), "3.eml", "f3@buyer.test", &refs);
         run(
@@ -107,13 +113,7 @@ fn at_most_three_notes_until_an_agent_answers() {
         )
         .unwrap();
     };
-    let first = mail(dir.path(), "0.eml", "n0@buyer.test", "");
-    run(&config, &["ingest", first.to_str().unwrap()]);
-    let ack = exported(&config)[0]["ack"]["message_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let refs = format!("In-Reply-To: <{ack}>\r\n");
+    let refs = open_ticket(dir.path(), &config, "n0@buyer.test");
     let follow_up = |n: usize| {
         later();
         let m = mail(
