@@ -276,6 +276,27 @@ fn ticket_ref(config: &Config, text: &str) -> Result<i64> {
 const ELSEWHERE: &str =
     "not sent from here: another ticketd (the running service?) is sending the outbox and sends these too";
 
+/// `--send`: sends what is due now; the line to print about it.
+fn send_now(config: &Config, store: &mut Store) -> Result<String> {
+    let Some(smtp_cfg) = &config.smtp else {
+        bail!("--send needs an [smtp] section in the config");
+    };
+    let transport = ticketd::smtp::transport(smtp_cfg)?;
+    let stats = runtime()?.block_on(ticketd::smtp::deliver_due(
+        store,
+        &transport,
+        &daemon::Shutdown::never(),
+    ))?;
+    Ok(if stats.elsewhere {
+        ELSEWHERE.to_string()
+    } else {
+        format!(
+            "sent {} mail(s) from the outbox, {} failed",
+            stats.sent, stats.failed
+        )
+    })
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -438,24 +459,7 @@ fn real_main(cli: Cli) -> Result<()> {
                 writeln!(out, "{line}")?;
             }
             if *send {
-                let Some(smtp_cfg) = &config.smtp else {
-                    bail!("--send needs an [smtp] section in the config");
-                };
-                let transport = ticketd::smtp::transport(smtp_cfg)?;
-                let stats = runtime()?.block_on(ticketd::smtp::deliver_due(
-                    &mut store,
-                    &transport,
-                    &daemon::Shutdown::never(),
-                ))?;
-                if stats.elsewhere {
-                    writeln!(out, "{ELSEWHERE}")?;
-                } else {
-                    writeln!(
-                        out,
-                        "sent {} acknowledgement(s), {} failed",
-                        stats.sent, stats.failed
-                    )?;
-                }
+                writeln!(out, "{}", send_now(&config, &mut store)?)?;
             }
         }
         Command::Outbox {
@@ -536,20 +540,7 @@ fn real_main(cli: Cli) -> Result<()> {
             )?;
             println!("reply queued <{message_id}>");
             if *send {
-                let Some(smtp_cfg) = &config.smtp else {
-                    bail!("--send needs an [smtp] section in the config");
-                };
-                let transport = ticketd::smtp::transport(smtp_cfg)?;
-                let stats = runtime()?.block_on(ticketd::smtp::deliver_due(
-                    &mut store,
-                    &transport,
-                    &daemon::Shutdown::never(),
-                ))?;
-                if stats.elsewhere {
-                    println!("{ELSEWHERE}");
-                } else {
-                    println!("sent {}, failed {}", stats.sent, stats.failed);
-                }
+                println!("{}", send_now(&config, &mut store)?);
             }
         }
         Command::Attachment { sha256, output } => {

@@ -147,7 +147,9 @@ fn a_failed_send_stays_queued_and_can_be_retried() {
         "filing never depends on sending: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("sent 0 acknowledgement(s), 1 failed"));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("sent 0 mail(s) from the outbox, 1 failed")
+    );
     let rows: serde_json::Value =
         serde_json::from_slice(&ticketd(&config, &["outbox", "--json"]).stdout).unwrap();
     assert_eq!(rows[0]["status"], "queued");
