@@ -396,6 +396,15 @@ fn raw_header(name: &'static str, value: &str) -> HeaderValue {
     HeaderValue::new(HeaderName::new_from_ascii_str(name), value.to_string())
 }
 
+/// `text` for a header: control characters (CR, LF, NUL, ...) as spaces,
+/// runs of white space as one.
+fn header_text(text: &str) -> String {
+    text.split(|c: char| c.is_control() || c.is_whitespace())
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Builds the complete message. Loop safety lives here: every ack says it
 /// is automatic (RFC 3834) and asks Exchange and vacation responders not to
 /// answer it.
@@ -405,14 +414,17 @@ pub fn build_mail(ack: &RenderedAck, env: &AckEnvelope<'_>) -> Result<Vec<u8>, A
         Some(env.from_name.to_string()),
         env.from_address.parse().map_err(|e| build(&e))?,
     );
+    // The buyer's display name and subject may hold control characters,
+    // which lettre cannot write into a header (its formatting fails, and
+    // with it the whole mail): they become spaces.
     let to = Mailbox::new(
-        env.to_name.map(str::to_string),
+        env.to_name.map(header_text).filter(|n| !n.is_empty()),
         env.to_address.parse().map_err(|e| build(&e))?,
     );
     let mut builder = Message::builder()
         .from(from)
         .to(to)
-        .subject(ack.subject.clone())
+        .subject(header_text(&ack.subject))
         .message_id(Some(format!("<{}>", env.message_id)));
     if env.automatic {
         builder = builder
@@ -501,5 +513,37 @@ mod tests {
         let text = String::from_utf8_lossy(&raw);
         assert!(text.contains("Whatnot Support"));
         assert!(text.contains("X-Auto-Response-Suppress: All"));
+    }
+
+    /// A buyer's display name (and subject) with control characters in it
+    /// made lettre's header formatting fail, which `to_string` turns into
+    /// a panic.
+    #[test]
+    fn control_characters_from_the_buyer_do_not_break_the_mail() {
+        let ack = RenderedAck {
+            subject: "[WN-000001] Re: kaart\0 \r\nBcc: x@evil.test".into(),
+            text: "tekst".into(),
+            html: "<p>tekst</p>".into(),
+        };
+        for name in ["Anna\0\r", "\0", "An\u{7f}na \"de\" Vries\n"] {
+            let raw = build_mail(
+                &ack,
+                &AckEnvelope {
+                    from_name: "Whatnot Support",
+                    from_address: "support@example.test",
+                    to_name: Some(name),
+                    to_address: "anna@buyer.test",
+                    in_reply_to: Some("b2@buyer.test\r\nBcc: y@evil.test"),
+                    references: &["b1@buyer.test>\r\nBcc: z@evil.test".to_string()],
+                    message_id: "wn-000001.x@example.test",
+                    automatic: true,
+                },
+            )
+            .unwrap();
+            let parsed = crate::core::parse::parse(&raw);
+            assert_eq!(parsed.from_address.as_deref(), Some("support@example.test"));
+            let text = String::from_utf8_lossy(&raw);
+            assert!(!text.contains('\0') && !text.contains("\nBcc:"), "{text}");
+        }
     }
 }

@@ -87,6 +87,43 @@ fn stored_messages(store: &Store) -> i64 {
         .unwrap()
 }
 
+/// Files the mutated mail on a store holding the clean seeds: stored once
+/// (or a duplicate), raw bytes kept, a duplicate the second time.
+fn file_mutated(seed: usize, mutations: &[Mutation]) -> Result<(), TestCaseError> {
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::store_config(dir.path());
+    let templates = AckTemplates::load(&config.tickets.templates_dir).unwrap();
+    let ingestor = Ingestor {
+        config: &config,
+        templates: &templates,
+    };
+    let mut store = Store::open(&config.data_dir).unwrap();
+    let now = chrono::Utc::now();
+    // A clean copy of every seed first, so threading paths are taken.
+    for s in SEEDS {
+        ingestor.ingest(&mut store, s, None, now).unwrap();
+    }
+    let raw = mutations.iter().fold(SEEDS[seed].to_vec(), apply);
+    let before = stored_messages(&store);
+    let outcome = ingestor.ingest(&mut store, &raw, None, now).unwrap();
+    let after = stored_messages(&store);
+    match outcome {
+        Outcome::Duplicate => prop_assert_eq!(after, before),
+        _ => prop_assert_eq!(after, before + 1),
+    }
+    // The raw bytes are kept, whatever could be parsed.
+    let sha = ticketd::core::parse::sha256_hex(&raw);
+    if outcome != Outcome::Duplicate {
+        prop_assert_eq!(store.read_blob(&sha).unwrap(), raw.clone());
+    }
+    // Filing the same bytes again is always a duplicate.
+    prop_assert_eq!(
+        ingestor.ingest(&mut store, &raw, None, now).unwrap(),
+        Outcome::Duplicate
+    );
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 120, ..ProptestConfig::default() })]
 
@@ -95,30 +132,23 @@ proptest! {
         seed in 0..SEEDS.len(),
         mutations in prop::collection::vec(mutation(), 1..6),
     ) {
-        let dir = tempfile::tempdir().unwrap();
-        let config = common::store_config(dir.path());
-        let templates = AckTemplates::load(&config.tickets.templates_dir).unwrap();
-        let ingestor = Ingestor { config: &config, templates: &templates };
-        let mut store = Store::open(&config.data_dir).unwrap();
-        let now = chrono::Utc::now();
-        // A clean copy of every seed first, so threading paths are taken.
-        for s in SEEDS {
-            ingestor.ingest(&mut store, s, None, now).unwrap();
-        }
-        let raw = mutations.iter().fold(SEEDS[seed].to_vec(), apply);
-        let before = stored_messages(&store);
-        let outcome = ingestor.ingest(&mut store, &raw, None, now).unwrap();
-        let after = stored_messages(&store);
-        match outcome {
-            Outcome::Duplicate => prop_assert_eq!(after, before),
-            _ => prop_assert_eq!(after, before + 1),
-        }
-        // The raw bytes are kept, whatever could be parsed.
-        let sha = ticketd::core::parse::sha256_hex(&raw);
-        if outcome != Outcome::Duplicate {
-            prop_assert_eq!(store.read_blob(&sha).unwrap(), raw.clone());
-        }
-        // Filing the same bytes again is always a duplicate.
-        prop_assert_eq!(ingestor.ingest(&mut store, &raw, None, now).unwrap(), Outcome::Duplicate);
+        file_mutated(seed, &mutations)?;
+    }
+}
+
+/// Cases the property test found, kept so they run every time: a NUL and
+/// a CR in the buyer's display name made building the ack panic.
+#[test]
+fn mutations_found_before_stay_fixed() {
+    let cases = [(
+        0,
+        vec![
+            Mutation::Truncate(2992794926577174592),
+            Mutation::Delete(11950888035211117445, 20),
+            Mutation::Insert(15698286992542056080, vec![0, 13]),
+        ],
+    )];
+    for (seed, mutations) in cases {
+        file_mutated(seed, &mutations).unwrap();
     }
 }
