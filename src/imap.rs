@@ -204,14 +204,38 @@ pub async fn sync(
         Some(p) => {
             warn!(mailbox, old = p.uidvalidity, new = uidvalidity,
                 "UIDVALIDITY changed: rescanning the whole mailbox; Message-IDs keep anything from being filed twice");
+            store::forget_left_out(store.conn(), mailbox, uidvalidity, None)?;
             0
         }
         None => 0,
     };
     let mut stats = SyncStats::default();
-    if mbox.exists == 0 || mbox.uid_next.is_some_and(|next| next <= last_uid + 1) {
+    // Messages the server left out of an earlier answer, asked for again.
+    let retry: Vec<u32> = store::left_out(store.conn(), Some((mailbox, uidvalidity)))?
+        .into_iter()
+        .map(|l| l.uid)
+        .collect();
+    let nothing_new = mbox.uid_next.is_some_and(|next| next <= last_uid + 1);
+    if mbox.exists == 0 || (nothing_new && retry.is_empty()) {
+        if !retry.is_empty() && hooks.report.is_none() {
+            info!(mailbox, uids = ?retry, "messages left out earlier are no longer in the mailbox");
+            store::forget_left_out(store.conn(), mailbox, uidvalidity, Some(&retry))?;
+        }
         return Ok(stats);
     }
+    let wanted = |uid: u32| uid > last_uid || retry.binary_search(&uid).is_ok();
+    let set = uid_set(&retry, Some(last_uid + 1));
+    // What is there, to tell a message the listing below leaves out (a
+    // tagged NO, which async-imap does not report) from one that is gone.
+    let present: HashSet<u32> = timed(
+        limit,
+        "UID SEARCH",
+        session.uid_search(format!("UID {set}")),
+    )
+    .await?
+    .into_iter()
+    .filter(|u| wanted(*u))
+    .collect();
 
     // Sizes first (and, in a shared mailbox, the few headers that decide
     // what is support mail), so bodies are fetched only for selected mail,
@@ -225,19 +249,14 @@ pub async fn sync(
         None => "(UID RFC822.SIZE)".to_string(),
     };
     let mut listed: Vec<(u32, u64, Option<Vec<u8>>)> = {
-        let stream = timed(
-            limit,
-            "UID FETCH",
-            session.uid_fetch(format!("{}:*", last_uid + 1), query),
-        )
-        .await?;
+        let stream = timed(limit, "UID FETCH", session.uid_fetch(&set, query)).await?;
         // One response at a time: each holds a buffer of its own, and
         // collecting 50k of them first cost 300 MiB.
         let mut stream = std::pin::pin!(stream);
         let read = async {
             let mut out = Vec::new();
             while let Some(f) = stream.try_next().await? {
-                if let Some(uid) = f.uid.filter(|u| *u > last_uid) {
+                if let Some(uid) = f.uid.filter(|u| wanted(*u)) {
                     out.push((
                         uid,
                         u64::from(f.size.unwrap_or(0)),
@@ -251,7 +270,22 @@ pub async fn sync(
     };
     listed.sort_unstable_by_key(|(uid, _, _)| *uid);
     listed.dedup_by_key(|(uid, _, _)| *uid);
-    let newest = listed.last().map(|(uid, _, _)| *uid);
+    let newest = listed
+        .iter()
+        .map(|(uid, _, _)| *uid)
+        .rfind(|u| *u > last_uid);
+    let is_listed = |uid: &u32| {
+        listed
+            .binary_search_by_key(uid, |(listed, _, _)| *listed)
+            .is_ok()
+    };
+    let mut absent: Vec<u32> = present.iter().copied().filter(|u| !is_listed(u)).collect();
+    absent.sort_unstable();
+    let gone: Vec<u32> = retry
+        .iter()
+        .copied()
+        .filter(|u| !present.contains(u) && !is_listed(u))
+        .collect();
     let sizes: Vec<(u32, u64)> = match rules {
         None => listed.iter().map(|(u, s, _)| (*u, *s)).collect(),
         Some(rules) => {
@@ -298,6 +332,13 @@ pub async fn sync(
     );
     if hooks.report.is_some() {
         // Dry run: decisions only; nothing filed, the position unchanged.
+        if let Some(report) = hooks.report {
+            for uid in &absent {
+                report(format!(
+                    "{mailbox} UID {uid}: left out of the server's answer (asked for again on each pass)"
+                ));
+            }
+        }
         if rules.is_none() {
             for (uid, _) in &sizes {
                 if let Some(report) = hooks.report {
@@ -308,6 +349,30 @@ pub async fn sync(
             }
         }
         return Ok(stats);
+    }
+    if !gone.is_empty() {
+        info!(mailbox, uids = ?gone, "messages left out earlier are no longer in the mailbox");
+        store::forget_left_out(store.conn(), mailbox, uidvalidity, Some(&gone))?;
+    }
+    // Listed again but not support mail after all (a shared mailbox).
+    let passed: Vec<u32> = retry
+        .iter()
+        .copied()
+        .filter(|u| is_listed(u) && sizes.binary_search_by_key(u, |(uid, _)| *uid).is_err())
+        .collect();
+    if !passed.is_empty() {
+        store::forget_left_out(store.conn(), mailbox, uidvalidity, Some(&passed))?;
+    }
+    // Recorded before the position moves past them.
+    if !absent.is_empty() {
+        let tries = store::note_left_out(
+            store.conn(),
+            mailbox,
+            uidvalidity,
+            &absent,
+            chrono::Utc::now().timestamp(),
+        )?;
+        log_left_out(mailbox, "listing", &absent, &tries);
     }
 
     // Three stages, each on a thread of its own: the next batch is fetched
@@ -323,24 +388,20 @@ pub async fn sync(
         ingestor,
         mailbox,
         uidvalidity,
+        retry: &retry,
     };
     let max = ingestor.config.max_message_bytes;
     let handle = tokio::runtime::Handle::current();
-    let complete = if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread {
+    if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread {
         // No thread to spare (block_in_place needs the multi-thread
         // runtime): one batch after the other.
-        let mut complete = true;
         for batch in work {
             if shutdown.is_requested() {
                 break;
             }
             let fetched = fetch_batch(limit, session, batch, max).await?;
-            if !filer.file(store, batch, max, &fetched, &mut stats)? {
-                complete = false;
-                break;
-            }
+            filer.file(store, batch, max, &fetched, &mut stats)?;
         }
-        complete
     } else {
         let handoff = Handoff::new();
         let handoff = &handoff;
@@ -356,26 +417,21 @@ pub async fn sync(
                     for (batch, fetched) in rx {
                         let ready = filer.prepare(&data_dir, batch, max, &fetched)?;
                         drop(fetched);
-                        let complete = ready.complete;
                         // While the filer is busy, the batch joins the one
                         // waiting for it. Refused when the filer stopped
                         // early: its result says why.
-                        if !handoff.give(ready, |waiting, later| waiting.absorb(later, mailbox))
-                            || !complete
-                        {
+                        if !handoff.give(ready, |waiting, later| waiting.absorb(later, mailbox)) {
                             break;
                         }
                     }
                     Ok(())
                 });
-                let filing = scope.spawn(move || -> Result<bool, ImapError> {
+                let filing = scope.spawn(move || -> Result<(), ImapError> {
                     let _done = handoff.taker();
                     while let Some(ready) = handoff.take() {
-                        if !filer.commit(store, ready, stats)? {
-                            return Ok(false);
-                        }
+                        filer.commit(store, ready, stats)?;
                     }
-                    Ok(true)
+                    Ok(())
                 });
                 let mut fetch_error = None;
                 for batch in work {
@@ -400,22 +456,19 @@ pub async fn sync(
                 let prepared = preparing
                     .join()
                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-                let filed = filing
+                filing
                     .join()
                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
                 prepared?;
                 match fetch_error {
                     Some(e) => Err(e),
-                    None => Ok(filed),
+                    None => Ok(()),
                 }
             })
-        })?
-    };
-    if !complete {
-        return Ok(stats);
+        })?;
     }
-    // Mail that was not selected (or a rescan that found nothing new) still
-    // moves the watermark, so it is never looked at again.
+    // Mail that was not selected (or a rescan that found nothing new, or
+    // mail the server left out, now recorded) still moves the watermark.
     if let Some(newest) = newest {
         if !shutdown.is_requested() {
             let current = store.position(mailbox)?;
@@ -507,14 +560,19 @@ struct Filer<'a> {
     ingestor: &'a Ingestor<'a>,
     mailbox: &'a str,
     uidvalidity: u32,
+    /// UIDs left out of earlier answers, asked for again (sorted).
+    retry: &'a [u32],
 }
 
 /// One batch parsed and its large mails written, for the filing thread.
 struct Ready {
     prepared: crate::ingest::Prepared,
     span: tracing::Span,
-    /// The server sent every body asked for.
-    complete: bool,
+    /// UIDs whose bodies the server did not send (to be recorded before the
+    /// position moves past them).
+    left_out: Vec<u32>,
+    /// UIDs left out earlier that came this time (to be forgotten).
+    retried: Vec<u32>,
     first_uid: Option<u32>,
     last_uid: Option<u32>,
     /// `prepared.held_bytes()`.
@@ -530,18 +588,17 @@ const GROUP_BYTES: usize = 8 * 1024 * 1024;
 
 impl Ready {
     /// Takes `later` into this batch, to be committed with it; gives it
-    /// back when the two together would be too large, or when this batch
-    /// ended early (nothing may be filed after a message left out).
+    /// back when the two together would be too large.
     fn absorb(&mut self, later: Ready, mailbox: &str) -> Option<Ready> {
-        if !self.complete
-            || self.prepared.len() + later.prepared.len() > GROUP_MESSAGES
+        if self.prepared.len() + later.prepared.len() > GROUP_MESSAGES
             || self.held + later.held > GROUP_BYTES
         {
             return Some(later);
         }
         self.prepared.append(later.prepared);
         self.held += later.held;
-        self.complete = later.complete;
+        self.left_out.extend(later.left_out);
+        self.retried.extend(later.retried);
         self.first_uid = self.first_uid.or(later.first_uid);
         self.last_uid = later.last_uid.or(self.last_uid);
         self.span =
@@ -669,9 +726,9 @@ impl<T> Drop for HandoffEnd<'_, T> {
 
 impl Filer<'_> {
     /// Parses one fetched batch and writes its large raw mails (see
-    /// `Ingestor::prepare`). Not `complete` when the server left a body
-    /// out, which ends the batch there (it is fetched again on the next
-    /// pass).
+    /// `Ingestor::prepare`). A body the server left out is noted in
+    /// `left_out`: the rest of the batch is filed, and that one asked for
+    /// again on the next passes.
     fn prepare(
         &self,
         data_dir: &std::path::Path,
@@ -682,19 +739,19 @@ impl Filer<'_> {
         let mailbox = self.mailbox;
         let headers_only = headers_only(batch, max);
         let mut items = Vec::with_capacity(batch.len());
+        let (mut left_out, mut retried) = (Vec::new(), Vec::new());
         // The batch's own UIDs, in order: a message the server left out
         // (a response without its UID or body, or a tagged NO, which
-        // async-imap does not report) ends the batch there, so the
-        // position never moves past it and the next pass asks again.
+        // async-imap does not report) is noted, not skipped in silence.
         for &(uid, _) in batch {
             let found = fetched_body(fetched, uid, headers_only);
             let Some((bytes, received)) = found else {
-                warn!(
-                    mailbox,
-                    uid, "server left the message out of its answer; will retry on the next pass"
-                );
-                break;
+                left_out.push(uid);
+                continue;
             };
+            if self.retry.binary_search(&uid).is_ok() {
+                retried.push(uid);
+            }
             if headers_only {
                 warn!(
                     uid,
@@ -726,24 +783,32 @@ impl Filer<'_> {
             span,
             first_uid,
             last_uid,
-            complete: items.len() == batch.len(),
+            left_out,
+            retried,
         })
     }
 
-    /// Files a prepared batch in one transaction; `false` when it was not
-    /// complete.
+    /// Files a prepared batch in one transaction, after noting what the
+    /// server left out of it.
     fn commit(
         &self,
         store: &mut Store,
         ready: Ready,
         stats: &mut SyncStats,
-    ) -> Result<bool, ImapError> {
+    ) -> Result<(), ImapError> {
         let Ready {
             prepared,
             span,
-            complete,
+            left_out,
+            retried,
             ..
         } = ready;
+        let (mailbox, uidvalidity) = (self.mailbox, self.uidvalidity);
+        if !left_out.is_empty() {
+            let now = chrono::Utc::now().timestamp();
+            let tries = store::note_left_out(store.conn(), mailbox, uidvalidity, &left_out, now)?;
+            log_left_out(mailbox, "body", &left_out, &tries);
+        }
         if !prepared.is_empty() {
             let outcomes =
                 span.in_scope(|| self.ingestor.commit(store, prepared, chrono::Utc::now()))?;
@@ -755,7 +820,10 @@ impl Filer<'_> {
                 }
             }
         }
-        Ok(complete)
+        if !retried.is_empty() {
+            store::forget_left_out(store.conn(), mailbox, uidvalidity, Some(&retried))?;
+        }
+        Ok(())
     }
 
     /// `prepare` and `commit` one after the other.
@@ -766,10 +834,49 @@ impl Filer<'_> {
         max: u64,
         fetched: &[Fetched],
         stats: &mut SyncStats,
-    ) -> Result<bool, ImapError> {
+    ) -> Result<(), ImapError> {
         let ready = self.prepare(store.data_dir(), batch, max, fetched)?;
         self.commit(store, ready, stats)
     }
+}
+
+/// Logs messages the server left out of its answer (`what`: of the size
+/// listing or of a body FETCH): a warning on the 1st, 2nd, 4th, 8th, ...
+/// pass, so a message a server can never send does not flood the log.
+fn log_left_out(mailbox: &str, what: &str, uids: &[u32], tries: &[i64]) {
+    for (uid, tries) in uids.iter().zip(tries) {
+        if (*tries as u64).is_power_of_two() {
+            warn!(mailbox, uid, tries, answer = what,
+                "server left the message out of its answer; the next passes ask for it again (`ticketd stats` lists it)");
+        } else {
+            debug!(
+                mailbox,
+                uid,
+                tries,
+                answer = what,
+                "server left the message out again"
+            );
+        }
+    }
+}
+
+/// An IMAP UID set: `uids` (sorted, runs written as ranges) and everything
+/// from `from` on.
+fn uid_set(uids: &[u32], from: Option<u32>) -> String {
+    let below: Vec<u32> = uids
+        .iter()
+        .copied()
+        .filter(|u| from.is_none_or(|from| *u < from))
+        .collect();
+    let mut parts: Vec<String> = below
+        .chunk_by(|a, b| *b == a + 1)
+        .map(|run| match run {
+            [first, .., last] => format!("{first}:{last}"),
+            _ => run[0].to_string(),
+        })
+        .collect();
+    parts.extend(from.map(|from| format!("{from}:*")));
+    parts.join(",")
 }
 
 /// For `ticketd check`: how the intake rules would treat the last `n`
@@ -1125,14 +1232,15 @@ mod tests {
             held: prepared.held_bytes(),
             prepared,
             span: tracing::Span::none(),
-            complete: true,
+            left_out: Vec::new(),
+            retried: Vec::new(),
             first_uid: Some(*uids.start()),
             last_uid: Some(*uids.end()),
         }
     }
 
     #[test]
-    fn batches_join_while_small_enough_and_never_after_one_that_ended_early() {
+    fn batches_join_while_small_enough_with_what_was_left_out() {
         let dir = tempfile::tempdir().unwrap();
         let config = crate::config::Config::parse(
             &format!(
@@ -1161,7 +1269,7 @@ mod tests {
             .is_none());
         assert_eq!(first.prepared.len(), 5);
         assert_eq!((first.first_uid, first.last_uid), (Some(1), Some(5)));
-        assert!(first.held > held && first.complete);
+        assert!(first.held > held);
 
         // Not past GROUP_MESSAGES.
         let big = ready(&ingestor, &data, 6..=(GROUP_MESSAGES as u32 + 1));
@@ -1179,16 +1287,23 @@ mod tests {
         assert!(first.absorb(later, "INBOX").is_none());
         assert_eq!((first.prepared.len(), first.held), (8, GROUP_BYTES));
 
-        // Nothing after a batch the server left a message out of.
-        let mut short = ready(&ingestor, &data, 9..=9);
-        short.complete = false;
-        assert!(short
-            .absorb(ready(&ingestor, &data, 10..=10), "INBOX")
-            .is_some());
-        // A short batch may end a group; the group is then short too.
+        // What the server left out, and what came after all, go along.
         let mut group = ready(&ingestor, &data, 1..=2);
-        assert!(group.absorb(short, "INBOX").is_none());
-        assert!(!group.complete);
-        assert_eq!(group.last_uid, Some(9));
+        group.left_out = vec![3];
+        let mut later = ready(&ingestor, &data, 5..=5);
+        (later.left_out, later.retried) = (vec![4], vec![1]);
+        assert!(group.absorb(later, "INBOX").is_none());
+        assert_eq!((group.left_out, group.retried), (vec![3, 4], vec![1]));
+        assert_eq!(group.last_uid, Some(5));
+    }
+
+    #[test]
+    fn uid_sets_name_the_left_out_uids_in_runs_and_then_the_new_ones() {
+        assert_eq!(uid_set(&[], Some(1)), "1:*");
+        assert_eq!(uid_set(&[3], Some(10)), "3,10:*");
+        assert_eq!(uid_set(&[2, 3, 4, 7, 9, 10], Some(42)), "2:4,7,9:10,42:*");
+        // Those at or above `from` are in `from:*` already.
+        assert_eq!(uid_set(&[5, 6, 7, 8], Some(7)), "5:6,7:*");
+        assert_eq!(uid_set(&[1, 2, 5], None), "1:2,5");
     }
 }

@@ -912,6 +912,15 @@ fn real_main(cli: Cli) -> Result<()> {
                         m.mailbox, m.last_uid, m.uidvalidity
                     );
                 }
+                for l in &st.left_out {
+                    let since = chrono::DateTime::from_timestamp(l.first_at, 0)
+                        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+                        .unwrap_or_default();
+                    println!(
+                        "left out:    {} UID {}: not sent by the server in {} pass(es) since {since}; asked for again on each pass",
+                        l.mailbox, l.uid, l.tries
+                    );
+                }
             }
         }
     }

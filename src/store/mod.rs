@@ -20,6 +20,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema.sql"),
     include_str!("schema_2.sql"),
     include_str!("schema_3.sql"),
+    include_str!("schema_4.sql"),
 ];
 
 /// Blobs up to this size are kept in the database (the `blobs` table),
@@ -742,13 +743,114 @@ pub fn is_participant(
     Ok(Some(member))
 }
 
+/// Moves the position forward (a message asked for again from below it,
+/// see `left_out`, leaves it where it is); a new UIDVALIDITY starts over.
 pub fn set_position(conn: &Connection, pos: &MailboxPosition) -> Result<(), StoreError> {
     conn.exec_cached(
         "INSERT INTO mailbox_positions (mailbox, uidvalidity, last_uid) VALUES (?1, ?2, ?3)
-         ON CONFLICT(mailbox) DO UPDATE SET uidvalidity = excluded.uidvalidity,
-         last_uid = excluded.last_uid",
+         ON CONFLICT(mailbox) DO UPDATE SET
+         last_uid = CASE WHEN uidvalidity = excluded.uidvalidity
+                         THEN max(last_uid, excluded.last_uid) ELSE excluded.last_uid END,
+         uidvalidity = excluded.uidvalidity",
         params![pos.mailbox, pos.uidvalidity, pos.last_uid],
     )?;
+    Ok(())
+}
+
+/// A message the server left out of a FETCH answer, to be asked for again.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LeftOut {
+    pub mailbox: String,
+    pub uid: u32,
+    /// Passes that asked for it and got nothing.
+    pub tries: i64,
+    /// Unix seconds.
+    pub first_at: i64,
+}
+
+/// The messages of `mailbox` still to be asked for again (all mailboxes'
+/// when `mailbox` is None), oldest UID first. Those of another UIDVALIDITY
+/// are left out: a rescan from UID 1 covers them.
+pub fn left_out(
+    conn: &Connection,
+    mailbox: Option<(&str, u32)>,
+) -> Result<Vec<LeftOut>, StoreError> {
+    let row = |r: &rusqlite::Row<'_>| {
+        Ok(LeftOut {
+            mailbox: r.get(0)?,
+            uid: r.get(1)?,
+            tries: r.get(2)?,
+            first_at: r.get(3)?,
+        })
+    };
+    Ok(match mailbox {
+        Some((mailbox, uidvalidity)) => conn
+            .prepare_cached(
+                "SELECT mailbox, uid, tries, first_at FROM left_out
+                 WHERE mailbox = ?1 AND uidvalidity = ?2 ORDER BY uid",
+            )?
+            .query_map(params![mailbox, uidvalidity], row)?
+            .collect::<Result<_, _>>()?,
+        None => conn
+            .prepare_cached(
+                "SELECT l.mailbox, l.uid, l.tries, l.first_at FROM left_out l
+                 LEFT JOIN mailbox_positions p ON p.mailbox = l.mailbox
+                 WHERE p.uidvalidity IS NULL OR p.uidvalidity = l.uidvalidity
+                 ORDER BY l.mailbox, l.uid",
+            )?
+            .query_map([], row)?
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+/// Counts one more pass in which the server did not send these messages
+/// (recording them the first time); gives each one's tries so far. Called
+/// before the position moves past them.
+pub fn note_left_out(
+    conn: &Connection,
+    mailbox: &str,
+    uidvalidity: u32,
+    uids: &[u32],
+    now: i64,
+) -> Result<Vec<i64>, StoreError> {
+    let mut tries = Vec::with_capacity(uids.len());
+    for uid in uids {
+        tries.push(conn.row_cached(
+            "INSERT INTO left_out (mailbox, uidvalidity, uid, tries, first_at, last_at)
+             VALUES (?1, ?2, ?3, 1, ?4, ?4)
+             ON CONFLICT DO UPDATE SET tries = tries + 1, last_at = excluded.last_at
+             RETURNING tries",
+            params![mailbox, uidvalidity, uid, now],
+            |r| r.get(0),
+        )?);
+    }
+    Ok(tries)
+}
+
+/// Stops asking for these messages: filed, or gone from the mailbox. With
+/// `uids` None, every one of the mailbox's that is not of `uidvalidity`.
+pub fn forget_left_out(
+    conn: &Connection,
+    mailbox: &str,
+    uidvalidity: u32,
+    uids: Option<&[u32]>,
+) -> Result<(), StoreError> {
+    match uids {
+        Some(uids) => {
+            for uid in uids {
+                conn.exec_cached(
+                    "DELETE FROM left_out WHERE mailbox = ?1 AND uidvalidity = ?2 AND uid = ?3",
+                    params![mailbox, uidvalidity, uid],
+                )?;
+            }
+        }
+        None => {
+            conn.exec_cached(
+                "DELETE FROM left_out WHERE mailbox = ?1 AND uidvalidity != ?2",
+                params![mailbox, uidvalidity],
+            )?;
+        }
+    }
     Ok(())
 }
 
@@ -886,6 +988,44 @@ mod tests {
             .unwrap();
         assert_eq!(n, 1);
         assert!(store.read_blob(&"0".repeat(64)).is_err());
+    }
+
+    #[test]
+    fn left_out_messages_are_counted_until_forgotten_and_the_position_never_goes_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let c = store.conn();
+        let pos = |uidvalidity, last_uid| MailboxPosition {
+            mailbox: "INBOX".into(),
+            uidvalidity,
+            last_uid,
+        };
+        // Noted before any position exists (nothing else came yet).
+        assert_eq!(note_left_out(c, "INBOX", 7, &[3, 5], 100).unwrap(), [1, 1]);
+        assert_eq!(note_left_out(c, "INBOX", 7, &[3], 200).unwrap(), [2]);
+        assert_eq!(note_left_out(c, "Other", 7, &[3], 200).unwrap(), [1]);
+        let uids = |l: Vec<LeftOut>| l.iter().map(|l| (l.uid, l.tries)).collect::<Vec<_>>();
+        assert_eq!(
+            uids(left_out(c, Some(("INBOX", 7))).unwrap()),
+            [(3, 2), (5, 1)]
+        );
+        assert_eq!(left_out(c, Some(("INBOX", 7))).unwrap()[0].first_at, 100);
+        assert!(left_out(c, Some(("INBOX", 8))).unwrap().is_empty());
+        assert_eq!(left_out(c, None).unwrap().len(), 3);
+
+        set_position(c, &pos(7, 9)).unwrap();
+        // A left-out UID filed later does not take the position back.
+        set_position(c, &pos(7, 3)).unwrap();
+        assert_eq!(store.position("INBOX").unwrap(), Some(pos(7, 9)));
+        forget_left_out(c, "INBOX", 7, Some(&[3])).unwrap();
+        assert_eq!(uids(left_out(c, Some(("INBOX", 7))).unwrap()), [(5, 1)]);
+
+        // A new UIDVALIDITY starts over; the old one's UIDs mean nothing.
+        set_position(c, &pos(8, 2)).unwrap();
+        assert_eq!(store.position("INBOX").unwrap(), Some(pos(8, 2)));
+        assert_eq!(left_out(c, None).unwrap().len(), 1, "only Other's");
+        forget_left_out(c, "INBOX", 8, None).unwrap();
+        assert!(left_out(c, Some(("INBOX", 7))).unwrap().is_empty());
     }
 
     #[test]

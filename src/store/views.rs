@@ -734,6 +734,8 @@ pub struct Stats {
     pub attachment_bytes: i64,
     pub outbox: Vec<(String, i64)>,
     pub mailboxes: Vec<MailboxStat>,
+    /// Messages the server left out of its answers, still asked for.
+    pub left_out: Vec<crate::store::LeftOut>,
 }
 
 #[derive(Debug, Serialize)]
@@ -778,6 +780,7 @@ pub fn stats(conn: &Connection, now: i64) -> Result<Stats, StoreError> {
         attachment_bytes: count("SELECT coalesce(sum(size), 0) FROM attachments")?,
         outbox,
         mailboxes,
+        left_out: crate::store::left_out(conn, None)?,
     })
 }
 

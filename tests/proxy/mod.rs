@@ -9,7 +9,8 @@
 //! [`Proxy::delay`] sleeps before forwarding each chunk (a slow link), and
 //! [`Proxy::omit_body`] drops the server's `FETCH` response carrying one
 //! UID's body (a server that leaves a message out of its answer, as Gmail
-//! and Exchange do with "Some messages could not be FETCHed").
+//! and Exchange do with "Some messages could not be FETCHed"), and
+//! [`Proxy::omit_size`] the one carrying its size.
 //!
 //! Plain std threads: one accept thread plus two per connection, at most
 //! [`MAX_CONNECTIONS`] connections at a time (more are closed on accept).
@@ -48,7 +49,8 @@ struct Shared {
     stall: AtomicBool,
     delay_us: AtomicU64,
     /// The UID whose body responses are dropped, and how many more times.
-    omit: Mutex<Option<(u32, usize)>>,
+    /// (UID, responses left to drop, the FETCH item that marks them).
+    omit: Mutex<Option<(u32, usize, &'static str)>>,
     omitted: AtomicUsize,
     next_id: AtomicU64,
     conns: Mutex<Vec<Conn>>,
@@ -170,10 +172,16 @@ impl Proxy {
     /// (`BODY[]`) of `uid`; everything else, the tagged OK included, goes
     /// through unchanged.
     pub fn omit_body(&self, uid: u32, times: usize) {
-        *self.shared.omit.lock().unwrap() = Some((uid, times));
+        *self.shared.omit.lock().unwrap() = Some((uid, times, "BODY[]"));
     }
 
-    /// How many FETCH responses `omit_body` has dropped so far.
+    /// Drops the next `times` untagged FETCH responses that carry the size
+    /// (`RFC822.SIZE`) of `uid`, as `omit_body` does the body.
+    pub fn omit_size(&self, uid: u32, times: usize) {
+        *self.shared.omit.lock().unwrap() = Some((uid, times, "RFC822.SIZE"));
+    }
+
+    /// How many FETCH responses `omit_body` and `omit_size` have dropped.
     pub fn omitted(&self) -> usize {
         self.shared.omitted.load(Ordering::SeqCst)
     }
@@ -381,18 +389,18 @@ fn response_len(buf: &[u8]) -> Option<usize> {
     }
 }
 
-/// Whether `unit` is an untagged FETCH with the body of the UID to omit
+/// Whether `unit` is an untagged FETCH with the body (or size) of the UID to omit
 /// (and there are omissions left, which it then uses up).
 fn omit_this(shared: &Shared, unit: &[u8]) -> bool {
     let mut rule = shared.omit.lock().unwrap();
-    let Some((uid, left)) = rule.as_mut() else {
+    let Some((uid, left, item)) = rule.as_mut() else {
         return false;
     };
     let head_end = unit.iter().position(|&b| b == b'{').unwrap_or(unit.len());
     let head = String::from_utf8_lossy(&unit[..head_end]);
     let matches = head.starts_with("* ")
         && head.contains(" FETCH (")
-        && head.contains("BODY[]")
+        && head.contains(*item)
         && head
             .split([' ', '(', ')'])
             .collect::<Vec<_>>()
