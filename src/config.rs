@@ -92,6 +92,8 @@ struct RawImap {
     ca_file: Option<PathBuf>,
     poll_interval: Option<u64>,
     timeout: Option<u64>,
+    mark_seen: Option<bool>,
+    move_to: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -237,6 +239,18 @@ pub struct ImapConfig {
     pub poll_interval: Duration,
     /// How long one IMAP step may take before the connection is deemed dead.
     pub timeout: Duration,
+    /// After filing: flag the mail \Seen (opt-in; read-only otherwise).
+    pub mark_seen: bool,
+    /// After filing: move the mail to this mailbox (opt-in).
+    pub move_to: Option<String>,
+}
+
+impl ImapConfig {
+    /// Whether filed mail is changed on the server (flagged or moved), so
+    /// the mailbox is opened with SELECT instead of EXAMINE.
+    pub fn changes_mailbox(&self) -> bool {
+        self.mark_seen || self.move_to.is_some()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -541,6 +555,17 @@ fn validate(
                     return Err(invalid("imap.mailboxes", format!("`{m}` is listed twice")));
                 }
             }
+            if let Some(to) = &r.move_to {
+                if to.trim().is_empty() {
+                    return Err(invalid("imap.move_to", "must not be empty"));
+                }
+                if mailboxes.contains(to) {
+                    return Err(invalid(
+                        "imap.move_to",
+                        format!("`{to}` is watched; filed mail would come back to be filed again"),
+                    ));
+                }
+            }
             Some(ImapConfig {
                 mailbox: mailboxes[0].clone(),
                 mailboxes,
@@ -560,6 +585,8 @@ fn validate(
                     Some(t) => t,
                     None => 60,
                 }),
+                mark_seen: r.mark_seen.unwrap_or(false),
+                move_to: r.move_to,
             })
         }
     };
@@ -812,6 +839,33 @@ data_dir = "/var/lib/ticketd"
         assert_eq!(c.tickets.default_language, Language::Nl);
         assert_eq!(c.tickets.time_zone, chrono_tz::Europe::Amsterdam);
         assert_eq!(c.own_address.as_deref(), Some("support@example.test"));
+    }
+
+    #[test]
+    fn filed_mail_is_left_alone_unless_asked() {
+        let imap = parse_with_env(GOOD).unwrap().imap.unwrap();
+        assert!(!imap.mark_seen && imap.move_to.is_none() && !imap.changes_mailbox());
+        let with = |extra: &str| {
+            parse_with_env(&GOOD.replace(
+                "password_env = \"PW\"",
+                &format!("password_env = \"PW\"\n{extra}"),
+            ))
+        };
+        assert!(with("mark_seen = true")
+            .unwrap()
+            .imap
+            .unwrap()
+            .changes_mailbox());
+        let imap = with("move_to = \"Verwerkt\"").unwrap().imap.unwrap();
+        assert_eq!(imap.move_to.as_deref(), Some("Verwerkt"));
+        assert!(imap.changes_mailbox());
+        let err = with("move_to = \"INBOX\"").unwrap_err().to_string();
+        assert!(
+            err.contains("imap.move_to") && err.contains("watched"),
+            "{err}"
+        );
+        let err = with("move_to = \" \"").unwrap_err().to_string();
+        assert!(err.contains("imap.move_to"), "{err}");
     }
 
     #[test]

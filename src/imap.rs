@@ -184,7 +184,21 @@ pub async fn sync(
     hooks: &Hooks<'_>,
 ) -> Result<SyncStats, ImapError> {
     while session.unsolicited_responses.try_recv().is_ok() {}
-    let mbox = match tokio::time::timeout(limit, session.examine(mailbox)).await {
+    // Read-only (EXAMINE) unless filed mail is to be flagged or moved.
+    let changes = hooks.report.is_none()
+        && ingestor
+            .config
+            .imap
+            .as_ref()
+            .is_some_and(ImapConfig::changes_mailbox);
+    let open = async {
+        if changes {
+            session.select(mailbox).await
+        } else {
+            session.examine(mailbox).await
+        }
+    };
+    let mbox = match tokio::time::timeout(limit, open).await {
         Err(_) => return Err(ImapError::Timeout("EXAMINE")),
         Ok(Err(e)) => {
             return Err(ImapError::Mailbox {
@@ -879,6 +893,143 @@ fn uid_set(uids: &[u32], from: Option<u32>) -> String {
     parts.join(",")
 }
 
+/// How filed mail is moved to `imap.move_to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mover {
+    /// `UID MOVE` (RFC 6851).
+    Move,
+    /// `UID COPY`, `\Deleted`, `UID EXPUNGE` of just those (UIDPLUS).
+    CopyExpunge,
+}
+
+async fn add_flag(
+    session: &mut ImapSession,
+    set: &str,
+    flag: &str,
+) -> Result<(), async_imap::error::Error> {
+    session
+        .uid_store(set, format!("+FLAGS.SILENT ({flag})"))
+        .await?
+        .try_collect::<Vec<_>>()
+        .await?;
+    Ok(())
+}
+
+/// How `imap.move_to` will be done on this server (None without it), its
+/// mailbox made if it is not there yet.
+async fn prepare_move(
+    cfg: &ImapConfig,
+    session: &mut ImapSession,
+    caps: &async_imap::types::Capabilities,
+) -> Result<Option<Mover>, ImapError> {
+    let Some(to) = &cfg.move_to else {
+        return Ok(None);
+    };
+    let mover = if caps.has_str("MOVE") {
+        Mover::Move
+    } else if caps.has_str("UIDPLUS") {
+        Mover::CopyExpunge
+    } else {
+        return Err(ImapError::Command {
+            op: "UID MOVE",
+            message: "imap.move_to needs the server's MOVE or UIDPLUS extension, and it has \
+                      neither; leave move_to out (mark_seen works on any server)"
+                .into(),
+        });
+    };
+    // Made the first time; "already exists" is the usual answer.
+    if let Err(e) = timed(cfg.timeout, "CREATE", session.create(to)).await {
+        debug!(mailbox = to, error = %e, "CREATE of imap.move_to");
+    }
+    Ok(Some(mover))
+}
+
+/// For `ticketd check`: what happens to filed mail on this server.
+pub async fn check_after_filing(
+    cfg: &ImapConfig,
+    session: &mut ImapSession,
+) -> Result<String, ImapError> {
+    let caps = timed(cfg.timeout, "CAPABILITY", session.capabilities()).await?;
+    let moved = match (prepare_move(cfg, session, &caps).await?, &cfg.move_to) {
+        (Some(Mover::Move), Some(to)) => format!("moved to {to} (UID MOVE)"),
+        (Some(Mover::CopyExpunge), Some(to)) => {
+            format!("moved to {to} (UID COPY and UID EXPUNGE)")
+        }
+        _ => String::new(),
+    };
+    Ok(match (cfg.mark_seen, moved.is_empty()) {
+        (false, true) => "left as it is (read-only)".into(),
+        (true, true) => "flagged \\Seen".into(),
+        (false, false) => moved,
+        (true, false) => format!("flagged \\Seen and {moved}"),
+    })
+}
+
+/// Filed mail flagged or moved per command, at most.
+const AFTER_FILING_CHUNK: usize = 500;
+
+/// Flags filed mail \Seen and moves it, as `imap.mark_seen` and
+/// `imap.move_to` ask, once its commit is durable (the queue is written in
+/// that commit). What the server refuses stays queued for the next pass;
+/// doing it twice is harmless.
+async fn after_filing(
+    cfg: &ImapConfig,
+    session: &mut ImapSession,
+    mailbox: &str,
+    store: &Store,
+    mover: Option<Mover>,
+) -> Result<(), ImapError> {
+    let Some(pos) = store.position(mailbox)? else {
+        return Ok(());
+    };
+    loop {
+        let uids = store::after_filing(store.conn(), mailbox, pos.uidvalidity, AFTER_FILING_CHUNK)?;
+        if uids.is_empty() {
+            return Ok(());
+        }
+        let set = uid_set(&uids, None);
+        let done = async {
+            if cfg.mark_seen {
+                add_flag(session, &set, "\\Seen").await?;
+            }
+            match (cfg.move_to.as_deref(), mover) {
+                (Some(to), Some(Mover::Move)) => session.uid_mv(&set, to).await?,
+                (Some(to), Some(Mover::CopyExpunge)) => {
+                    session.uid_copy(&set, to).await?;
+                    add_flag(session, &set, "\\Deleted").await?;
+                    session
+                        .uid_expunge(&set)
+                        .await?
+                        .try_collect::<Vec<_>>()
+                        .await?;
+                }
+                _ => {}
+            }
+            Ok::<_, async_imap::error::Error>(())
+        };
+        match tokio::time::timeout(cfg.timeout, done).await {
+            Err(_) => return Err(ImapError::Timeout("UID STORE/MOVE")),
+            Ok(Err(
+                async_imap::error::Error::No(message) | async_imap::error::Error::Bad(message),
+            )) => {
+                warn!(mailbox, uids = %set, move_to = cfg.move_to.as_deref(), %message,
+                    "the server refused to flag or move filed mail; trying again on the next pass");
+                return Ok(());
+            }
+            Ok(Err(e)) => {
+                return Err(ImapError::Command {
+                    op: "UID STORE/MOVE",
+                    message: e.to_string(),
+                })
+            }
+            Ok(Ok(())) => {
+                debug!(mailbox, uids = %set, "filed mail flagged or moved");
+                store::done_after_filing(store.conn(), mailbox, pos.uidvalidity, &uids)?;
+            }
+        }
+    }
+}
+
 /// For `ticketd check`: how the intake rules would treat the last `n`
 /// messages of a mailbox, as (reason, count), most common first. Headers
 /// only; nothing is filed or flagged.
@@ -1053,6 +1204,7 @@ pub async fn watch(
     let mut session = connect(cfg).await?;
     let caps = timed(cfg.timeout, "CAPABILITY", session.capabilities()).await?;
     let use_idle = has_idle(&caps);
+    let mover = prepare_move(cfg, &mut session, &caps).await?;
     if !use_idle {
         info!(mailbox, interval = ?cfg.poll_interval, "server has no IDLE; polling");
     }
@@ -1082,6 +1234,9 @@ pub async fn watch(
                 "mailbox synced"
             );
             (hooks.on_filed)();
+        }
+        if cfg.changes_mailbox() && hooks.report.is_none() {
+            after_filing(cfg, &mut session, mailbox, store, mover).await?;
         }
         (hooks.on_alive)(if use_idle {
             "waiting for mail (IDLE)"

@@ -393,6 +393,21 @@ impl Ingestor<'_> {
         })
     }
 
+    /// Moves the mailbox position past a filed message and, when filed
+    /// mail is flagged or moved on the server, notes it for that.
+    fn advance(&self, tx: &Connection, pos: &MailboxPosition) -> Result<(), StoreError> {
+        store::set_position(tx, pos)?;
+        if self
+            .config
+            .imap
+            .as_ref()
+            .is_some_and(|i| i.changes_mailbox())
+        {
+            store::queue_after_filing(tx, pos)?;
+        }
+        Ok(())
+    }
+
     fn file_one(
         &self,
         tx: &Connection,
@@ -414,7 +429,7 @@ impl Ingestor<'_> {
         let position = position.as_ref();
         if already_filed(tx, &mut msg)? {
             if let Some(pos) = position {
-                store::set_position(tx, pos)?;
+                self.advance(tx, pos)?;
             }
             info!(message_id = %msg.dedupe_key, "duplicate delivery; already filed");
             return Ok(Outcome::Duplicate);
@@ -567,7 +582,7 @@ impl Ingestor<'_> {
         };
 
         if let Some(pos) = position {
-            store::set_position(tx, pos)?;
+            self.advance(tx, pos)?;
         }
 
         Ok(match ticket {

@@ -852,6 +852,8 @@ fn real_main(cli: Cli) -> Result<()> {
                             }
                         }
                     }
+                    let after = ticketd::imap::check_after_filing(imap, &mut session).await?;
+                    println!("ok: filed mail is {after}");
                     ticketd::imap::logout(session).await;
                     Ok::<(), ticketd::imap::ImapError>(())
                 })

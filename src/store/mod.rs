@@ -757,6 +757,57 @@ pub fn set_position(conn: &Connection, pos: &MailboxPosition) -> Result<(), Stor
     Ok(())
 }
 
+/// Notes filed mail to be flagged or moved on the server once committed
+/// (in the transaction that files it).
+pub fn queue_after_filing(conn: &Connection, pos: &MailboxPosition) -> Result<(), StoreError> {
+    conn.exec_cached(
+        "INSERT OR IGNORE INTO after_filing (mailbox, uidvalidity, uid) VALUES (?1, ?2, ?3)",
+        params![pos.mailbox, pos.uidvalidity, pos.last_uid],
+    )?;
+    Ok(())
+}
+
+/// Filed mail of `mailbox` still to be flagged or moved, oldest first (at
+/// most `limit`); rows of another UIDVALIDITY are dropped, as their UIDs
+/// no longer name anything.
+pub fn after_filing(
+    conn: &Connection,
+    mailbox: &str,
+    uidvalidity: u32,
+    limit: usize,
+) -> Result<Vec<u32>, StoreError> {
+    conn.exec_cached(
+        "DELETE FROM after_filing WHERE mailbox = ?1 AND uidvalidity != ?2",
+        params![mailbox, uidvalidity],
+    )?;
+    Ok(conn
+        .prepare_cached(
+            "SELECT uid FROM after_filing WHERE mailbox = ?1 AND uidvalidity = ?2
+             ORDER BY uid LIMIT ?3",
+        )?
+        .query_map(params![mailbox, uidvalidity, limit as i64], |r| r.get(0))?
+        .collect::<Result<_, _>>()?)
+}
+
+/// The server has flagged or moved these.
+pub fn done_after_filing(
+    conn: &Connection,
+    mailbox: &str,
+    uidvalidity: u32,
+    uids: &[u32],
+) -> Result<(), StoreError> {
+    // Deletes only, so the write lock is taken at the first one anyway.
+    let tx = conn.unchecked_transaction()?;
+    for uid in uids {
+        tx.exec_cached(
+            "DELETE FROM after_filing WHERE mailbox = ?1 AND uidvalidity = ?2 AND uid = ?3",
+            params![mailbox, uidvalidity, uid],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
 /// A message the server left out of a FETCH answer, to be asked for again.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct LeftOut {
@@ -1026,6 +1077,31 @@ mod tests {
         assert_eq!(left_out(c, None).unwrap().len(), 1, "only Other's");
         forget_left_out(c, "INBOX", 8, None).unwrap();
         assert!(left_out(c, Some(("INBOX", 7))).unwrap().is_empty());
+    }
+
+    #[test]
+    fn mail_to_flag_or_move_is_queued_once_and_only_for_this_uidvalidity() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let c = store.conn();
+        let pos = |uidvalidity, last_uid| MailboxPosition {
+            mailbox: "INBOX".into(),
+            uidvalidity,
+            last_uid,
+        };
+        for uid in [4, 2, 3, 2] {
+            queue_after_filing(c, &pos(7, uid)).unwrap();
+        }
+        queue_after_filing(c, &pos(6, 9)).unwrap();
+        assert_eq!(after_filing(c, "INBOX", 7, 2).unwrap(), [2, 3]);
+        assert_eq!(after_filing(c, "Other", 7, 10).unwrap(), Vec::<u32>::new());
+        done_after_filing(c, "INBOX", 7, &[2, 3]).unwrap();
+        assert_eq!(after_filing(c, "INBOX", 7, 10).unwrap(), [4]);
+        // The old UIDVALIDITY's row went with the first read.
+        let n: i64 = c
+            .query_row("SELECT count(*) FROM after_filing", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1);
     }
 
     #[test]

@@ -13,3 +13,13 @@ CREATE TABLE left_out (
     PRIMARY KEY (mailbox, uidvalidity, uid)
 ) WITHOUT ROWID;
 
+-- Mail filed from a mailbox that is still to be flagged \Seen or moved
+-- (imap.mark_seen, imap.move_to): written in the transaction that files
+-- it, deleted once the server has done it, so a crash in between only
+-- means doing it again.
+CREATE TABLE after_filing (
+    mailbox     TEXT NOT NULL,
+    uidvalidity INTEGER NOT NULL,
+    uid         INTEGER NOT NULL,
+    PRIMARY KEY (mailbox, uidvalidity, uid)
+) WITHOUT ROWID;

@@ -291,5 +291,7 @@ fn buyer_imap(rig: &MailRig, user: &str) -> ticketd::config::ImapConfig {
         ca_file: None,
         poll_interval: Duration::from_secs(60),
         timeout: Duration::from_secs(30),
+        mark_seen: false,
+        move_to: None,
     }
 }
