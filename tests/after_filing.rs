@@ -4,10 +4,12 @@
 //! its commit, and what the server refuses is done on a later pass.
 
 mod common;
+mod proxy;
 
 use std::time::Duration;
 
 use common::*;
+use proxy::Proxy;
 use ticketd::rig::MailRig;
 
 const SHARED: &str = "shared@example.test";
@@ -149,4 +151,68 @@ fn move_to_moves_the_filed_mail_and_what_the_server_refused_goes_later() {
     assert_eq!(status(&s, "Verwerkt"), (3, 0));
     let stats = ticketd(&s.config, &["stats"]);
     assert!(String::from_utf8_lossy(&stats.stdout).contains("3 in"));
+}
+
+/// A server with UIDPLUS but without MOVE: filed mail is copied, flagged
+/// \Deleted and expunged by UID, and nothing else in the mailbox (a
+/// colleague's mail flagged \Deleted but kept) is expunged with it. A
+/// server with neither cannot move: `check` says so.
+#[test]
+fn without_move_the_mail_is_copied_and_only_it_is_expunged() {
+    let rig = MailRig::start().unwrap();
+    let p = Proxy::start(rig.imap_port());
+    p.hide_capability("MOVE");
+    let s = shared_mailbox(&rig, "move_to = \"Verwerkt\"");
+    let text = std::fs::read_to_string(&s.config).unwrap();
+    let text = text.replace(
+        &format!("port = {}", rig.imap_port()),
+        &format!("port = {}", p.port()),
+    );
+    std::fs::write(&s.config, text).unwrap();
+    // Someone flagged the newsletter \Deleted without expunging it.
+    let cfg = ticketd::config::Config::load(&s.config)
+        .unwrap()
+        .imap
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use futures::TryStreamExt;
+        let mut session = ticketd::imap::connect(&cfg).await.unwrap();
+        session.select("INBOX").await.unwrap();
+        let uids = session.uid_search("FROM news@vendor.test").await.unwrap();
+        assert_eq!(uids.len(), 1);
+        let uid = uids.into_iter().next().unwrap().to_string();
+        let _: Vec<_> = session
+            .uid_store(&uid, "+FLAGS.SILENT (\\Deleted)")
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        ticketd::imap::logout(session).await;
+    });
+
+    let check = ticketd(&s.config, &["check"]);
+    let out = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        out.contains("moved to Verwerkt (UID COPY and UID EXPUNGE)"),
+        "{out}"
+    );
+    let log = poll(&s);
+    assert_eq!(filed(&s), 2, "{log}");
+    assert_eq!(status(&s, "Verwerkt").0, 2, "{log}");
+    assert_eq!(
+        status(&s, "INBOX").0,
+        1,
+        "the newsletter was expunged: {log}"
+    );
+
+    p.hide_capability("UIDPLUS");
+    let check = ticketd(&s.config, &["check"]);
+    assert!(!check.status.success());
+    let err = String::from_utf8_lossy(&check.stderr);
+    assert!(err.contains("needs the server's MOVE or UIDPLUS"), "{err}");
 }

@@ -10,7 +10,8 @@
 //! [`Proxy::omit_body`] drops the server's `FETCH` response carrying one
 //! UID's body (a server that leaves a message out of its answer, as Gmail
 //! and Exchange do with "Some messages could not be FETCHed"), and
-//! [`Proxy::omit_size`] the one carrying its size.
+//! [`Proxy::omit_size`] the one carrying its size; [`Proxy::hide_capability`]
+//! takes an extension out of the server's CAPABILITY lists.
 //!
 //! Plain std threads: one accept thread plus two per connection, at most
 //! [`MAX_CONNECTIONS`] connections at a time (more are closed on accept).
@@ -51,6 +52,8 @@ struct Shared {
     /// The UID whose body responses are dropped, and how many more times.
     /// (UID, responses left to drop, the FETCH item that marks them).
     omit: Mutex<Option<(u32, usize, &'static str)>>,
+    /// Capabilities taken out of the server's CAPABILITY lists.
+    hidden: Mutex<Vec<String>>,
     omitted: AtomicUsize,
     next_id: AtomicU64,
     conns: Mutex<Vec<Conn>>,
@@ -94,6 +97,7 @@ impl Proxy {
             stall: AtomicBool::new(false),
             delay_us: AtomicU64::new(0),
             omit: Mutex::new(None),
+            hidden: Mutex::new(Vec::new()),
             omitted: AtomicUsize::new(0),
             next_id: AtomicU64::new(0),
             conns: Mutex::new(Vec::new()),
@@ -179,6 +183,16 @@ impl Proxy {
     /// (`RFC822.SIZE`) of `uid`, as `omit_body` does the body.
     pub fn omit_size(&self, uid: u32, times: usize) {
         *self.shared.omit.lock().unwrap() = Some((uid, times, "RFC822.SIZE"));
+    }
+
+    /// Takes `capability` (e.g. `MOVE`) out of every CAPABILITY list the
+    /// server sends from now on: a server without that extension.
+    pub fn hide_capability(&self, capability: &str) {
+        self.shared
+            .hidden
+            .lock()
+            .unwrap()
+            .push(capability.to_string());
     }
 
     /// How many FETCH responses `omit_body` and `omit_size` have dropped.
@@ -342,14 +356,17 @@ fn pump(shared: &Shared, mut src: TcpStream, mut dst: TcpStream, upward: bool, d
             &shared.bytes_down
         };
         counter.fetch_add(n as u64, Ordering::SeqCst);
-        let omitting = !upward && (shared.omit.lock().unwrap().is_some() || !pending.is_empty());
+        let omitting = !upward
+            && (shared.omit.lock().unwrap().is_some()
+                || !shared.hidden.lock().unwrap().is_empty()
+                || !pending.is_empty());
         let out: Vec<u8> = if omitting {
             pending.extend_from_slice(&buf[..n]);
             let mut out = Vec::new();
             while let Some(len) = response_len(&pending) {
                 let unit: Vec<u8> = pending.drain(..len).collect();
                 if !omit_this(shared, &unit) {
-                    out.extend_from_slice(&unit);
+                    out.extend_from_slice(&hide_capabilities(shared, unit));
                 }
             }
             out
@@ -415,6 +432,24 @@ fn omit_this(shared: &Shared, unit: &[u8]) -> bool {
     }
     shared.omitted.fetch_add(1, Ordering::SeqCst);
     true
+}
+
+/// `unit` without the hidden capabilities, if it is a CAPABILITY list.
+fn hide_capabilities(shared: &Shared, unit: Vec<u8>) -> Vec<u8> {
+    let hidden = shared.hidden.lock().unwrap();
+    if hidden.is_empty() || !unit.windows(10).any(|w| w == b"CAPABILITY") {
+        return unit;
+    }
+    let Ok(line) = String::from_utf8(unit.clone()) else {
+        return unit;
+    };
+    let mut line = line;
+    for cap in hidden.iter() {
+        for end in [" ", "]", "\r\n"] {
+            line = line.replace(&format!(" {cap}{end}"), end);
+        }
+    }
+    line.into_bytes()
 }
 
 fn sleep_unless(total: Duration, gone: &dyn Fn() -> bool) {
