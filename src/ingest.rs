@@ -445,7 +445,9 @@ impl Ingestor<'_> {
         let mut kind = kind;
         if matches!(kind, MessageKind::Human | MessageKind::Own) {
             if let Some(own) = self.config.own_address.as_deref() {
-                let threaded = matched.ticket();
+                // An agent is no participant of a ticket yet when they
+                // first answer the buyer's mail from their own client.
+                let threaded = matched.ticket().or(matched.referenced());
                 if let Some(t) =
                     thread::agent_reply(&msg, threaded, prefix, own, &store::Lookup(tx))
                 {
@@ -531,8 +533,14 @@ impl Ingestor<'_> {
                 )?;
             }
         }
-        if let ThreadMatch::StrangerToken(other) = matched {
-            warn!(message_id = %msg.dedupe_key, named = other, "subject names a ticket the sender is not part of; opened a new ticket");
+        match matched {
+            ThreadMatch::StrangerToken(other) => {
+                warn!(message_id = %msg.dedupe_key, named = other, "subject names a ticket the sender is not part of; opened a new ticket");
+            }
+            ThreadMatch::StrangerReference(other) => {
+                warn!(message_id = %msg.dedupe_key, named = other, "replies to a buyer's mail on a ticket the sender is not part of; opened a new ticket");
+            }
+            _ => {}
         }
 
         let message_row =

@@ -99,7 +99,9 @@ pub fn select(
             .any(|id| seen_ids.contains(id));
         let known = matches!(
             thread::decide(msg, prefix, lookup),
-            ThreadMatch::ByReference(_) | ThreadMatch::BySubjectToken(_)
+            ThreadMatch::ByReference(_)
+                | ThreadMatch::BySubjectToken(_)
+                | ThreadMatch::StrangerReference(_)
         );
         if refs_seen || known {
             return Selection::Thread;

@@ -1,8 +1,12 @@
 //! Which ticket a message belongs to. Order: (1) In-Reply-To/References
 //! naming a stored message, our acknowledgements included; (2) a `[WN-000123]`
-//! subject token, honoured only when the sender already takes part in that
-//! ticket, so a stranger cannot write into someone else's ticket; (3) a new
-//! ticket.
+//! subject token; (3) a new ticket. Neither lets a stranger into someone
+//! else's ticket: a token counts only from a participant of the ticket, and
+//! a reference from someone else only when it names one of our own mails
+//! (an ack or an agent's reply: its Message-ID is ours, unguessable). A
+//! buyer's Message-ID is chosen by whoever sent it, so anyone could file a
+//! mail under an ID first and then have a buyer's reply to it (a phishing
+//! mail sent under that ID) threaded into their own ticket.
 
 use super::parse::InboundMessage;
 
@@ -10,6 +14,11 @@ use super::parse::InboundMessage;
 pub trait ThreadLookup {
     /// The ticket of the first of these Message-IDs that is stored.
     fn ticket_of_message(&self, message_ids: &[String]) -> Option<i64>;
+    /// The ticket of the first of these Message-IDs that is one of our own
+    /// mails (an ack or an agent's reply).
+    fn ticket_of_sent(&self, _message_ids: &[String]) -> Option<i64> {
+        None
+    }
     /// Whether the ticket exists and `address` is one of its participants.
     fn is_participant(&self, ticket: i64, address: &str) -> Option<bool>;
     /// The address that opened the ticket.
@@ -25,13 +34,26 @@ pub enum ThreadMatch {
     New,
     /// The subject names a ticket the sender is no part of.
     StrangerToken(i64),
+    /// The mail replies to a buyer's message of a ticket the sender is no
+    /// part of (and to none of our mails on it).
+    StrangerReference(i64),
 }
 
 impl ThreadMatch {
     pub fn ticket(self) -> Option<i64> {
         match self {
             ThreadMatch::ByReference(t) | ThreadMatch::BySubjectToken(t) => Some(t),
-            ThreadMatch::New | ThreadMatch::StrangerToken(_) => None,
+            ThreadMatch::New
+            | ThreadMatch::StrangerToken(_)
+            | ThreadMatch::StrangerReference(_) => None,
+        }
+    }
+
+    /// The ticket the mail's references name, whoever sent it.
+    pub fn referenced(self) -> Option<i64> {
+        match self {
+            ThreadMatch::ByReference(t) | ThreadMatch::StrangerReference(t) => Some(t),
+            _ => None,
         }
     }
 }
@@ -68,12 +90,17 @@ pub fn ticket_token(prefix: &str, number: i64) -> String {
 pub fn decide(msg: &InboundMessage, prefix: &str, lookup: &dyn ThreadLookup) -> ThreadMatch {
     let mut ids: Vec<String> = msg.in_reply_to.clone();
     ids.extend(msg.references.iter().rev().cloned());
+    let from = msg.from_address.as_deref().unwrap_or("");
+    let mut referenced = None;
     if !ids.is_empty() {
         if let Some(t) = lookup.ticket_of_message(&ids) {
-            return ThreadMatch::ByReference(t);
+            let participant = !from.is_empty() && lookup.is_participant(t, from) == Some(true);
+            if participant || lookup.ticket_of_sent(&ids) == Some(t) {
+                return ThreadMatch::ByReference(t);
+            }
+            referenced = Some(t);
         }
     }
-    let from = msg.from_address.as_deref().unwrap_or("");
     let mut stranger = None;
     for number in subject_tokens(&msg.subject, prefix) {
         match lookup.is_participant(number, from) {
@@ -82,9 +109,10 @@ pub fn decide(msg: &InboundMessage, prefix: &str, lookup: &dyn ThreadLookup) -> 
             None => {}
         }
     }
-    match stranger {
-        Some(t) => ThreadMatch::StrangerToken(t),
-        None => ThreadMatch::New,
+    match (referenced, stranger) {
+        (Some(t), _) => ThreadMatch::StrangerReference(t),
+        (None, Some(t)) => ThreadMatch::StrangerToken(t),
+        (None, None) => ThreadMatch::New,
     }
 }
 
@@ -133,6 +161,11 @@ mod tests {
     struct Fake;
     impl ThreadLookup for Fake {
         fn ticket_of_message(&self, ids: &[String]) -> Option<i64> {
+            ids.iter()
+                .any(|i| i == "ack-7@example.test" || i == "anna-1@buyer.test")
+                .then_some(7)
+        }
+        fn ticket_of_sent(&self, ids: &[String]) -> Option<i64> {
             ids.iter().any(|i| i == "ack-7@example.test").then_some(7)
         }
         fn is_participant(&self, ticket: i64, address: &str) -> Option<bool> {
@@ -223,6 +256,26 @@ mod tests {
             agent_reply(&colleague, Some(7), "WN", "desk@buyer.test", &Fake),
             Some(7)
         );
+    }
+
+    #[test]
+    fn a_stranger_replying_to_a_buyers_mail_gets_a_new_ticket() {
+        // Anna's own mail, or our ack: anyone who replies to our ack joins.
+        let anna = msg("From: anna@buyer.test\r\nIn-Reply-To: <anna-1@buyer.test>\r\n");
+        assert_eq!(decide(&anna, "WN", &Fake), ThreadMatch::ByReference(7));
+        let to_ack = msg(
+            "From: bob@buyer.test\r\nIn-Reply-To: <ack-7@example.test>\r\n\
+             References: <anna-1@buyer.test> <ack-7@example.test>\r\n",
+        );
+        assert_eq!(decide(&to_ack, "WN", &Fake), ThreadMatch::ByReference(7));
+        // Someone else answering Anna's mail (or a mail sent to them under
+        // its Message-ID) does not get into her ticket.
+        let other = msg("From: mallory@evil.test\r\nIn-Reply-To: <anna-1@buyer.test>\r\n");
+        let d = decide(&other, "WN", &Fake);
+        assert_eq!(d, ThreadMatch::StrangerReference(7));
+        assert_eq!((d.ticket(), d.referenced()), (None, Some(7)));
+        let anonymous = msg("In-Reply-To: <anna-1@buyer.test>\r\n");
+        assert_eq!(decide(&anonymous, "WN", &Fake).ticket(), None);
     }
 
     #[test]

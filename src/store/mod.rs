@@ -628,6 +628,9 @@ impl crate::core::thread::ThreadLookup for Lookup<'_> {
     fn ticket_of_message(&self, ids: &[String]) -> Option<i64> {
         ticket_of_message(self.0, ids).ok().flatten()
     }
+    fn ticket_of_sent(&self, ids: &[String]) -> Option<i64> {
+        ticket_of_sent(self.0, ids).ok().flatten()
+    }
     fn is_participant(&self, ticket: i64, address: &str) -> Option<bool> {
         is_participant(self.0, ticket, address).ok().flatten()
     }
