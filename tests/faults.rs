@@ -831,6 +831,49 @@ fn a_message_the_server_never_sends_is_asked_for_until_it_is_gone() {
     assert_eq!(filed(&s).len(), 3);
 }
 
+/// `poll_once` on a current-thread runtime (an embedder's, or a test's)
+/// has no thread to spare for the filing stages: it fetches and files one
+/// batch after the other, with the same handling of a left-out message.
+#[test]
+fn on_a_current_thread_runtime_batches_are_filed_one_after_the_other() {
+    let _serial = serial();
+    let rig = MailRig::start().unwrap();
+    let p = Proxy::start(rig.imap_port());
+    let s = env(&rig, p.port(), "");
+    let ids = three_mails(&rig, "onethread");
+    let config = ticketd::config::Config::load(&s.config).unwrap();
+    let templates = ticketd::ack::AckTemplates::load(&config.tickets.templates_dir).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let poll = || {
+        rt.block_on(ticketd::daemon::poll_once(&config, &templates, None))
+            .unwrap()
+    };
+
+    p.omit_body(2, 1);
+    poll();
+    assert_eq!(p.omitted(), 1);
+    assert_eq!(filed(&s), [ids[0].clone(), ids[2].clone()]);
+    assert_eq!(left_out_lines(&s).len(), 1);
+    poll();
+    assert_eq!(filed(&s), ids);
+    assert!(left_out_lines(&s).is_empty());
+    // Each acknowledged once.
+    for n in 0..3 {
+        rig.wait_for_mail(&buyer("onethread", n), 1, WAIT).unwrap();
+    }
+    assert_eq!(
+        common::settled_counts(
+            &rig,
+            &(0..3).map(|n| buyer("onethread", n)).collect::<Vec<_>>(),
+            Duration::from_millis(500)
+        ),
+        [1, 1, 1]
+    );
+}
+
 /// Mail that arrives while the daemon fetches a slow, large message is
 /// announced in that FETCH's answer (Dovecot sends `* 2 EXISTS` before its
 /// OK) and never again: it is filed right after, not at the next IDLE
