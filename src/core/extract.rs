@@ -4,6 +4,7 @@
 //! window), the kind of problem, purchase and delivery dates, and the
 //! language to answer in. Dutch and English wording alike.
 
+use std::collections::HashSet;
 use std::sync::LazyLock;
 
 use chrono::{Datelike, NaiveDate};
@@ -217,21 +218,21 @@ pub fn order_numbers(text: &str) -> Vec<String> {
 
 static STRONG_SHIPMENT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?x)\b(
+        r"(?x)(?-u:\b)(
             3S[A-Z]{4}[0-9]{6,11}           # PostNL
           | 1Z[0-9A-Z]{16}                  # UPS
           | JJD[0-9]{10,22}                 # DHL Parcel / eCommerce
           | JVGL[0-9]{8,22}                 # DHL Parcel
           | (?:420[0-9]{5})?9[2-5][0-9]{18,20} # USPS
           | [A-Z]{2}[0-9]{9}(?:NL|US|DE|BE|GB) # postal (UPU S10)
-        )\b",
+        )(?-u:\b)",
     )
     .expect("static regex")
 });
 
 /// A UPS number as UPS prints it: "1Z 999 AA1 01 2345 6784".
 static UPS_GROUPED: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"\b1Z [0-9A-Z]{3} [0-9A-Z]{3} [0-9A-Z]{2} [0-9A-Z]{4} [0-9A-Z]{4}\b")
+    Regex::new(r"(?-u:\b)1Z [0-9A-Z]{3} [0-9A-Z]{3} [0-9A-Z]{2} [0-9A-Z]{4} [0-9A-Z]{4}(?-u:\b)")
         .expect("static regex")
 });
 
@@ -239,7 +240,7 @@ static LABELLED_SHIPMENT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
         r"(?ix)(?:zendingsnummer|zending|track(?:ing)?(?:\s*(?:&|and|en)\s*trace)?(?:\s*(?:code|nummer|number|id))?|verzendnummer|barcode|shipment(?:\s*(?:number|no\.?|id))?|pakketnummer|parcel\s*(?:number|no\.?))
           \s*(?:is|:|=|\#|nr\.?|no\.?)?\s*:?\s*
-          ([A-Z0-9]{8,30})\b",
+          ([A-Z0-9]{8,30})(?-u:\b)",
     )
     .expect("static regex")
 });
@@ -269,7 +270,7 @@ pub fn shipment_numbers(text: &str) -> Vec<String> {
 }
 
 static USERNAME_LABEL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(?:gebruikersnaam|username|user\s*name|whatnot[- ]naam|naam\s+op\s+whatnot)(?:\s+op\s+whatnot|\s+on\s+whatnot)?\s*(?::|\bis\b|=)\s*@?([A-Za-z0-9_.]{2,30})")
+    Regex::new(r"(?i)(?-u:\b)(?:gebruikersnaam|username|user\s*name|whatnot[- ]naam|naam\s+op\s+whatnot)(?:\s+op\s+whatnot|\s+on\s+whatnot)?\s*(?::|(?-u:\b)is(?-u:\b)|=)\s*@?([A-Za-z0-9_.]{2,30})")
         .expect("static regex")
 });
 /// "Gebruikersnaam | x" or "Whatnot username x" as a table row or a line
@@ -279,7 +280,7 @@ static USERNAME_ROW: LazyLock<Regex> = LazyLock::new(|| {
         .expect("static regex")
 });
 static USERNAME_AT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?:^|[\s(\[])@([A-Za-z0-9_][A-Za-z0-9_.]{1,29})\b").expect("static regex")
+    Regex::new(r"(?:^|[\s(\[])@([A-Za-z0-9_][A-Za-z0-9_.]{1,29})(?-u:\b)").expect("static regex")
 });
 
 /// Words after "Gebruikersnaam:" that start a sentence rather than name
@@ -346,7 +347,8 @@ static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 static EMAIL_LABEL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)(?:^|[^\w-])e-?mail\s*(?::|=|\bis\b)\s*<?\s*$").expect("static regex")
+    Regex::new(r"(?i)(?:^|[^\w-])e-?mail\s*(?::|=|(?-u:\b)is(?-u:\b))\s*<?\s*$")
+        .expect("static regex")
 });
 
 /// The account's e-mail address, when stated on a line that says so.
@@ -373,21 +375,21 @@ fn words_match(text: &str, re: &Regex) -> usize {
 }
 
 static CAT_SPORTS: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(sportkaart(?:en|je|jes)?|sports?\s*cards?|voetbalplaatjes?|voetbalkaart(?:en)?|baseball\s*cards?|basketball\s*cards?|football\s*cards?|topps|panini|rookie\s*card)\b").expect("static regex")
+    Regex::new(r"(?i)(?-u:\b)(sportkaart(?:en|je|jes)?|sports?\s*cards?|voetbalplaatjes?|voetbalkaart(?:en)?|baseball\s*cards?|basketball\s*cards?|football\s*cards?|topps|panini|rookie\s*card)(?-u:\b)").expect("static regex")
 });
 static CAT_TCG: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(tcg|pok[eé]mon(?:kaart(?:en)?)?|magic:?\s*the\s*gathering|mtg|yu-?gi-?oh!?|one\s*piece\s*(?:card|kaart)|lorcana|booster\s*(?:box|pack)s?|trading\s*card\s*game|ruilkaart(?:en)?)\b").expect("static regex")
+    Regex::new(r"(?i)(?-u:\b)(tcg|pok[eé]mon(?:kaart(?:en)?)?|magic:?\s*the\s*gathering|mtg|yu-?gi-?oh!?|one\s*piece\s*(?:card|kaart)|lorcana|booster\s*(?:box|pack)s?|trading\s*card\s*game|ruilkaart(?:en)?)(?-u:\b)").expect("static regex")
 });
 static CAT_SNEAKERS: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(sneakers?|streetwear|jordans?|yeezys?|air\s*max|dunks?|hoodie|supreme)\b")
+    Regex::new(r"(?i)(?-u:\b)(sneakers?|streetwear|jordans?|yeezys?|air\s*max|dunks?|hoodie|supreme)(?-u:\b)")
         .expect("static regex")
 });
 static CAT_COINS: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(munt(?:en)?|coins?|bankbiljet(?:ten)?|banknotes?|bullion|zilveren\s*munt|gouden\s*munt|numismati\w*)\b")
+    Regex::new(r"(?i)(?-u:\b)(munt(?:en)?|coins?|bankbiljet(?:ten)?|banknotes?|bullion|zilveren\s*munt|gouden\s*munt|numismati\w*)(?-u:\b)")
         .expect("static regex")
 });
 static CAT_OTHER: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(funko(?:\s*pops?)?|strips?|comics?|speelgoed|toys?|kleding|clothing|sieraden|jewelry|jewellery|horloges?|watches|vintage|antiek|antiques?|elektronica|electronics|boeken|books?|vinyl|lp|beauty|make-?up|tassen|handbags?|lego|action\s*figures?|figuren)\b")
+    Regex::new(r"(?i)(?-u:\b)(funko(?:\s*pops?)?|strips?|comics?|speelgoed|toys?|kleding|clothing|sieraden|jewelry|jewellery|horloges?|watches|vintage|antiek|antiques?|elektronica|electronics|boeken|books?|vinyl|lp|beauty|make-?up|tassen|handbags?|lego|action\s*figures?|figuren)(?-u:\b)")
         .expect("static regex")
 });
 
@@ -418,42 +420,42 @@ pub fn category(text: &str) -> Option<Category> {
 }
 
 static ISSUE_DAMAGED: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(beschadigd\w*|schade|kapot|gebroken|geknakt|geknikt|gekreukt|ingedeukt|deuk(?:en)?|gescheurd|krassen|kras|damaged?|broken|cracked|dented|dent|bent|creased|scratch(?:ed|es)?|torn|crushed|smashed|defect(?:e|en|ive)?|(?:is|was|zijn|waren|kwam|kwamen|raakte|helemaal|compleet|totaal)\s+stuk|stuk\s+(?:aangekomen|geleverd|bezorgd|ontvangen|binnengekomen|gegaan)|stukgegaan|in\s+stukken)\b").expect("static regex")
+    Regex::new(r"(?i)(?-u:\b)(beschadigd\w*|schade|kapot|gebroken|geknakt|geknikt|gekreukt|ingedeukt|deuk(?:en)?|gescheurd|krassen|kras|damaged?|broken|cracked|dented|dent|bent|creased|scratch(?:ed|es)?|torn|crushed|smashed|defect(?:e|en|ive)?|(?:is|was|zijn|waren|kwam|kwamen|raakte|helemaal|compleet|totaal)\s+stuk|stuk\s+(?:aangekomen|geleverd|bezorgd|ontvangen|binnengekomen|gegaan)|stukgegaan|in\s+stukken)(?-u:\b)").expect("static regex")
 });
 static ISSUE_MISSING: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(ontbre\w*|mist(?:te)?|ontbrak|niet\s+in\s+(?:het|de)\s+(?:pakket|doos)|zat\s+niet\s+in|leeg\w*\s+(?:pakket|doos)|verkeerde?\s+(?:artikel|product|item|kaart)|missing|not\s+included|wasn'?t\s+(?:in|included)|empty\s+(?:box|package)|wrong\s+(?:item|product|card))\b").expect("static regex")
+    Regex::new(r"(?i)(?-u:\b)(ontbre\w*|mist(?:te)?|ontbrak|niet\s+in\s+(?:het|de)\s+(?:pakket|doos)|zat\s+niet\s+in|leeg\w*\s+(?:pakket|doos)|verkeerde?\s+(?:artikel|product|item|kaart)|missing|not\s+included|wasn'?t\s+(?:in|included)|empty\s+(?:box|package)|wrong\s+(?:item|product|card))(?-u:\b)").expect("static regex")
 });
 static ISSUE_DELAYED: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"(?ix)(\bvertraag\w*|\bniet\s+(?:aangekomen|ontvangen|geleverd|bezorgd)|\bnog\s+(?:steeds\s+)?niet\s+(?:binnen|ontvangen|aangekomen|geleverd|bezorgd)|\bwaar\s+blijft|\bwaar\s+is\s+mijn\s+(?:pakket|bestelling)|\bnog\s+niet\s+verzonden|\bwacht\w*\s+(?:al\s+)?(?:nog\s+)?(?:steeds\s+)?(?:al\s+)?(?:\w+\s+){0,3}op\s+(?:mijn|de|het)\s+(?:pakket|bestelling|zending|levering)|\bwacht\w*\s+nog\s+steeds|\bnog\s+steeds\s+niet|\bnog\s+niets\s+(?:ontvangen|binnen)|\bdelay\w*|\bnot\s+(?:yet\s+)?(?:arrived|received|delivered|shipped)|\bhas\s*n[o']t\s+(?:yet\s+)?(?:arrived|shipped|been\s+delivered)|\bhasn'?t\s+(?:arrived|shipped)|\bstill\s+(?:waiting|hasn'?t|not)|\bwhere\s+is\s+my\s+(?:order|package|parcel)|\blate\s+(?:delivery|package)
+    Regex::new(r#"(?ix)((?-u:\b)vertraag\w*|(?-u:\b)niet\s+(?:aangekomen|ontvangen|geleverd|bezorgd)|(?-u:\b)nog\s+(?:steeds\s+)?niet\s+(?:binnen|ontvangen|aangekomen|geleverd|bezorgd)|(?-u:\b)waar\s+blijft|(?-u:\b)waar\s+is\s+mijn\s+(?:pakket|bestelling)|(?-u:\b)nog\s+niet\s+verzonden|(?-u:\b)wacht\w*\s+(?:al\s+)?(?:nog\s+)?(?:steeds\s+)?(?:al\s+)?(?:\w+\s+){0,3}op\s+(?:mijn|de|het)\s+(?:pakket|bestelling|zending|levering)|(?-u:\b)wacht\w*\s+nog\s+steeds|(?-u:\b)nog\s+steeds\s+niet|(?-u:\b)nog\s+niets\s+(?:ontvangen|binnen)|(?-u:\b)delay\w*|(?-u:\b)not\s+(?:yet\s+)?(?:arrived|received|delivered|shipped)|(?-u:\b)has\s*n[o']t\s+(?:yet\s+)?(?:arrived|shipped|been\s+delivered)|(?-u:\b)hasn'?t\s+(?:arrived|shipped)|(?-u:\b)still\s+(?:waiting|hasn'?t|not)|(?-u:\b)where\s+is\s+my\s+(?:order|package|parcel)|(?-u:\b)late\s+(?:delivery|package)
         # "never arrived", "haven't received", "didn't get my order"
-        |\bnever\s+(?:arrived|came|showed\s+up|turned\s+up|reached\s+me|received|got|been\s+delivered|delivered)\b
-        |\b(?:have|has)(?:n['’]?t|\s+not)\s+(?:yet\s+|ever\s+)?(?:received|gotten|arrived|come|got\s+(?:my|the|it|them|anything)\b)
-        |\bdid(?:n['’]?t|\s+not)\s+(?:yet\s+|ever\s+)?(?:receive|get|arrive|come)\b
+        |(?-u:\b)never\s+(?:arrived|came|showed\s+up|turned\s+up|reached\s+me|received|got|been\s+delivered|delivered)(?-u:\b)
+        |(?-u:\b)(?:have|has)(?:n['’]?t|\s+not)\s+(?:yet\s+|ever\s+)?(?:received|gotten|arrived|come|got\s+(?:my|the|it|them|anything)(?-u:\b))
+        |(?-u:\b)did(?:n['’]?t|\s+not)\s+(?:yet\s+|ever\s+)?(?:receive|get|arrive|come)(?-u:\b)
         # "nooit aangekomen", "nog niet gekregen", "niets ontvangen"
-        |\bnooit\s+(?:[^\s,.;!?]+\s+){0,2}?(?:aangekomen|ontvangen|geleverd|bezorgd|gekregen|binnengekomen)\b
-        |\bniet\s+gekregen\b
-        |\bni(?:ets|ks)\s+(?:ontvangen|gekregen|binnen)\b
+        |(?-u:\b)nooit\s+(?:[^\s,.;!?]+\s+){0,2}?(?:aangekomen|ontvangen|geleverd|bezorgd|gekregen|binnengekomen)(?-u:\b)
+        |(?-u:\b)niet\s+gekregen(?-u:\b)
+        |(?-u:\b)ni(?:ets|ks)\s+(?:ontvangen|gekregen|binnen)(?-u:\b)
         # "mijn pakket is kwijt", "the parcel got lost in the mail"
-        |\b(?:pakket(?:je)?|bestelling|zending|doos|package|parcel|order|shipment|box)\s+(?:(?:is|was|got|has|have|been|seems|appears|to|be|probably|apparently|somehow|lijkt|raakte|helaas|blijkbaar|waarschijnlijk|door|de|postnl|dhl|ups|dpd|gls|usps|the|by)\s+){0,3}(?:kwijt(?:geraakt)?|zoek(?:geraakt)?|verloren|lost)\b
-        |\blost\s+in\s+(?:the\s+)?(?:mail|post|transit)\b)"#).expect("static regex")
+        |(?-u:\b)(?:pakket(?:je)?|bestelling|zending|doos|package|parcel|order|shipment|box)\s+(?:(?:is|was|got|has|have|been|seems|appears|to|be|probably|apparently|somehow|lijkt|raakte|helaas|blijkbaar|waarschijnlijk|door|de|postnl|dhl|ups|dpd|gls|usps|the|by)\s+){0,3}(?:kwijt(?:geraakt)?|zoek(?:geraakt)?|verloren|lost)(?-u:\b)
+        |(?-u:\b)lost\s+in\s+(?:the\s+)?(?:mail|post|transit)(?-u:\b))"#).expect("static regex")
 });
 static ISSUE_ACCOUNT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(account|inlog\w*|log\s+in|login|wachtwoord|password|geblokkeerd|blocked|suspended|opgeschort|verifi\w+|tweestaps\w*|two-factor|2fa|gebruikersnaam\s+wijzigen|change\s+(?:my\s+)?username|uitbetaling\w*|payout)\b").expect("static regex")
+    Regex::new(r"(?i)(?-u:\b)(account|inlog\w*|log\s+in|login|wachtwoord|password|geblokkeerd|blocked|suspended|opgeschort|verifi\w+|tweestaps\w*|two-factor|2fa|gebruikersnaam\s+wijzigen|change\s+(?:my\s+)?username|uitbetaling\w*|payout)(?-u:\b)").expect("static regex")
 });
 
 /// What follows "haven't received" when it is not the order: "a reply",
 /// "my refund", "de bevestiging".
 static NOT_THE_ORDER: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)^\s+(?:(?:a|an|any|my|the|your|een|mijn|je|jullie|uw|de|het|geen|nog|yet)\s+){0,2}(?:repl(?:y|ies)|response|answer|refund|e-?mail|mail|message|money|payout|payment|code|confirmation|notification|update|antwoord|reactie|terugbetaling|geld|bericht|bevestiging|uitbetaling|betaling)(?:s|en)?\b").expect("static regex")
+    Regex::new(r"(?i)^\s+(?:(?:a|an|any|my|the|your|een|mijn|je|jullie|uw|de|het|geen|nog|yet)\s+){0,2}(?:repl(?:y|ies)|response|answer|refund|e-?mail|mail|message|money|payout|payment|code|confirmation|notification|update|antwoord|reactie|terugbetaling|geld|bericht|bevestiging|uitbetaling|betaling)(?:s|en)?(?-u:\b)").expect("static regex")
 });
 
 static PACKAGE_MISSING: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(?:package|parcel|shipment|delivery|order)\s+(?:(?:is|was|went|has\s+(?:gone|been)|seems\s+to\s+be|appears\s+to\s+be)\s+)?missing\b").expect("static regex")
+    Regex::new(r"(?i)(?-u:\b)(?:package|parcel|shipment|delivery|order)\s+(?:(?:is|was|went|has\s+(?:gone|been)|seems\s+to\s+be|appears\s+to\s+be)\s+)?missing(?-u:\b)").expect("static regex")
 });
 /// What follows "is missing" when an item is short: "a card", "two
 /// cards", "the promo card".
 static MISSING_WHAT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)^\s+(?:a|an|one|two|three|four|five|six|some|several|the|its|my|\d+|cards?|items?|products?|pieces?|parts?|contents?)\b").expect("static regex")
+    Regex::new(r"(?i)^\s+(?:a|an|one|two|three|four|five|six|some|several|the|its|my|\d+|cards?|items?|products?|pieces?|parts?|contents?)(?-u:\b)").expect("static regex")
 });
 
 /// The kind of problem, from Dutch and English wording. Order problems win
@@ -493,14 +495,14 @@ pub fn issue_type(text: &str) -> IssueType {
 }
 
 static PURCHASE_LABEL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(?:gekocht|besteld|aangeschaft|aankoopdatum|datum\s+van\s+aankoop|bestelddatum|besteldatum|purchased|bought|ordered|purchase\s+date|date\s+of\s+purchase|order\s+date)\b").expect("static regex")
+    Regex::new(r"(?i)(?-u:\b)(?:gekocht|besteld|aangeschaft|aankoopdatum|datum\s+van\s+aankoop|bestelddatum|besteldatum|purchased|bought|ordered|purchase\s+date|date\s+of\s+purchase|order\s+date)(?-u:\b)").expect("static regex")
 });
 static DELIVERY_LABEL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(?:geleverd|bezorgd|ontvangen|aangekomen|leverdatum|bezorgdatum|delivered|received|arrived|delivery\s+date)\b").expect("static regex")
+    Regex::new(r"(?i)(?-u:\b)(?:geleverd|bezorgd|ontvangen|aangekomen|leverdatum|bezorgdatum|delivered|received|arrived|delivery\s+date)(?-u:\b)").expect("static regex")
 });
 
 static DATE_NUMERIC: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"\b(?:(\d{4})-(\d{1,2})-(\d{1,2})|(\d{1,2})[-/.](\d{1,2})(?:[-/.](\d{2,4}))?)\b")
+    Regex::new(r"(?-u:\b)(?:(\d{4})-(\d{1,2})-(\d{1,2})|(\d{1,2})[-/.](\d{1,2})(?:[-/.](\d{2,4}))?)(?-u:\b)")
         .expect("static regex")
 });
 /// "12 november", "Nov 20th", "the 3rd of November", "3 nov. 2026". Only
@@ -518,7 +520,7 @@ static DATE_WORDS: LazyLock<Regex> = LazyLock::new(|| {
     words.dedup();
     let month = words.join("|");
     Regex::new(&format!(
-        r"(?i)\b(?:(\d{{1,2}})(?:st|nd|rd|th|e)?\s+(?:of\s+)?({month})\.?(?:,?\s+(\d{{4}}))?|({month})\.?\s+(\d{{1,2}})(?:st|nd|rd|th)?(?:,?\s+(\d{{4}}))?)\b"
+        r"(?i)(?-u:\b)(?:(\d{{1,2}})(?:st|nd|rd|th|e)?\s+(?:of\s+)?({month})\.?(?:,?\s+(\d{{4}}))?|({month})\.?\s+(\d{{1,2}})(?:st|nd|rd|th)?(?:,?\s+(\d{{4}}))?)(?-u:\b)"
     ))
     .expect("static regex")
 });
@@ -647,7 +649,7 @@ fn negated(text: &str, at: usize) -> bool {
 }
 
 static CONJUNCTION: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?i)\b(?:en|and|maar|but)\b").expect("static regex"));
+    LazyLock::new(|| Regex::new(r"(?i)(?-u:\b)(?:en|and|maar|but)(?-u:\b)").expect("static regex"));
 
 /// The text after a label up to the end of its sentence (at most 60
 /// bytes), or up to "en", "and", "maar" or "but" when the clause after
@@ -836,15 +838,32 @@ const EN_WORDS: &[&str] = &[
 
 /// Dutch or English, by counting common words; `None` when neither shows.
 pub fn language(text: &str) -> Option<Language> {
+    /// The word lists as sets, and their longest word.
+    static WORDS: LazyLock<(HashSet<&str>, HashSet<&str>, usize)> = LazyLock::new(|| {
+        let longest = NL_WORDS.iter().chain(EN_WORDS).map(|w| w.len()).max();
+        (
+            NL_WORDS.iter().copied().collect(),
+            EN_WORDS.iter().copied().collect(),
+            longest.unwrap_or(0),
+        )
+    });
+    let (nl_words, en_words, longest) = &*WORDS;
     let (mut nl, mut en) = (0usize, 0usize);
+    let mut lower = String::new();
     for word in text
         .split(|c: char| !c.is_alphabetic())
         .filter(|w| !w.is_empty())
         .take(400)
     {
-        let w = word.to_lowercase();
-        nl += usize::from(NL_WORDS.contains(&w.as_str()));
-        en += usize::from(EN_WORDS.contains(&w.as_str()));
+        // No character lower-cases to fewer than a quarter of its bytes
+        // (4 at most, 1 at least), so this one cannot be a listed word.
+        if word.len() > 4 * longest {
+            continue;
+        }
+        lower.clear();
+        lower.extend(word.chars().flat_map(char::to_lowercase));
+        nl += usize::from(nl_words.contains(lower.as_str()));
+        en += usize::from(en_words.contains(lower.as_str()));
     }
     match nl.cmp(&en) {
         _ if nl + en < 2 => None,

@@ -12,9 +12,9 @@ static HISTORY_START: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
         r"(?ix)^\s*(?:
             # Gmail / Apple Mail / Thunderbird, Dutch and English
-            op\s.{3,120}?\s(?:schreef|heeft\s.{0,160}?geschreven)\b.*:?\s*$
+            op\s.{3,120}?\s(?:schreef|heeft\s.{0,160}?geschreven)(?-u:\b).*:?\s*$
           | on\s.{3,120}?\s(?:wrote|writes)\s*:?\s*$
-          | am\s.{3,120}?\sschrieb\b.*:?\s*$
+          | am\s.{3,120}?\sschrieb(?-u:\b).*:?\s*$
           # Outlook separators
           | -{2,}\s*(?:oorspronkelijk\s+bericht|original\s+message|origineel\s+bericht)\s*-{2,}\s*$
           | _{10,}\s*$
