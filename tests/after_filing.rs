@@ -56,8 +56,8 @@ fn shared_mailbox(rig: &MailRig, extra: &str) -> Setup {
     s
 }
 
-/// (messages, unseen) in `mailbox` of the shared account.
-fn status(s: &Setup, mailbox: &str) -> (u32, u32) {
+/// Runs `f` on an IMAP session of the account `s` files from.
+fn imap_session<T>(s: &Setup, f: impl AsyncFnOnce(&mut ticketd::imap::ImapSession) -> T) -> T {
     let cfg = ticketd::config::Config::load(&s.config)
         .unwrap()
         .imap
@@ -68,11 +68,19 @@ fn status(s: &Setup, mailbox: &str) -> (u32, u32) {
         .unwrap();
     rt.block_on(async {
         let mut session = ticketd::imap::connect(&cfg).await.unwrap();
+        let out = f(&mut session).await;
+        ticketd::imap::logout(session).await;
+        out
+    })
+}
+
+/// (messages, unseen) in `mailbox` of the shared account.
+fn status(s: &Setup, mailbox: &str) -> (u32, u32) {
+    imap_session(s, async |session| {
         let st = session
             .status(mailbox, "(MESSAGES UNSEEN)")
             .await
             .unwrap_or_else(|e| panic!("STATUS {mailbox}: {e}"));
-        ticketd::imap::logout(session).await;
         (st.exists, st.unseen.unwrap_or(0))
     })
 }
@@ -170,17 +178,8 @@ fn without_move_the_mail_is_copied_and_only_it_is_expunged() {
     );
     std::fs::write(&s.config, text).unwrap();
     // Someone flagged the newsletter \Deleted without expunging it.
-    let cfg = ticketd::config::Config::load(&s.config)
-        .unwrap()
-        .imap
-        .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    imap_session(&s, async |session| {
         use futures::TryStreamExt;
-        let mut session = ticketd::imap::connect(&cfg).await.unwrap();
         session.select("INBOX").await.unwrap();
         let uids = session.uid_search("FROM news@vendor.test").await.unwrap();
         assert_eq!(uids.len(), 1);
@@ -192,7 +191,6 @@ fn without_move_the_mail_is_copied_and_only_it_is_expunged() {
             .try_collect()
             .await
             .unwrap();
-        ticketd::imap::logout(session).await;
     });
 
     let check = ticketd(&s.config, &["check"]);

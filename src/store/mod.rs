@@ -1044,16 +1044,20 @@ mod tests {
         assert!(store.read_blob(&"0".repeat(64)).is_err());
     }
 
+    /// INBOX at `last_uid` under `uidvalidity`.
+    fn pos(uidvalidity: u32, last_uid: u32) -> MailboxPosition {
+        MailboxPosition {
+            mailbox: "INBOX".into(),
+            uidvalidity,
+            last_uid,
+        }
+    }
+
     #[test]
     fn left_out_messages_are_counted_until_forgotten_and_the_position_never_goes_back() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let c = store.conn();
-        let pos = |uidvalidity, last_uid| MailboxPosition {
-            mailbox: "INBOX".into(),
-            uidvalidity,
-            last_uid,
-        };
         // Noted before any position exists (nothing else came yet).
         assert_eq!(note_left_out(c, "INBOX", 7, &[3, 5], 100).unwrap(), [1, 1]);
         assert_eq!(note_left_out(c, "INBOX", 7, &[3], 200).unwrap(), [2]);
@@ -1087,11 +1091,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let c = store.conn();
-        let pos = |uidvalidity, last_uid| MailboxPosition {
-            mailbox: "INBOX".into(),
-            uidvalidity,
-            last_uid,
-        };
         for uid in [4, 2, 3, 2] {
             queue_after_filing(c, &pos(7, uid)).unwrap();
         }
