@@ -135,6 +135,20 @@ pub fn render(conn: &Connection, live: &Live, now: i64) -> Result<String, StoreE
         vec![(String::new(), oldest.map(|t| (now - t).max(0)).unwrap_or(0))],
         "",
     );
+    let mut left_out: Vec<(String, i64)> = Vec::new();
+    for l in crate::store::left_out(conn, None)? {
+        match left_out.iter_mut().find(|(m, _)| *m == l.mailbox) {
+            Some((_, n)) => *n += 1,
+            None => left_out.push((l.mailbox, 1)),
+        }
+    }
+    family(
+        "ticketd_imap_left_out_messages",
+        "gauge",
+        "Messages the server left out of its answers, still asked for on every pass, by mailbox.",
+        left_out,
+        "mailbox",
+    );
     family(
         "ticketd_imap_reconnects_total",
         "counter",
@@ -210,6 +224,28 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn left_out_messages_are_counted_by_mailbox() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let c = store.conn();
+        crate::store::note_left_out(c, "INBOX", 7, &[3, 5], 100).unwrap();
+        crate::store::note_left_out(c, "Klantenservice", 2, &[9], 100).unwrap();
+        let text = render(c, &Live::default(), 200).unwrap();
+        assert!(
+            text.contains("# TYPE ticketd_imap_left_out_messages gauge"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ticketd_imap_left_out_messages{mailbox=\"INBOX\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ticketd_imap_left_out_messages{mailbox=\"Klantenservice\"} 1"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn reasons_lose_their_details() {
