@@ -85,5 +85,8 @@ fn metrics_follow_filing_and_sending() {
         "{body}"
     );
     assert!(body.contains("# TYPE ticketd_oldest_unanswered_ticket_age_seconds gauge"));
-    assert!(body.contains("# TYPE ticketd_imap_left_out_messages gauge"), "{body}");
+    assert!(
+        body.contains("# TYPE ticketd_imap_left_out_messages gauge"),
+        "{body}"
+    );
 }
