@@ -58,6 +58,9 @@ pub struct MachineHeaders {
     /// `Some("")` for `Return-Path: <>`, the mark of a bounce.
     pub return_path: Option<String>,
     pub content_type: Option<String>,
+    /// An Authentication-Results header (added by the receiving mail
+    /// server) says the From line failed DMARC: it is probably forged.
+    pub dmarc_failed: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,6 +140,29 @@ fn addresses(addr: Option<&mail_parser::Address<'_>>) -> Vec<String> {
             .collect()
     })
     .unwrap_or_default()
+}
+
+/// Whether an Authentication-Results value reports `dmarc=fail` (RFC 8601;
+/// white space around `=` allowed, case ignored). Only a failure counts: a
+/// sender can write any header, but one that says its own mail failed
+/// harms only itself, and the receiving server's own header is always
+/// there beside a forged "pass".
+fn dmarc_fails(value: &str) -> bool {
+    let lower = value.to_ascii_lowercase();
+    // "dmarc = fail" as "dmarc=fail": no white space next to an `=`.
+    let mut joined = String::with_capacity(lower.len());
+    for part in lower.split('=') {
+        if !joined.is_empty() {
+            joined.truncate(joined.trim_end().len());
+            joined.push('=');
+            joined.push_str(part.trim_start());
+        } else {
+            joined.push_str(part);
+        }
+    }
+    joined
+        .split(|c: char| c.is_whitespace() || matches!(c, ';' | '(' | ')'))
+        .any(|item| item == "dmarc=fail")
 }
 
 fn header_text(msg: &mail_parser::Message<'_>, name: &str) -> Option<String> {
@@ -393,6 +419,9 @@ fn from_tree(
                 s.push_str(rt);
             }
             s.to_ascii_lowercase()
+        }),
+        dmarc_failed: msg.headers_raw().any(|(name, value)| {
+            name.eq_ignore_ascii_case("Authentication-Results") && dmarc_fails(value)
         }),
     };
 
@@ -694,6 +723,26 @@ pub fn clean_filename(name: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_dmarc_failure_is_read_from_authentication_results() {
+        use super::dmarc_fails;
+        assert!(dmarc_fails(
+            "mx.google.com; dkim=none; spf=softfail smtp.mailfrom=x@evil.test; \
+             dmarc=fail (p=NONE sp=NONE dis=NONE) header.from=example.test"
+        ));
+        assert!(dmarc_fails(
+            "mx; arc=pass DMARC = FAIL header.from=example.test"
+        ));
+        assert!(dmarc_fails(
+            "mx;\r\n dmarc=fail action=none header.from=example.test"
+        ));
+        assert!(!dmarc_fails(
+            "mx.google.com; dkim=pass; dmarc=pass (p=REJECT) header.from=example.test"
+        ));
+        assert!(!dmarc_fails("mx; dmarc=none header.from=example.test"));
+        assert!(!dmarc_fails("mx; dkim=pass header.d=dmarc.fail.test"));
+    }
+
     use super::*;
 
     #[test]

@@ -90,7 +90,12 @@ pub fn ticket_token(prefix: &str, number: i64) -> String {
 pub fn decide(msg: &InboundMessage, prefix: &str, lookup: &dyn ThreadLookup) -> ThreadMatch {
     let mut ids: Vec<String> = msg.in_reply_to.clone();
     ids.extend(msg.references.iter().rev().cloned());
-    let from = msg.from_address.as_deref().unwrap_or("");
+    // A From line that failed DMARC at our mail server is no proof of who
+    // wrote: such mail is nobody's participant.
+    let from = match msg.machine.dmarc_failed {
+        true => "",
+        false => msg.from_address.as_deref().unwrap_or(""),
+    };
     let mut referenced = None;
     if !ids.is_empty() {
         if let Some(t) = lookup.ticket_of_message(&ids) {
@@ -132,6 +137,9 @@ pub fn agent_reply(
     own_address: &str,
     lookup: &dyn ThreadLookup,
 ) -> Option<i64> {
+    if msg.machine.dmarc_failed {
+        return None;
+    }
     let from = msg.from_address.as_deref()?;
     let own_domain = own_address.rsplit_once('@').map(|(_, d)| d)?;
     let ours = from.eq_ignore_ascii_case(own_address)
@@ -276,6 +284,50 @@ mod tests {
         assert_eq!((d.ticket(), d.referenced()), (None, Some(7)));
         let anonymous = msg("In-Reply-To: <anna-1@buyer.test>\r\n");
         assert_eq!(decide(&anonymous, "WN", &Fake).ticket(), None);
+    }
+
+    #[test]
+    fn a_from_line_that_failed_dmarc_is_nobodys() {
+        let failed =
+            "Authentication-Results: mx.example.test; spf=fail smtp.mailfrom=evil.test;\r\n \
+                      dmarc=fail (p=none) header.from=buyer.test\r\n";
+        // Anna's address with her ticket's token, or replying to her own
+        // mail: forged, so a new ticket.
+        let token = msg(&format!(
+            "{failed}From: anna@buyer.test\r\nSubject: Re: [WN-000007] hi\r\n"
+        ));
+        assert!(token.machine.dmarc_failed);
+        assert_eq!(decide(&token, "WN", &Fake), ThreadMatch::StrangerToken(7));
+        let own = msg(&format!(
+            "{failed}From: anna@buyer.test\r\nIn-Reply-To: <anna-1@buyer.test>\r\n"
+        ));
+        assert_eq!(decide(&own, "WN", &Fake), ThreadMatch::StrangerReference(7));
+        // A reply to our ack still joins (the ack's ID is the proof).
+        let to_ack = msg(&format!(
+            "{failed}From: anna@buyer.test\r\nIn-Reply-To: <ack-7@example.test>\r\n"
+        ));
+        assert_eq!(decide(&to_ack, "WN", &Fake), ThreadMatch::ByReference(7));
+        // An agent who takes part, forged: not an agent's reply.
+        let agent = msg(&format!(
+            "{failed}From: Piet <piet@example.test>\r\nSubject: RE: [WN-000007] opgelost\r\n"
+        ));
+        assert_eq!(
+            agent_reply(&agent, None, "WN", "support@example.test", &Fake),
+            None
+        );
+        assert_eq!(
+            agent_reply(&agent, Some(7), "WN", "support@example.test", &Fake),
+            None
+        );
+        // The same mail with the server's dmarc=pass is Piet's.
+        let real = msg(&format!(
+            "{}From: Piet <piet@example.test>\r\nSubject: RE: [WN-000007] opgelost\r\n",
+            failed.replace("dmarc=fail", "dmarc=pass")
+        ));
+        assert_eq!(
+            agent_reply(&real, None, "WN", "support@example.test", &Fake),
+            Some(7)
+        );
     }
 
     #[test]
