@@ -12,6 +12,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use tracing::warn;
 
 mod checkpoint;
 pub mod views;
@@ -190,8 +191,8 @@ impl Store {
 
     /// Writes a large blob's file under its sha256 without waiting for
     /// the disk; `sync_blobs` must follow before any row names it. A file
-    /// left short by a crash before that sync has the wrong size and is
-    /// written again. Small blobs go through `put_blob_inline` instead.
+    /// a crash left before that sync (short, or the right size with other
+    /// bytes) is written again. Small blobs go through `put_blob_inline`.
     pub fn put_blob_file_unsynced(&self, sha: &str, bytes: &[u8]) -> Result<(), StoreError> {
         write_blob_file(&self.data_dir, sha, bytes).map(drop)
     }
@@ -517,7 +518,20 @@ pub fn write_blob_file(
 ) -> Result<Option<PathBuf>, StoreError> {
     let path = blob_path(data_dir, sha);
     if fs::metadata(&path).is_ok_and(|m| m.len() == bytes.len() as u64) {
-        return Ok(None);
+        // Only the same mail or attachment again finds it there, or a
+        // file a crash caught before it was synced: on some filesystems
+        // that keeps its name and size but not its bytes. Compared, not
+        // trusted; a read of a file already written is the rare case.
+        match holds(&path, bytes) {
+            Ok(true) => return Ok(None),
+            Ok(false) => warn!(
+                path = %path.display(),
+                "a blob file did not hold the bytes its name says (left by a crash before it was synced?); writing it again"
+            ),
+            Err(e) => {
+                warn!(path = %path.display(), error = %e, "could not read a blob file back; writing it again")
+            }
+        }
     }
     let dir = path.parent().unwrap_or(data_dir).to_path_buf();
     fs::create_dir_all(&dir).map_err(io_err(&dir))?;
@@ -545,6 +559,24 @@ pub fn write_blob_file(
         }
     })?;
     Ok(Some(path))
+}
+
+/// Whether the file at `path` holds exactly `bytes`, read in pieces.
+fn holds(path: &Path, bytes: &[u8]) -> std::io::Result<bool> {
+    use std::io::Read;
+    let mut file = File::open(path)?;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut rest = bytes;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(rest.is_empty());
+        }
+        if n > rest.len() || buf[..n] != rest[..n] {
+            return Ok(false);
+        }
+        rest = &rest[n..];
+    }
 }
 
 /// Lets the kernel drop a blob file's pages from the page cache. Only for
@@ -1042,6 +1074,35 @@ mod tests {
             .unwrap();
         assert_eq!(n, 1);
         assert!(store.read_blob(&"0".repeat(64)).is_err());
+    }
+
+    #[test]
+    fn a_blob_file_of_the_right_size_but_other_bytes_is_written_again() {
+        // What a crash between writing a blob and syncing it can leave on
+        // some filesystems: the name and size, but zeros for the bytes.
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let mail = (0..INLINE_BLOB_MAX * 3)
+            .map(|i| (i % 251) as u8)
+            .collect::<Vec<_>>();
+        let sha = crate::core::parse::sha256_hex(&mail);
+        let path = store.blob_path(&sha);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, vec![0u8; mail.len()]).unwrap();
+        // Differing only in the last byte, past the first read.
+        let mut almost = mail.clone();
+        *almost.last_mut().unwrap() ^= 1;
+
+        assert_eq!(store.put_blob(&mail).unwrap(), sha);
+        assert_eq!(store.read_blob(&sha).unwrap(), mail);
+        fs::write(&path, &almost).unwrap();
+        assert_eq!(
+            write_blob_file(dir.path(), &sha, &mail).unwrap(),
+            Some(path.clone())
+        );
+        assert_eq!(store.read_blob(&sha).unwrap(), mail);
+        // The same bytes are left as they are.
+        assert_eq!(write_blob_file(dir.path(), &sha, &mail).unwrap(), None);
     }
 
     /// INBOX at `last_uid` under `uidvalidity`.
