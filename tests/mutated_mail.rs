@@ -125,7 +125,11 @@ fn file_mutated(seed: usize, mutations: &[Mutation]) -> Result<(), TestCaseError
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 120, ..ProptestConfig::default() })]
+    // PROPTEST_CASES=20000 for a longer search than the suite's 120 cases.
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(120),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn mutated_mail_is_stored_once_and_never_panics(
