@@ -11,8 +11,10 @@ use regex::Regex;
 static HISTORY_START: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
         r"(?ix)^\s*(?:
-            # Gmail / Apple Mail / Thunderbird, Dutch and English
-            op\s.{3,120}?\s(?:schreef|heeft\s.{0,160}?geschreven)(?-u:\b).*:?\s*$
+            # Gmail / Apple Mail / Thunderbird / Yahoo, Dutch and English.
+            # Every client's Dutch attribution names the time; without one
+            # Op de site schreef de verkoper ... is the buyer text.
+            op\s.{0,80}?\d{1,2}[:.]\d{2}.{0,80}?\s(?:schreef|heeft\s.{0,160}?geschreven)(?-u:\b).*$
           | on\s.{3,120}?\s(?:wrote|writes)\s*:?\s*$
           | am\s.{3,120}?\sschrieb(?-u:\b).*:?\s*$
           # Outlook separators
@@ -192,6 +194,22 @@ mod tests {
         assert_eq!(new_text(t), "Dat is jgVvVqE1SkHbn88HxjSI6b");
         let apple = "Nog een detail.\n\nOp 25 nov 2026 om 14:02 heeft Whatnot Support <support@example.test> het volgende geschreven:\n\n> x";
         assert_eq!(new_text(apple), "Nog een detail.");
+    }
+
+    #[test]
+    fn a_buyer_sentence_starting_op_with_schreef_is_not_history() {
+        let t = "Hallo,\n\nOp de site schreef de verkoper dat de kaart mint was, maar hij is beschadigd aangekomen.\nBestelnummer: jgVvVqE1SkHbn88HxjSI6b\n";
+        assert_eq!(new_text(t), t.trim());
+        let t = "Op 20 november schreef ik jullie al over mijn pakket.\nHet is er nog steeds niet.";
+        assert_eq!(new_text(t), t);
+        let t =
+            "Op 20 november 2026 schreef ik jullie al het volgende:\nHet is er nog steeds niet.";
+        assert_eq!(new_text(t), t);
+        // Clients' attributions all name a time (Yahoo, Thunderbird).
+        let yahoo = "Prima.\n\nOp woensdag 25 november 2026 14:03:12 CET schreef Whatnot Support <support@example.test>:\n> x";
+        assert_eq!(new_text(yahoo), "Prima.");
+        let tb = "Prima.\n\nOp 25-11-2026 14:03, Whatnot Support schreef:\n> x";
+        assert_eq!(new_text(tb), "Prima.");
     }
 
     #[test]
