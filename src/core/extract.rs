@@ -514,6 +514,8 @@ static DATE_WORDS: LazyLock<Regex> = LazyLock::new(|| {
         .iter()
         .flat_map(|(nl, en, _)| [*nl, *en])
         .flat_map(|name| (3..=name.len()).map(move |n| name[..n].to_string()))
+        // "maar" (but, only) is no way to write maart: "maar 2 kaarten".
+        .filter(|w| w != "maar")
         .chain(["mrt".to_string()])
         .collect();
     words.sort_by_key(|w| std::cmp::Reverse(w.len()));
@@ -582,12 +584,25 @@ fn first_date_at(s: &str, today: NaiveDate) -> Option<(usize, usize, NaiveDate)>
             )
         } else {
             let year = c.get(6).and_then(|y| y.as_str().parse().ok());
-            let (day, month) = (c[4].parse().ok()?, c[5].parse().ok()?);
-            // "11/20/2026" as written in the US: month first, only when
-            // day first cannot be a date.
-            let us = year.is_some() && month > 12 && m.as_str().contains('/');
-            make_date(year, month, day, today)
-                .or_else(|| us.then(|| make_date(year, day, month, today)).flatten())
+            if price_or_count(s, m.start(), m.end(), year.is_none()) {
+                return None;
+            }
+            let (a, b) = (c[4].parse().ok()?, c[5].parse().ok()?);
+            let day_first = make_date(year, b, a, today);
+            // "11/3" or "11/20/2026" as written in the US: with a slash,
+            // either order, and the more recent reading when both are
+            // dates. A misreading then never tells a buyer that their
+            // claim window has closed.
+            let month_first = m
+                .as_str()
+                .contains('/')
+                .then(|| make_date(year, a, b, today))
+                .flatten();
+            [day_first, month_first]
+                .into_iter()
+                .flatten()
+                .filter(|d| *d <= today)
+                .max()
         }?;
         Some((m.start(), m.len(), d))
     });
@@ -628,25 +643,84 @@ fn first_date_at(s: &str, today: NaiveDate) -> Option<(usize, usize, NaiveDate)>
 }
 
 /// Words that, just before a label, say it did not happen: "nog niet
-/// geleverd", "hasn't arrived", "niets ontvangen", "never received".
+/// geleverd", "hasn't arrived", "niets ontvangen", "never received", or
+/// only was to happen: "supposed to be delivered", "expected delivery
+/// date", "should have arrived".
 const NEGATIONS: &[&str] = &[
-    "niet", "not", "geen", "never", "nooit", "nog", "niets", "niks", "hasn't", "haven't", "hasnt",
-    "havent", "didn't", "didnt", "wasn't", "wasnt", "isn't", "isnt", "weren't", "nothing",
+    "niet",
+    "not",
+    "geen",
+    "never",
+    "nooit",
+    "nog",
+    "niets",
+    "niks",
+    "hasn't",
+    "haven't",
+    "hasnt",
+    "havent",
+    "didn't",
+    "didnt",
+    "wasn't",
+    "wasnt",
+    "isn't",
+    "isnt",
+    "weren't",
+    "nothing",
     "nowhere",
+    "supposed",
+    "expected",
+    "estimated",
+    "scheduled",
+    "should",
+    "will",
+    "would",
+    "verwachte",
+    "verwacht",
+    "geplande",
 ];
 
+/// Words right after a Dutch label that make it a plan: "zou op 10
+/// november bezorgd worden", "had geleverd moeten worden".
+const NOT_YET_AFTER: &[&str] = &["worden", "wordt", "moeten", "moest", "zou", "zal"];
+
 /// Whether the label starting at `at` is negated by one of the three words
-/// before it in its sentence.
+/// before it in its sentence, or made a plan by the word after it.
 fn negated(text: &str, at: usize) -> bool {
     let before = &text[..at];
     let lead = before[sentence_start(before)..]
         .to_lowercase()
         .replace('\u{2019}', "'");
-    lead.split_whitespace().rev().take(3).any(|w| {
-        let w = w.trim_matches(|c: char| !c.is_alphanumeric() && c != '\'');
-        NEGATIONS.contains(&w)
-    })
+    let trim = |w: &str| {
+        w.trim_matches(|c: char| !c.is_alphanumeric() && c != '\'')
+            .to_string()
+    };
+    let negation = lead
+        .split_whitespace()
+        .rev()
+        .take(3)
+        .any(|w| NEGATIONS.contains(&trim(w).as_str()));
+    let plan = text[at..]
+        .split_whitespace()
+        .nth(1)
+        .is_some_and(|w| NOT_YET_AFTER.contains(&trim(&w.to_lowercase()).as_str()));
+    negation || plan
 }
+
+/// "$12.10", "12.10 euro", "2/3 cards", "2/3 van de kaarten": a number
+/// that reads like a date but is a price or a count.
+fn price_or_count(s: &str, start: usize, end: usize, no_year: bool) -> bool {
+    let before = s[..start].trim_end_matches(' ');
+    let price = before.ends_with(['$', '\u{20ac}', '\u{a3}']) || PRICE_AFTER.is_match(&s[end..]);
+    price || (no_year && COUNTED_AFTER.is_match(&s[end..]))
+}
+
+static PRICE_AFTER: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)^\s*(?:euro|eur|usd|dollars?|gbp|pounds?)(?-u:\b)").expect("static regex")
+});
+static COUNTED_AFTER: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)^\s+(?:of\s+|van\s+)?(?:the\s+|de\s+|my\s+|mijn\s+)?(?:cards?|kaart(?:en|jes)?|items?|stuks|packs?|pakjes|boosters?|products?|producten|pieces?)(?-u:\b)").expect("static regex")
+});
 
 static CONJUNCTION: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?i)(?-u:\b)(?:en|and|maar|but)(?-u:\b)").expect("static regex"));
@@ -1353,10 +1427,54 @@ mod tests {
             d(2026, 11, 3)
         );
         assert_eq!(purchase("Ordered on 11/20/2026."), d(2026, 11, 20));
-        // Day first wherever it can be.
-        assert_eq!(purchase("Ordered on 11/03/2026."), d(2026, 3, 11));
+        // With a slash, day first or month first, whichever is the more
+        // recent: a misreading never closes a claim window.
+        assert_eq!(purchase("Ordered on 11/03/2026."), d(2026, 11, 3));
+        assert_eq!(purchase("Besteld op 3/11/2026."), d(2026, 11, 3));
+        assert_eq!(purchase("I ordered a booster box on 11/3."), d(2026, 11, 3));
+        assert_eq!(purchase("I ordered it on 11/20."), d(2026, 11, 20));
+        assert_eq!(purchase("Besteld op 3-11."), d(2026, 11, 3));
         // A time is not a US date.
         assert_eq!(purchase("Besteld om 12.30 uur."), None);
+    }
+
+    #[test]
+    fn prices_and_counts_are_no_dates() {
+        let f = extract(
+            "",
+            "I bought a Pokemon card for $12.10 and it arrived damaged.",
+            today(),
+        );
+        assert_eq!(f.purchase_date, None);
+        assert_eq!(f.delivery_date, None);
+        let f = extract(
+            "",
+            "Gekocht voor \u{20ac} 12.10, kapot aangekomen.",
+            today(),
+        );
+        assert_eq!(f.purchase_date, None);
+        let f = extract("", "I only received 2/3 cards.", today());
+        assert_eq!(f.delivery_date, None);
+        let f = extract("", "Ik heb maar 2/3 van de kaarten ontvangen.", today());
+        assert_eq!(f.delivery_date, None);
+        let f = extract("", "Ik heb maar 2 kaarten ontvangen.", today());
+        assert_eq!(f.delivery_date, None);
+    }
+
+    #[test]
+    fn a_delivery_that_was_only_expected_has_no_date() {
+        let d = |y, m, d| NaiveDate::from_ymd_opt(y, m, d);
+        for text in [
+            "It was supposed to be delivered on November 10 but it has not arrived yet. I ordered it on November 5.",
+            "Expected delivery date: November 10. I ordered it on November 5.",
+            "It should have arrived on November 10. I ordered it on November 5.",
+            "Het pakket zou op 10 november bezorgd worden. Ik heb het op 5 november besteld.",
+            "Het had op 10 november geleverd moeten worden. Besteld op 5 november.",
+        ] {
+            let f = extract("", text, today());
+            assert_eq!(f.delivery_date, None, "{text}");
+            assert_eq!(f.purchase_date, d(2026, 11, 5), "{text}");
+        }
     }
 
     #[test]
