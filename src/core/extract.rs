@@ -902,12 +902,47 @@ const NL_WORDS: &[&str] = &[
     "vriendelijke",
     "alvast",
     "mvg",
+    // What short complaints say ("kaart kapot aangekomen, foto's
+    // bijgevoegd"); no word English has too (not "box", "item", "bent").
+    "kaart",
+    "kaarten",
+    "foto",
+    "fotos",
+    "verkeerde",
+    "gekregen",
+    "besteld",
+    "gekocht",
+    "verstuurd",
+    "bijgevoegd",
+    "ontbreekt",
+    "aangekomen",
+    "verkoper",
+    "doos",
+    "hij",
+    "jullie",
+    "uw",
+    "heeft",
+    "niets",
+    "nooit",
+    "deze",
+    "dit",
+    "om",
+    "te",
+    "aan",
+    "bij",
+    "moet",
+    "moest",
 ];
 const EN_WORDS: &[&str] = &[
     "the", "a", "an", "i", "you", "my", "not", "is", "and", "of", "on", "with", "for", "have",
     "has", "order", "package", "please", "thanks", "thank", "regards", "hello", "hi", "dear",
     "when", "still", "no", "but", "received", "broken", "damaged", "where", "that", "what", "are",
     "it", "was", "best", "cheers",
+    // What short complaints say ("slab arrived cracked, photos attached");
+    // no word Dutch has too (not "in", "we", "me", "help", "refund").
+    "arrived", "photos", "photo", "pictures", "card", "cards", "wrong", "got", "should", "missing",
+    "shipped", "yet", "your", "this", "from", "can", "be", "attached", "bought", "ordered",
+    "never", "cracked", "seller", "sent", "nothing",
 ];
 
 /// Dutch or English, by counting common words; `None` when neither shows.
@@ -939,8 +974,10 @@ pub fn language(text: &str) -> Option<Language> {
         nl += usize::from(nl_words.contains(lower.as_str()));
         en += usize::from(en_words.contains(lower.as_str()));
     }
+    // One listed word decides when the other language has none: "Thanks",
+    // "Bedankt", "Wrong card received". Two are needed against one.
     match nl.cmp(&en) {
-        _ if nl + en < 2 => None,
+        _ if nl + en == 0 => None,
         std::cmp::Ordering::Greater => Some(Language::Nl),
         std::cmp::Ordering::Less => Some(Language::En),
         std::cmp::Ordering::Equal => None,
@@ -1488,5 +1525,26 @@ mod tests {
             Some(Language::En)
         );
         assert_eq!(language("dQzGdHsKxwaEyrQfCdcCs8"), None);
+    }
+
+    #[test]
+    fn short_mails_get_their_own_language() {
+        for en in [
+            "Slab arrived cracked, photos attached. Order dQzGdHsKxwaEyrQfCdcCs8",
+            "Wrong card received. Should be Charizard, got Pikachu.",
+            "Still nothing. Where is it?",
+            "Thanks",
+        ] {
+            assert_eq!(language(en), Some(Language::En), "{en}");
+        }
+        for nl in [
+            "Kaart kapot aangekomen, foto's bijgevoegd. dQzGdHsKxwaEyrQfCdcCs8",
+            "Verkeerde kaart gekregen. Moest een Charizard zijn.",
+            "Bedankt",
+        ] {
+            assert_eq!(language(nl), Some(Language::Nl), "{nl}");
+        }
+        // A word both languages have decides nothing on its own.
+        assert_eq!(language("Pikachu is dQzGdHsKxwaEyrQfCdcCs8"), None);
     }
 }
