@@ -337,9 +337,86 @@ pub fn username(text: &str) -> Option<String> {
     };
     labelled.or_else(row).or_else(|| {
         USERNAME_AT
-            .captures(text)
-            .map(|c| c[1].trim_end_matches('.').to_string())
+            .captures_iter(text)
+            .filter_map(|c| c.get(1))
+            .find(|m| handle_is_the_buyers(text, m.start() - 1, m.end()))
+            .map(|m| m.as_str().trim_end_matches('.').to_string())
     })
+}
+
+/// Words before a bare @handle that make it someone else's: the seller,
+/// a shop, another platform.
+const OTHERS_HANDLE: &[&str] = &[
+    "from",
+    "van",
+    "bij",
+    "by",
+    "door",
+    "via",
+    "to",
+    "aan",
+    "naar",
+    "at",
+    "seller",
+    "verkoper",
+    "verkoopster",
+    "shop",
+    "winkel",
+    "streamer",
+    "stream",
+    "instagram",
+    "insta",
+    "ig",
+    "tiktok",
+    "twitter",
+    "x",
+    "facebook",
+    "youtube",
+];
+/// Words before it that make it the writer's own.
+const OWN_HANDLE: &[&str] = &[
+    "i'm",
+    "im",
+    "am",
+    "ben",
+    "my",
+    "mijn",
+    "me",
+    "account",
+    "username",
+    "gebruikersnaam",
+    "naam",
+    "name",
+    "handle",
+    "this",
+    "dit",
+];
+
+/// Whether the bare @handle from `at` to `end` names the buyer: on a line
+/// of its own or behind a name ("Anna (@anna_b)"), or behind "I'm", "my
+/// account", "ik ben", or followed by "on Whatnot"; never when a seller,
+/// a shop or another platform is named just before it ("I bought from
+/// @cardking_nl", "Instagram: @anna.sneaks").
+fn handle_is_the_buyers(text: &str, at: usize, end: usize) -> bool {
+    let before = &text[..at];
+    let line = &before[before.rfind('\n').map_or(0, |i| i + 1)..];
+    let lead = line[sentence_start(line)..]
+        .to_lowercase()
+        .replace('\u{2019}', "'");
+    let words: Vec<&str> = lead
+        .split(|c: char| !c.is_alphanumeric() && c != '\'')
+        .filter(|w| !w.is_empty())
+        .collect();
+    let near = &words[words.len().saturating_sub(4)..];
+    // "my seller is @x": someone else's wins over the writer's own.
+    if near.iter().any(|w| OTHERS_HANDLE.contains(w)) {
+        return false;
+    }
+    let after = text[end..].trim_start().to_lowercase();
+    words.len() <= 2
+        || near.iter().any(|w| OWN_HANDLE.contains(w))
+        || after.starts_with("on whatnot")
+        || after.starts_with("op whatnot")
 }
 
 static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
@@ -1149,6 +1226,33 @@ mod tests {
             "> E-mail: anna@buyer.nl",
         ] {
             assert_eq!(account_email(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_bare_handle_is_the_buyer_only_when_the_mail_says_so() {
+        for text in [
+            "I bought a Charizard from @cardking_nl and the corner is bent.",
+            "Ik heb bij @kaartenbaas een kaart gekocht, hij is kapot.",
+            "The seller @cardking_nl never shipped it.",
+            "De verkoper (@kaartenbaas) reageert niet.",
+            "Anna\nInstagram: @anna.sneaks",
+            "Thanks to @whatnot for the quick help",
+        ] {
+            assert_eq!(username(text), None, "{text}");
+        }
+        for (text, user) in [
+            ("Hi, I'm @sneakerhead_nl on Whatnot", "sneakerhead_nl"),
+            ("Ik ben @pokepapa_nl op Whatnot.", "pokepapa_nl"),
+            ("> And your username?\n@anna_b\n", "anna_b"),
+            (
+                "My account is @anna_b, the seller is @cardking_nl",
+                "anna_b",
+            ),
+            ("Mijn naam op de app: @anna_b", "anna_b"),
+            ("Groet,\nAnna (@anna_b)", "anna_b"),
+        ] {
+            assert_eq!(username(text).as_deref(), Some(user), "{text}");
         }
     }
 
