@@ -549,6 +549,49 @@ fn sighup_reloads_the_agents_and_the_pages() {
 }
 
 #[test]
+fn a_new_password_ends_the_sessions_of_the_old_one() {
+    let web = Web::start();
+    let http = Http::new(&web.base);
+    let old = web.log_in(&http).unwrap_or_else(|r| panic!("{}", r.text()));
+    assert_eq!(http.get("/", Some(&old)).status, 200);
+
+    // The operator rotates the agent's password (a stolen cookie must die
+    // with the old one) and reloads.
+    let new_password = "a-new-test-password";
+    let hash = ticketd(
+        &web.config(),
+        &["hash-password"],
+        Some(&format!("{new_password}\n")),
+    );
+    let hash = String::from_utf8(hash.stdout).unwrap().trim().to_string();
+    let config = std::fs::read_to_string(web.config()).unwrap();
+    let line = config
+        .lines()
+        .find(|l| l.starts_with("password_hash"))
+        .unwrap()
+        .to_string();
+    std::fs::write(
+        web.config(),
+        config.replace(&line, &format!("password_hash = \"{hash}\"")),
+    )
+    .unwrap();
+    web.signal("HUP");
+    eventually("the reload is logged", || {
+        web.log().contains("web: agents and templates reloaded")
+    });
+    assert_eq!(
+        http.get("/", Some(&old)).status,
+        303,
+        "the old session ends"
+    );
+    assert!(web.log_in(&http).is_err(), "the old password is refused");
+    let new = web
+        .log_in_with(&http, new_password)
+        .unwrap_or_else(|r| panic!("{}", r.text()));
+    assert_eq!(http.get("/", Some(&new)).status, 200);
+}
+
+#[test]
 fn agents_page_over_http() {
     let web = Web::start();
     let http = Http::new(&web.base);

@@ -186,8 +186,28 @@ pub(crate) fn prepare_sessions(conn: &Connection, now: i64) -> Result<(), WebErr
          );
          CREATE INDEX IF NOT EXISTS web_sessions_expiry ON web_sessions(expires_at);",
     )?;
+    // Which password a password session was opened with (a digest of its
+    // hash): a new password ends the sessions of the old. Sessions from
+    // before this column have none and end once.
+    let has_credential: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('web_sessions') WHERE name = 'credential')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_credential {
+        conn.execute_batch(
+            "ALTER TABLE web_sessions ADD COLUMN credential TEXT NOT NULL DEFAULT ''",
+        )?;
+    }
     conn.execute("DELETE FROM web_sessions WHERE expires_at <= ?1", [now])?;
     Ok(())
+}
+
+/// What a password session remembers of the password it was opened with:
+/// a digest of the configured argon2 hash (whose salt changes with every
+/// new password), never the hash itself.
+fn credential_of(password_hash: &str) -> String {
+    token_sha256(password_hash)
 }
 
 /// Returns the session and its (secret) token.
@@ -195,6 +215,7 @@ fn create_session(
     conn: &Connection,
     agent: &str,
     kind: &str,
+    credential: &str,
     now: i64,
 ) -> Result<(Session, String), WebError> {
     let token = random_token()?;
@@ -205,23 +226,24 @@ fn create_session(
     };
     conn.execute("DELETE FROM web_sessions WHERE expires_at <= ?1", [now])?;
     conn.execute(
-        "INSERT INTO web_sessions (token_sha256, agent, kind, csrf, created_at, expires_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO web_sessions (token_sha256, agent, kind, csrf, created_at, expires_at,
+         credential) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
             session.token_sha256,
             session.agent,
             kind,
             session.csrf,
             now,
-            now + SESSION_SECONDS
+            now + SESSION_SECONDS,
+            credential
         ],
     )?;
     Ok((session, token))
 }
 
 /// The live session for `token`, if it still fits the config: a password
-/// session's agent must still be configured, a proxy session's name must
-/// still be what the proxy says.
+/// session's agent must still be configured with the same password, a
+/// proxy session's name must still be what the proxy says.
 fn find_session(
     conn: &Connection,
     app: &AppInner,
@@ -230,20 +252,27 @@ fn find_session(
     now: i64,
 ) -> Result<Option<Session>, WebError> {
     let hash = token_sha256(token);
-    let row: Option<(String, String, String)> = conn
+    let row: Option<(String, String, String, String)> = conn
         .query_row(
-            "SELECT agent, kind, csrf FROM web_sessions WHERE token_sha256 = ?1 AND expires_at > ?2",
+            "SELECT agent, kind, csrf, credential FROM web_sessions
+             WHERE token_sha256 = ?1 AND expires_at > ?2",
             params![hash, now],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
         .optional()?;
-    let Some((agent, kind, csrf)) = row else {
+    let Some((agent, kind, csrf, credential)) = row else {
         return Ok(None);
     };
     let valid = match (kind.as_str(), proxy_agent) {
         // The proxy's word wins over an older password session.
         (_, Some(name)) => agent == name && kind == "proxy",
-        ("password", None) => app.live().web.agents.iter().any(|a| a.name == agent),
+        ("password", None) => app.live().web.agents.iter().any(|a| {
+            a.name == agent
+                && constant_time_eq(
+                    credential_of(&a.password_hash).as_bytes(),
+                    credential.as_bytes(),
+                )
+        }),
         _ => false,
     };
     Ok(valid.then_some(Session {
@@ -318,7 +347,7 @@ pub(crate) async fn require_agent(
             }
             match &proxy {
                 Some(name) => {
-                    let (s, token) = create_session(conn, name, "proxy", now)?;
+                    let (s, token) = create_session(conn, name, "proxy", "", now)?;
                     info!(agent = %name, "web: session for the agent named by the proxy");
                     Ok(Some((s, Some(token))))
                 }
@@ -431,6 +460,7 @@ pub(crate) async fn login(
     // An unknown name is checked against a dummy hash, so it takes as long
     // as a wrong password and the answer is the same.
     let hash = hash.unwrap_or_else(|| app.dummy_hash.clone());
+    let hash_used = hash.clone();
     let password = form.password;
     let permit = app.login_slots.acquire().await;
     // Checked with the permit in hand, so attempts queued behind it meet
@@ -462,8 +492,9 @@ pub(crate) async fn login(
     drop(permit);
     let now = chrono::Utc::now().timestamp();
     let agent = name.clone();
+    let credential = credential_of(&hash_used);
     let created = app
-        .db(move |store, _| create_session(store.conn(), &agent, "password", now))
+        .db(move |store, _| create_session(store.conn(), &agent, "password", &credential, now))
         .await;
     match created {
         Ok((_, token)) => {
