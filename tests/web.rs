@@ -411,9 +411,16 @@ impl Http {
     }
 
     fn get(&self, path: &str, cookie: Option<&str>) -> Reply {
+        self.get_with(path, cookie, &[])
+    }
+
+    fn get_with(&self, path: &str, cookie: Option<&str>, headers: &[(&str, &str)]) -> Reply {
         let mut req = self.agent.get(format!("{}{path}", self.base));
         if let Some(c) = cookie {
             req = req.header("Cookie", c);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
         }
         Self::read(req.call().unwrap())
     }
@@ -766,6 +773,20 @@ fn agents_page_over_http() {
         .starts_with("inline"));
     assert_eq!(r.body, jpeg());
     assert_safe_headers(&r, "jpeg");
+    // Kept by the browser, but asked for again each time, so a logged-out
+    // browser on a shared desk shows no photo from its cache.
+    let cache = r.header("cache-control").unwrap();
+    assert!(
+        cache.contains("no-cache") && !cache.contains("immutable"),
+        "{cache}"
+    );
+    let etag = format!("\"{jpeg_sha}\"");
+    assert_eq!(r.header("etag"), Some(etag.as_str()));
+    let attachment = format!("/attachments/{jpeg_sha}");
+    let again = [("If-None-Match", etag.as_str())];
+    let r = http.get_with(&attachment, Some(&cookie), &again);
+    assert_eq!(r.status, 304);
+    assert!(r.body.is_empty());
     for (sha, name) in [(&pdf_sha, "receipt.pdf"), (&heic_sha, "IMG_0002.HEIC")] {
         let r = http.get(&format!("/attachments/{sha}"), Some(&cookie));
         assert_eq!(r.status, 200);
@@ -916,6 +937,11 @@ fn agents_page_over_http() {
     let r = http.get("/", Some(&cookie));
     assert_eq!(r.status, 303);
     assert_eq!(r.header("location"), Some("/login"));
+    let r = http.get_with(&attachment, Some(&cookie), &again);
+    assert_eq!(
+        r.status, 303,
+        "a cached photo is not confirmed after logout"
+    );
 }
 
 // ---------------------------------------------------------------------------

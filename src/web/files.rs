@@ -8,7 +8,7 @@ use std::borrow::Cow;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use rusqlite::OptionalExtension;
 use serde::{Deserialize, Serialize};
@@ -81,10 +81,31 @@ fn disposition(kind: &str, filename: Option<&str>) -> HeaderValue {
 pub(crate) async fn attachment(
     State(app): State<App>,
     Path(sha256): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Response, WebError> {
     if !is_sha256(&sha256) {
         return Err(WebError::NotFound("There is no such attachment.".into()));
     }
+    // Content-addressed: the bytes behind a digest never change, so the
+    // digest is the ETag. The browser may keep them but must ask again
+    // (no-cache), through the session check: after a logout, a shared
+    // desk's browser shows no photo from its cache.
+    let etag = format!("\"{sha256}\"");
+    let cache_headers = |h: &mut HeaderMap| {
+        h.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("private, no-cache"),
+        );
+        if let Ok(v) = HeaderValue::from_str(&etag) {
+            h.insert(header::ETAG, v);
+        }
+    };
+    let known = headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().trim_start_matches("W/") == etag);
     let (content_type, filename, bytes) = app
         .db(move |store, _| {
             let meta: Option<(String, Option<String>)> = store
@@ -97,11 +118,19 @@ pub(crate) async fn attachment(
             let Some((content_type, filename)) = meta else {
                 return Err(WebError::NotFound("There is no such attachment.".into()));
             };
+            if known {
+                return Ok((content_type, filename, None));
+            }
             // Only a 64-hex digest that the table knows becomes a path.
             let bytes = store.read_blob(&sha256)?;
-            Ok((content_type, filename, bytes))
+            Ok((content_type, filename, Some(bytes)))
         })
         .await?;
+    let Some(bytes) = bytes else {
+        let mut res = StatusCode::NOT_MODIFIED.into_response();
+        cache_headers(res.headers_mut());
+        return Ok(res);
+    };
     let (served_type, kind) = match inline_image_type(&content_type) {
         Some(t) => (t, "inline"),
         None => ("application/octet-stream", "attachment"),
@@ -113,11 +142,7 @@ pub(crate) async fn attachment(
         header::CONTENT_DISPOSITION,
         disposition(kind, filename.as_deref()),
     );
-    // Content-addressed: the bytes behind a digest never change.
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("private, max-age=86400, immutable"),
-    );
+    cache_headers(h);
     if let Ok(csp) = HeaderValue::from_str(&format!("{CONTENT_SECURITY_POLICY}; sandbox")) {
         h.insert(header::CONTENT_SECURITY_POLICY, csp);
     }
