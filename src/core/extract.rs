@@ -466,7 +466,7 @@ static CAT_COINS: LazyLock<Regex> = LazyLock::new(|| {
         .expect("static regex")
 });
 static CAT_OTHER: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)(?-u:\b)(funko(?:\s*pops?)?|strips?|comics?|speelgoed|toys?|kleding|clothing|sieraden|jewelry|jewellery|horloges?|watches|vintage|antiek|antiques?|elektronica|electronics|boeken|books?|vinyl|lp|beauty|make-?up|tassen|handbags?|lego|action\s*figures?|figuren)(?-u:\b)")
+    Regex::new(r"(?i)(?-u:\b)(funko(?:\s*pops?)?|strips?|comics?|speelgoed|toys?|kleding|clothing|sieraden|jewelry|jewellery|horloges?|watches|vintage|antiek|antiques?|elektronica|electronics|boeken|books?|vinyl|lp'?s|elpees?|grammofoonpla\w*|beauty|make-?up|tassen|handbags?|lego|action\s*figures?|figuren)(?-u:\b)")
         .expect("static regex")
 });
 
@@ -497,13 +497,13 @@ pub fn category(text: &str) -> Option<Category> {
 }
 
 static ISSUE_DAMAGED: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)(?-u:\b)(beschadigd\w*|schade|kapot|gebroken|geknakt|geknikt|gekreukt|ingedeukt|deuk(?:en)?|gescheurd|krassen|kras|damaged?|broken|cracked|dented|dent|bent|creased|scratch(?:ed|es)?|torn|crushed|smashed|defect(?:e|en|ive)?|(?:is|was|zijn|waren|kwam|kwamen|raakte|helemaal|compleet|totaal)\s+stuk|stuk\s+(?:aangekomen|geleverd|bezorgd|ontvangen|binnengekomen|gegaan)|stukgegaan|in\s+stukken)(?-u:\b)").expect("static regex")
+    Regex::new(r"(?i)(?-u:\b)(beschadigd\w*|beschadiging\w*|gebarsten|barst(?:je|jes|en)?|schade|kapot|gebroken|geknakt|geknikt|gekreukt|ingedeukt|deuk(?:en)?|gescheurd|krassen|kras|damaged?|broken|cracked|dented|dent|bent|creased|scratch(?:ed|es)?|torn|crushed|smashed|defect(?:e|en|ive)?|(?:is|was|zijn|waren|kwam|kwamen|raakte|helemaal|compleet|totaal)\s+stuk|stuk\s+(?:aangekomen|geleverd|bezorgd|ontvangen|binnengekomen|gegaan)|stukgegaan|in\s+stukken)(?-u:\b)").expect("static regex")
 });
 static ISSUE_MISSING: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)(?-u:\b)(ontbre\w*|mist(?:te)?|ontbrak|niet\s+in\s+(?:het|de)\s+(?:pakket|doos)|zat\s+niet\s+in|leeg\w*\s+(?:pakket|doos)|verkeerde?\s+(?:artikel|product|item|kaart)|missing|not\s+included|wasn'?t\s+(?:in|included)|empty\s+(?:box|package)|wrong\s+(?:item|product|card))(?-u:\b)").expect("static regex")
+    Regex::new(r"(?i)(?-u:\b)(ontbre\w*|mist(?:te)?|ontbrak|niet\s+in\s+(?:het|de)\s+(?:pakket|doos)|zat\s+niet\s+in|zat(?:en)?\s+er\s+niet\s+bij|niet\s+meegeleverd|was\s+not\s+in\s+(?:the\s+)?(?:package|parcel|box|order)|leeg\w*\s+(?:pakket|doos)|verkeerde?\s+(?:artikel|product|item|kaart)|missing|not\s+included|wasn'?t\s+(?:in|included)|empty\s+(?:box|package)|wrong\s+(?:item|product|card))(?-u:\b)").expect("static regex")
 });
 static ISSUE_DELAYED: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"(?ix)((?-u:\b)vertraag\w*|(?-u:\b)niet\s+(?:aangekomen|ontvangen|geleverd|bezorgd)|(?-u:\b)nog\s+(?:steeds\s+)?niet\s+(?:binnen|ontvangen|aangekomen|geleverd|bezorgd)|(?-u:\b)waar\s+blijft|(?-u:\b)waar\s+is\s+mijn\s+(?:pakket|bestelling)|(?-u:\b)nog\s+niet\s+verzonden|(?-u:\b)wacht\w*\s+(?:al\s+)?(?:nog\s+)?(?:steeds\s+)?(?:al\s+)?(?:\w+\s+){0,3}op\s+(?:mijn|de|het)\s+(?:pakket|bestelling|zending|levering)|(?-u:\b)wacht\w*\s+nog\s+steeds|(?-u:\b)nog\s+steeds\s+niet|(?-u:\b)nog\s+niets\s+(?:ontvangen|binnen)|(?-u:\b)delay\w*|(?-u:\b)not\s+(?:yet\s+)?(?:arrived|received|delivered|shipped)|(?-u:\b)has\s*n[o']t\s+(?:yet\s+)?(?:arrived|shipped|been\s+delivered)|(?-u:\b)hasn'?t\s+(?:arrived|shipped)|(?-u:\b)still\s+(?:waiting|hasn'?t|not)|(?-u:\b)where\s+is\s+my\s+(?:order|package|parcel)|(?-u:\b)late\s+(?:delivery|package)
+    Regex::new(r#"(?ix)((?-u:\b)vertraag\w*|(?-u:\b)niet\s+(?:aangekomen|ontvangen|geleverd|bezorgd)|(?-u:\b)nog\s+(?:steeds\s+)?niet\s+(?:binnen|ontvangen|aangekomen|geleverd|bezorgd)|(?-u:\b)waar\s+blijft|(?-u:\b)waar\s+is\s+mijn\s+(?:pakket|bestelling)|(?-u:\b)nog\s+niet\s+verzonden|(?-u:\b)niet\s+verstuurd|(?-u:\b)(?:has|have)(?:n['’]?t|\s+not)\s+(?:yet\s+)?been\s+(?:shipped|sent|posted)|(?-u:\b)wacht\w*\s+(?:al\s+)?(?:nog\s+)?(?:steeds\s+)?(?:al\s+)?(?:\w+\s+){0,3}op\s+(?:mijn|de|het)\s+(?:pakket|bestelling|zending|levering)|(?-u:\b)wacht\w*\s+nog\s+steeds|(?-u:\b)nog\s+steeds\s+niet|(?-u:\b)nog\s+niets\s+(?:ontvangen|binnen)|(?-u:\b)delay\w*|(?-u:\b)not\s+(?:yet\s+)?(?:arrived|received|delivered|shipped)|(?-u:\b)has\s*n[o']t\s+(?:yet\s+)?(?:arrived|shipped|been\s+delivered)|(?-u:\b)hasn'?t\s+(?:arrived|shipped)|(?-u:\b)still\s+(?:waiting|hasn'?t|not)|(?-u:\b)where\s+is\s+my\s+(?:order|package|parcel)|(?-u:\b)late\s+(?:delivery|package)
         # "never arrived", "haven't received", "didn't get my order"
         |(?-u:\b)never\s+(?:arrived|came|showed\s+up|turned\s+up|reached\s+me|received|got|been\s+delivered|delivered)(?-u:\b)
         |(?-u:\b)(?:have|has)(?:n['’]?t|\s+not)\s+(?:yet\s+|ever\s+)?(?:received|gotten|arrived|come|got\s+(?:my|the|it|them|anything)(?-u:\b))
@@ -538,7 +538,10 @@ static MISSING_WHAT: LazyLock<Regex> = LazyLock::new(|| {
 /// The kind of problem, from Dutch and English wording. Order problems win
 /// over account words ("my account shows the order as delivered").
 pub fn issue_type(text: &str) -> IssueType {
-    let damaged = words_match(text, &ISSUE_DAMAGED);
+    let damaged = ISSUE_DAMAGED
+        .find_iter(text)
+        .filter(|m| !damage_denied(text, m.start(), m.end()))
+        .count();
     // "My package is missing" is a package that never came (delayed);
     // "my package is missing a card" is an item short (missing).
     let gone: Vec<(usize, usize)> = PACKAGE_MISSING
@@ -569,6 +572,36 @@ pub fn issue_type(text: &str) -> IssueType {
         return IssueType::Account;
     }
     IssueType::General
+}
+
+/// A damage word that says there is none: "not damaged", "niet
+/// beschadigd", "no damage", "geen schade", "wasn't damaged"; or the
+/// idiom "ik ben er (echt) kapot van" (upset, not broken). Only the word right
+/// before counts: "ik weet niet waarom de kaart beschadigd is" is damage.
+fn damage_denied(text: &str, start: usize, end: usize) -> bool {
+    let before = text[..start]
+        .trim_end()
+        .rsplit(|c: char| c.is_whitespace())
+        .next()
+        .unwrap_or("")
+        .to_lowercase()
+        .replace('\u{2019}', "'");
+    let denied = [
+        "not", "niet", "no", "geen", "never", "nooit", "isn't", "wasn't", "weren't", "aren't",
+        "isnt", "wasnt", "without", "zonder",
+    ]
+    .contains(&before.trim_matches(|c: char| !c.is_alphanumeric() && c != '\''));
+    let upset = text[start..end].eq_ignore_ascii_case("kapot")
+        && text[end..].split_whitespace().next().is_some_and(|w| {
+            w.trim_end_matches([',', '.', '!'])
+                .eq_ignore_ascii_case("van")
+        })
+        && text[..start]
+            .split_whitespace()
+            .rev()
+            .take(2)
+            .any(|w| w.eq_ignore_ascii_case("er"));
+    denied || upset
 }
 
 static PURCHASE_LABEL: LazyLock<Regex> = LazyLock::new(|| {
@@ -1316,6 +1349,54 @@ mod tests {
         );
         assert_eq!(category("a Funko Pop figure"), Some(Category::Other));
         assert_eq!(category("mijn bestelling"), None);
+        // "LP" alone is a card's grade (lightly played), not a record: a
+        // card must keep its 7-day window.
+        assert_eq!(
+            category("Listed as near mint but it arrived LP at best."),
+            None
+        );
+        assert_eq!(category("two vinyl LPs"), Some(Category::Other));
+    }
+
+    #[test]
+    fn issue_types_as_buyers_put_them() {
+        for (text, want) in [
+            ("De slab is gebarsten.", IssueType::Damaged),
+            ("Er zit een beschadiging op de hoek.", IssueType::Damaged),
+            ("De Pikachu zat er niet bij.", IssueType::Missing),
+            ("The promo card was not in the package.", IssueType::Missing),
+            (
+                "De verkoper heeft mijn bestelling nog niet verstuurd.",
+                IssueType::Delayed,
+            ),
+            ("My order hasn't been shipped yet.", IssueType::Delayed),
+            // What was not damaged is no damage.
+            (
+                "The box was not damaged, but the card is missing.",
+                IssueType::Missing,
+            ),
+            (
+                "De doos was niet beschadigd, maar er ontbreekt een kaart.",
+                IssueType::Missing,
+            ),
+            (
+                "No damage to the box, but one card wasn't included.",
+                IssueType::Missing,
+            ),
+            // "Kapot van" is being upset, not a broken parcel.
+            (
+                "Ik ben er kapot van, mijn pakket is nog steeds niet aangekomen.",
+                IssueType::Delayed,
+            ),
+            ("De kaart is kapot van de verzending.", IssueType::Damaged),
+            // A negation further back says nothing of the damage.
+            (
+                "Ik weet niet waarom de kaart beschadigd is.",
+                IssueType::Damaged,
+            ),
+        ] {
+            assert_eq!(issue_type(text), want, "{text}");
+        }
     }
 
     #[test]
