@@ -634,6 +634,14 @@ impl Ingestor<'_> {
             .from_address
             .as_deref()
             .ok_or("the message has no sender address")?;
+        if msg.machine.dmarc_failed {
+            // Whoever wrote it is not who From names: an ack would carry
+            // their subject and text from our address to that person.
+            return Err(
+                "the From address failed DMARC (Authentication-Results): it may be forged"
+                    .to_string(),
+            );
+        }
         if let Some(asked) = msg.machine.x_auto_response_suppress.as_deref() {
             // Exchange and other helpdesks ask this of every automatic
             // answer (MS-OXCMAIL: All, or AutoReply among others).
