@@ -15,7 +15,8 @@ use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{
     AsyncSmtpConnection, Certificate, CertificateStore, TlsParameters,
 };
-use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use tracing::{debug, error, info, warn};
 
 use crate::config::{AuthMethod, SecretSource, SmtpConfig, TlsMode};
@@ -25,8 +26,10 @@ use crate::store::{AttemptFailure, OutboxItem, Store, StoreError};
 
 /// After the server has refused a message this many times (about half a
 /// day with the backoff below) the item is marked failed and waits for an
-/// operator. Rounds in which the server could not be reached, or did not
-/// answer in time, only delay it.
+/// operator. Rounds in which the server could not be reached, did not
+/// answer in time before the message went out, or answered 421 (service
+/// not available), only delay it. No answer after the message went out
+/// counts as a refusal: the server may have delivered it.
 pub const MAX_ATTEMPTS: i64 = 20;
 const BACKOFF_FIRST_SECS: i64 = 5;
 const BACKOFF_CAP_SECS: i64 = 3600;
@@ -84,13 +87,21 @@ pub struct Transport {
     mechanisms: Vec<Mechanism>,
     hello: ClientId,
     timeout: Duration,
+    data_timeout: Duration,
 }
 
 /// One logged-in SMTP connection.
 pub struct Session {
     conn: AsyncSmtpConnection,
     timeout: Duration,
+    data_timeout: Duration,
 }
+
+/// How long the answer to a message's final dot may take: RFC 5321
+/// 4.5.3.2.6 asks for 10 minutes, as a content filter under load can take
+/// long, and a client that gives up sooner sends the message again while
+/// the server delivers the first copy.
+pub const DATA_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Why one message was not sent, and whether retrying can help.
 #[derive(Debug)]
@@ -98,9 +109,13 @@ pub struct SendFailure {
     pub message: String,
     /// A 5xx answer to this message: it will not change on retry.
     pub permanent: bool,
-    /// No answer in time: says nothing about the message, so it counts
-    /// like a server that could not be reached, not like a refusal.
-    pub timed_out: bool,
+    /// The server was not there for it (no answer in time before the
+    /// message went out, the connection lost before then, or 421: service
+    /// not available): says nothing about the message, so it counts like
+    /// a server that could not be reached, not like a refusal. No answer
+    /// after the message went out is a refusal: it may have been
+    /// delivered, so its resends are bounded.
+    pub unreachable: bool,
 }
 
 pub fn transport(cfg: &SmtpConfig) -> Result<Transport, SmtpError> {
@@ -148,13 +163,21 @@ pub fn transport(cfg: &SmtpConfig) -> Result<Transport, SmtpError> {
         mechanisms,
         hello: ClientId::default(),
         timeout: Duration::from_secs(60),
+        data_timeout: DATA_TIMEOUT,
     })
 }
 
 impl Transport {
-    /// How long one SMTP step may take (60 s unless set here).
+    /// How long one SMTP step may take (60 s unless set here), but the
+    /// answer to a message's final dot (see [`DATA_TIMEOUT`]).
     pub fn with_timeout(mut self, timeout: Duration) -> Transport {
         self.timeout = timeout;
+        self
+    }
+
+    /// How long the answer to a message's final dot may take.
+    pub fn with_data_timeout(mut self, timeout: Duration) -> Transport {
+        self.data_timeout = timeout;
         self
     }
 
@@ -212,6 +235,7 @@ impl Transport {
             Ok(Ok(conn)) => Ok(Session {
                 conn,
                 timeout: self.timeout,
+                data_timeout: self.data_timeout.max(self.timeout),
             }),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(fail("timed out".to_string())),
@@ -237,27 +261,101 @@ impl Transport {
 }
 
 impl Session {
+    /// MAIL, RCPT and DATA, each within the step timeout; then the message
+    /// and its final dot, whose answer may take [`DATA_TIMEOUT`]. (lettre's
+    /// own `send` has one bound for all of it.)
     pub async fn send_raw(&mut self, envelope: &Envelope, raw: &[u8]) -> Result<(), SendFailure> {
-        match tokio::time::timeout(self.timeout, self.conn.send(envelope, raw)).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(SendFailure {
-                message: e.to_string(),
-                permanent: e.is_permanent(),
-                timed_out: false,
-            }),
+        let unreachable = |message: String| SendFailure {
+            message,
+            permanent: false,
+            unreachable: true,
+        };
+        match tokio::time::timeout(self.timeout, self.envelope(envelope, raw)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                self.abort().await;
+                return Err(match e {
+                    Step::Smtp(e) => answered(&e).unwrap_or_else(|| unreachable(e.to_string())),
+                    Step::Unsupported(what) => SendFailure {
+                        message: what.to_string(),
+                        permanent: false,
+                        unreachable: false,
+                    },
+                });
+            }
             Err(_) => {
-                // Where the server is in the dialogue is unknown now. The
-                // QUIT that abort sends waits for an answer a server that
-                // stopped answering never gives: bounded, and the session
-                // counts as broken either way.
-                let _ = tokio::time::timeout(ABORT_WAIT, self.conn.abort()).await;
-                Err(SendFailure {
-                    message: "timed out".to_string(),
-                    permanent: false,
-                    timed_out: true,
-                })
+                self.abort().await;
+                return Err(unreachable("timed out".to_string()));
             }
         }
+        let failed = match tokio::time::timeout(self.data_timeout, self.conn.message(raw)).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(e)) => match answered(&e) {
+                Some(refused) => refused,
+                None => SendFailure {
+                    message: format!(
+                        "no answer to the message ({e}); the server may have delivered it"
+                    ),
+                    permanent: false,
+                    unreachable: false,
+                },
+            },
+            Err(_) => SendFailure {
+                message: format!(
+                    "no answer to the message within {} s; the server may have delivered it",
+                    self.data_timeout.as_secs()
+                ),
+                permanent: false,
+                unreachable: false,
+            },
+        };
+        self.abort().await;
+        Err(failed)
+    }
+
+    async fn envelope(&mut self, envelope: &Envelope, raw: &[u8]) -> Result<(), Step> {
+        let info = self.conn.server_info();
+        let mut options = Vec::new();
+        let non_ascii = envelope
+            .from()
+            .into_iter()
+            .chain(envelope.to())
+            .any(|a: &lettre::Address| !AsRef::<str>::as_ref(a).is_ascii());
+        if non_ascii {
+            if !info.supports_feature(Extension::SmtpUtfEight) {
+                return Err(Step::Unsupported(
+                    "the address is not ASCII and the SMTP server does not offer SMTPUTF8",
+                ));
+            }
+            options.push(MailParameter::SmtpUtfEight);
+        }
+        if !raw.is_ascii() {
+            if !info.supports_feature(Extension::EightBitMime) {
+                return Err(Step::Unsupported(
+                    "the message is not ASCII and the SMTP server does not offer 8BITMIME",
+                ));
+            }
+            options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+        }
+        self.conn
+            .command(Mail::new(envelope.from().cloned(), options))
+            .await
+            .map_err(Step::Smtp)?;
+        for to in envelope.to() {
+            self.conn
+                .command(Rcpt::new(to.clone(), Vec::new()))
+                .await
+                .map_err(Step::Smtp)?;
+        }
+        self.conn.command(Data).await.map_err(Step::Smtp)?;
+        Ok(())
+    }
+
+    /// Ends a dialogue an error left in an unknown state. The QUIT that
+    /// abort sends waits for an answer a server that stopped answering
+    /// never gives: bounded, and the session counts as broken either way.
+    async fn abort(&mut self) {
+        let _ = tokio::time::timeout(ABORT_WAIT, self.conn.abort()).await;
     }
 
     /// False once an error has left the dialogue in an unknown state.
@@ -270,6 +368,23 @@ impl Session {
             let _ = tokio::time::timeout(self.timeout, self.conn.quit()).await;
         }
     }
+}
+
+enum Step {
+    Smtp(lettre::transport::smtp::Error),
+    Unsupported(&'static str),
+}
+
+/// What the server's answer says of a message it did not take: 5xx for
+/// good, 421 (service not available) nothing about the message, any
+/// other 4xx a refusal for now. `None` when there was no answer.
+fn answered(e: &lettre::transport::smtp::Error) -> Option<SendFailure> {
+    let code = e.status()?;
+    Some(SendFailure {
+        message: e.to_string(),
+        permanent: e.is_permanent(),
+        unreachable: code.to_string() == "421",
+    })
 }
 
 /// Delay before attempt `attempts + 1`: 5 s, 10 s, 20 s, ... capped at 1 h.
@@ -425,7 +540,7 @@ pub async fn deliver_due(
                 None => Err(SendFailure {
                     message: "invalid envelope address".to_string(),
                     permanent: true,
-                    timed_out: false,
+                    unreachable: false,
                 }),
                 Some(env) => {
                     if session.as_ref().is_none_or(|s| !s.usable()) {
@@ -488,14 +603,14 @@ pub async fn deliver_due(
                 Err(SendFailure {
                     message,
                     permanent,
-                    timed_out,
+                    unreachable,
                 }) => {
-                    let refused = item.failures + i64::from(!timed_out);
-                    let give_up = !timed_out && (permanent || refused >= MAX_ATTEMPTS);
+                    let refused = item.failures + i64::from(!unreachable);
+                    let give_up = !unreachable && (permanent || refused >= MAX_ATTEMPTS);
                     let next = now + backoff(item.attempts);
                     let failure = if give_up {
                         AttemptFailure::GivenUp
-                    } else if timed_out {
+                    } else if unreachable {
                         AttemptFailure::Unreachable
                     } else {
                         AttemptFailure::Refused

@@ -132,23 +132,35 @@ impl Desk {
 /// A scripted SMTP server on loopback, for what Postfix cannot be made to
 /// do: after a message's final dot it never answers again (`hang`), or
 /// answers 250 only after `slow` and then never answers QUIT (`slow_then_
-/// deaf_to_quit`). Connections stay open until the client closes them.
-/// Counts the messages it got whole.
+/// deaf_to_quit`), or answers MAIL FROM with 421 (`busy`). Connections
+/// stay open until the client closes them. Counts the messages it got
+/// whole.
 struct Scripted {
     port: u16,
     got: Arc<AtomicUsize>,
 }
 
+#[derive(Clone, Copy)]
+enum Script {
+    Hang,
+    SlowThenDeafToQuit(Duration),
+    Busy,
+}
+
 impl Scripted {
     fn hang() -> Scripted {
-        Self::start(None)
+        Self::start(Script::Hang)
     }
 
     fn slow_then_deaf_to_quit(slow: Duration) -> Scripted {
-        Self::start(Some(slow))
+        Self::start(Script::SlowThenDeafToQuit(slow))
     }
 
-    fn start(answer_after: Option<Duration>) -> Scripted {
+    fn busy() -> Scripted {
+        Self::start(Script::Busy)
+    }
+
+    fn start(script: Script) -> Scripted {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let got = Arc::new(AtomicUsize::new(0));
@@ -158,7 +170,7 @@ impl Scripted {
                 let Ok(conn) = conn else { continue };
                 let count = count.clone();
                 std::thread::spawn(move || {
-                    let _ = Self::serve(conn, &count, answer_after);
+                    let _ = Self::serve(conn, &count, script);
                 });
             }
         });
@@ -169,11 +181,7 @@ impl Scripted {
         self.got.load(Ordering::SeqCst)
     }
 
-    fn serve(
-        conn: TcpStream,
-        got: &AtomicUsize,
-        answer_after: Option<Duration>,
-    ) -> std::io::Result<()> {
+    fn serve(conn: TcpStream, got: &AtomicUsize, script: Script) -> std::io::Result<()> {
         let mut w = conn.try_clone()?;
         let mut r = BufReader::new(conn);
         // No answer, ever: read (and drop) until the client goes.
@@ -192,7 +200,7 @@ impl Scripted {
             if in_data {
                 if line == b".\r\n" {
                     got.fetch_add(1, Ordering::SeqCst);
-                    let Some(after) = answer_after else {
+                    let Script::SlowThenDeafToQuit(after) = script else {
                         return deaf(&mut r, &mut line);
                     };
                     std::thread::sleep(after);
@@ -207,6 +215,8 @@ impl Scripted {
             } else if cmd.starts_with("DATA") {
                 in_data = true;
                 w.write_all(b"354 go ahead\r\n")?;
+            } else if cmd.starts_with("MAIL") && matches!(script, Script::Busy) {
+                w.write_all(b"421 4.3.2 scripted.localhost busy, try again later\r\n")?;
             } else if cmd.starts_with("QUIT") {
                 return deaf(&mut r, &mut line);
             } else {
@@ -480,13 +490,13 @@ fn shutdown_during_a_hung_send_waits_only_the_grace() {
     );
 }
 
-/// A server that takes a message and then never answers: the send times
-/// out. That says nothing about the message, so, like a server that cannot
-/// be reached, it delays the ack (backoff) without using up its tries,
-/// and the sender goes on (the QUIT after the timeout does not wait for
-/// an answer either).
+/// A server that takes a message and then never answers: it may have
+/// delivered it, so the try counts (a resend each time would reach the
+/// buyer again and again); an item one refusal short of its last is given
+/// up. The sender goes on to the next item (the QUIT after the timeout
+/// does not wait for an answer either).
 #[test]
-fn a_send_timeout_delays_an_ack_but_does_not_use_up_its_tries() {
+fn no_answer_after_the_message_uses_up_a_try_as_it_may_have_been_delivered() {
     let d = desk_without_servers();
     d.queue_acks(&buyers("timeout", 2));
     let db = d.store();
@@ -501,8 +511,8 @@ fn a_send_timeout_delays_an_ack_but_does_not_use_up_its_tries() {
     let mut store = d.store();
     let t = d
         .transport_to(server.port)
-        .with_timeout(Duration::from_secs(1));
-    let before = chrono::Utc::now().timestamp();
+        .with_timeout(Duration::from_secs(1))
+        .with_data_timeout(Duration::from_secs(1));
     let started = Instant::now();
     let r = block_on(async {
         tokio::time::timeout(
@@ -516,21 +526,76 @@ fn a_send_timeout_delays_an_ack_but_does_not_use_up_its_tries() {
     assert_eq!((stats.sent, stats.failed), (0, 2), "{stats:?}");
     assert_eq!(server.got(), 2, "the second ack was not tried");
     assert!(took < Duration::from_secs(10), "{took:?}");
-    let queued = ("queued".to_string(), 31, smtp::MAX_ATTEMPTS - 1);
-    assert_eq!(d.outbox(), vec![queued.clone(), queued]);
-    let (next, error): (i64, String) = db
+    let given_up = ("failed".to_string(), 31, smtp::MAX_ATTEMPTS);
+    assert_eq!(d.outbox(), vec![given_up.clone(), given_up]);
+    let error: String = db
         .conn()
-        .query_row(
-            "SELECT min(next_attempt_at), max(last_error) FROM outbox",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+        .query_row("SELECT max(last_error) FROM outbox", [], |r| r.get(0))
+        .unwrap();
+    assert!(error.contains("may have delivered it"), "{error}");
+}
+
+/// A relay whose content filter takes longer than one SMTP step to answer
+/// the final dot: the answer is waited for (RFC 5321 gives it 10
+/// minutes), so the ack goes out once, not once per retry.
+#[test]
+fn a_slow_answer_to_the_message_is_waited_for_and_the_ack_sent_once() {
+    let d = desk_without_servers();
+    d.queue_acks(&buyers("slowdot", 1));
+    let server = Scripted::slow_then_deaf_to_quit(Duration::from_millis(2500));
+    let t = d
+        .transport_to(server.port)
+        .with_timeout(Duration::from_secs(1));
+    for _ in 0..3 {
+        let mut store = d.store();
+        let stats = block_on(smtp::deliver_due(&mut store, &t, &Shutdown::never())).unwrap();
+        store
+            .conn()
+            .execute("UPDATE outbox SET next_attempt_at = 0", [])
+            .unwrap();
+        if stats.sent == 1 {
+            break;
+        }
+    }
+    assert_eq!(server.got(), 1, "the ack reached the server more than once");
+    assert_eq!(d.outbox(), vec![("sent".to_string(), 1, 0)]);
+}
+
+/// 421 (service not available, e.g. a relay in maintenance or rate
+/// limiting) says nothing about the message: like a server that cannot be
+/// reached, it delays the ack (backoff) without using up its tries.
+#[test]
+fn a_421_delays_an_ack_but_does_not_use_up_its_tries() {
+    let d = desk_without_servers();
+    d.queue_acks(&buyers("busy", 1));
+    let db = d.store();
+    db.conn()
+        .execute(
+            "UPDATE outbox SET attempts = 30, failures = ?1 - 1",
+            [smtp::MAX_ATTEMPTS],
         )
         .unwrap();
-    assert!(
-        next >= before + smtp::backoff(30),
-        "no backoff: {next} vs {before}"
+    let server = Scripted::busy();
+    let mut store = d.store();
+    let t = d
+        .transport_to(server.port)
+        .with_timeout(Duration::from_secs(1));
+    let before = chrono::Utc::now().timestamp();
+    let stats = block_on(smtp::deliver_due(&mut store, &t, &Shutdown::never())).unwrap();
+    assert_eq!((stats.sent, stats.failed), (0, 1), "{stats:?}");
+    assert_eq!(server.got(), 0);
+    assert_eq!(
+        d.outbox(),
+        vec![("queued".to_string(), 31, smtp::MAX_ATTEMPTS - 1)]
     );
-    assert!(error.contains("timed out"), "{error}");
+    let (next, error): (i64, String) = db
+        .conn()
+        .query_row("SELECT next_attempt_at, last_error FROM outbox", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert!(next >= before + smtp::backoff(30), "no backoff");
+    assert!(error.contains("421"), "{error}");
 }
 
 /// SIGTERM while the server takes its time over an ack: the ack in hand
