@@ -74,6 +74,87 @@ fn backup_is_a_consistent_copy_and_stats_count() {
     assert_eq!(v["outbox"][0], serde_json::json!(["queued", 3]));
 }
 
+/// The daemon commits now and then while an operator backs up: the
+/// backup still finishes (an online backup in steps starts over after
+/// every commit of another connection, and never got to the end), and
+/// a failed backup leaves no partial file behind.
+#[test]
+fn backup_finishes_while_the_store_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path(), "");
+    let data = dir.path().join("data");
+    {
+        let store = ticketd::store::Store::open(&data).unwrap();
+        // About 100 MB of pages, so the copy takes many steps.
+        store
+            .conn()
+            .execute_batch(
+                "CREATE TABLE ballast (b BLOB);
+                 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 25000)
+                 INSERT INTO ballast SELECT randomblob(4000) FROM n;",
+            )
+            .unwrap();
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (data, stop) = (data.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let store = ticketd::store::Store::open(&data).unwrap();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                store
+                    .conn()
+                    .execute("INSERT INTO ballast VALUES (randomblob(100))", [])
+                    .unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        })
+    };
+    let backup = dir.path().join("copy.sqlite3");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ticketd"))
+        .arg("--config")
+        .arg(&config)
+        .args(["backup", backup.to_str().unwrap()])
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if started.elapsed() > std::time::Duration::from_secs(60) {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the backup did not finish in 60 s while the store was written"
+    );
+    let copy = rusqlite::Connection::open(&backup).unwrap();
+    let n: i64 = copy
+        .query_row("SELECT count(*) FROM ballast", [], |r| r.get(0))
+        .unwrap();
+    assert!(n >= 25000, "{n}");
+    let ok: String = copy
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(ok, "ok");
+
+    // A backup that fails (no room for it: a directory that is a file)
+    // leaves nothing to stop the next one.
+    let blocked = dir.path().join("not-a-dir");
+    std::fs::write(&blocked, "x").unwrap();
+    let failed = ticketd(
+        &config,
+        &["backup", blocked.join("copy.sqlite3").to_str().unwrap()],
+    );
+    assert!(!failed.status.success());
+}
+
 #[test]
 fn config_errors_name_the_key_and_the_fix() {
     let dir = tempfile::tempdir().unwrap();

@@ -453,9 +453,11 @@ impl Store {
         Ok(())
     }
 
-    /// A consistent copy of the database while ticketd keeps running
-    /// (SQLite's online backup). Blobs are immutable files and are copied
-    /// separately.
+    /// A consistent copy of the database while ticketd keeps running:
+    /// `VACUUM INTO` reads one snapshot (SQLite's online backup in steps
+    /// starts over after every commit of another connection, and under a
+    /// busy daemon never got to the end). A copy that fails is removed.
+    /// Blobs are immutable files and are copied separately.
     pub fn backup_to(&self, dest: &Path) -> Result<(), StoreError> {
         if dest.exists() {
             return Err(StoreError::Io {
@@ -466,7 +468,17 @@ impl Store {
                 ),
             });
         }
-        self.conn.backup(rusqlite::DatabaseName::Main, dest, None)?;
+        let target = dest.to_str().ok_or_else(|| StoreError::Io {
+            path: dest.to_path_buf(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "the path is not valid UTF-8",
+            ),
+        })?;
+        if let Err(e) = self.conn.execute("VACUUM INTO ?1", [target]) {
+            let _ = fs::remove_file(dest);
+            return Err(e.into());
+        }
         Ok(())
     }
 
