@@ -206,6 +206,7 @@ pub async fn poll_once(
     let hooks = Hooks {
         on_filed: &|| {},
         on_alive: &|_| {},
+        on_committed: &|_| {},
         keepalive: keepalive(),
         report,
     };
@@ -272,6 +273,18 @@ pub async fn run(
     let ready = AtomicBool::new(false);
     let notify = wake.clone();
     let on_filed = move || notify.notify_one();
+    let notify = wake.clone();
+    // Through a backlog, batch by batch: READY does not wait for the
+    // whole of it (TimeoutStartSec), the watchdog hears of progress, and
+    // the acks of what is filed go out meanwhile.
+    let on_committed = |filed: usize| {
+        notify.notify_one();
+        let what = format!("filing mail: {filed} filed in this pass so far");
+        if !ready.swap(true, Ordering::SeqCst) {
+            service::ready(&what);
+        }
+        service::alive(&what);
+    };
     let on_alive = |what: &str| {
         live.synced();
         if !ready.swap(true, Ordering::SeqCst) {
@@ -288,6 +301,7 @@ pub async fn run(
         let hooks = Hooks {
             on_filed: &on_filed,
             on_alive: &on_alive,
+            on_committed: &on_committed,
             keepalive: keepalive(),
             report: None,
         };

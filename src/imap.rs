@@ -400,6 +400,7 @@ pub async fn sync(
     let work = batches(&sizes);
     let filer = Filer {
         ingestor,
+        committed: hooks.on_committed,
         mailbox,
         uidvalidity,
         retry: &retry,
@@ -572,6 +573,7 @@ fn fetched_body(
 /// Files fetched batches into the store, each in one transaction.
 struct Filer<'a> {
     ingestor: &'a Ingestor<'a>,
+    committed: &'a (dyn Fn(usize) + Sync),
     mailbox: &'a str,
     uidvalidity: u32,
     /// UIDs left out of earlier answers, asked for again (sorted).
@@ -833,6 +835,7 @@ impl Filer<'_> {
                     _ => stats.filed += 1,
                 }
             }
+            (self.committed)(stats.fetched);
         }
         if !retried.is_empty() {
             store::forget_left_out(store.conn(), mailbox, uidvalidity, Some(&retried))?;
@@ -1183,6 +1186,11 @@ pub struct Hooks<'a> {
     pub on_filed: &'a (dyn Fn() + Sync),
     /// A bounded round trip with the server just succeeded (watchdog).
     pub on_alive: &'a (dyn Fn(&str) + Sync),
+    /// A batch was committed in the middle of a sync, with the number of
+    /// messages the sync has filed so far: progress through a backlog
+    /// (watchdog, READY), and the outbox may have work. Called from the
+    /// filing thread.
+    pub on_committed: &'a (dyn Fn(usize) + Sync),
     /// The longest the watcher may stay silent: IDLE is renewed (and a
     /// polling server NOOPed) at least this often.
     pub keepalive: Duration,

@@ -1,6 +1,6 @@
-//! Talking to systemd: READY once the store is open and the mailbox
-//! selected, STATUS lines saying what the daemon does, and watchdog pings
-//! from the main loop. Every call is a no-op outside systemd.
+//! Talking to systemd: READY once the first pass over the mailbox is done
+//! or the first batch of a backlog filed, STATUS lines saying what the
+//! daemon does, and watchdog pings from the main loop and the filing. Every call is a no-op outside systemd.
 
 use std::time::Duration;
 
@@ -26,6 +26,12 @@ pub fn reloading() {
 /// finished a bounded IMAP round trip, so a hung read stops the pings.
 pub fn watchdog() {
     let _ = sd_notify::notify(false, &[NotifyState::Watchdog]);
+}
+
+/// A watchdog ping with what the daemon is doing, in one message: for
+/// progress through long work (a backlog filed batch by batch).
+pub fn alive(status: &str) {
+    let _ = sd_notify::notify(false, &[NotifyState::Watchdog, NotifyState::Status(status)]);
 }
 
 /// The watchdog period systemd expects pings within, if it set one.

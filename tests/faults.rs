@@ -112,17 +112,17 @@ struct Run {
 
 impl Run {
     fn start(config: &Path) -> Run {
-        Run::spawn(config, None)
+        Run::spawn(config, None, None)
     }
 
     /// As under systemd with `WatchdogSec=`: the daemon renews IDLE at a
     /// third of `period`. WATCHDOG_PID must be the daemon's own PID, so a
     /// shell sets it to its `$$` and then execs ticketd in its place.
     fn start_with_watchdog(config: &Path, period: Duration) -> Run {
-        Run::spawn(config, Some(period))
+        Run::spawn(config, Some(period), None)
     }
 
-    fn spawn(config: &Path, watchdog: Option<Duration>) -> Run {
+    fn spawn(config: &Path, watchdog: Option<Duration>, notify: Option<&Path>) -> Run {
         let log = config.with_file_name(format!(
             "run-{}.log",
             std::time::SystemTime::now()
@@ -142,6 +142,10 @@ impl Run {
                 c
             }
         };
+        match notify {
+            Some(socket) => cmd.env("NOTIFY_SOCKET", socket),
+            None => cmd.env_remove("NOTIFY_SOCKET"),
+        };
         let child = cmd
             .arg("--config")
             .arg(config)
@@ -150,7 +154,6 @@ impl Run {
             .arg("run")
             .env("TICKETD_LOG", "info")
             .env("NO_COLOR", "1")
-            .env_remove("NOTIFY_SOCKET")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(fs::File::create(&log).unwrap())
@@ -1456,4 +1459,55 @@ fn sighup_reloads_templates_and_keeps_the_last_good_ones_on_error() {
     assert!(!third.contains("EDITED-2"), "{third}");
     assert_exactly_once(&rig, &s, &run, &ids, &buyers);
     finish(&mut run);
+}
+
+/// A first start on a mailbox with a backlog (here two batches): READY,
+/// a watchdog ping and the outbox's wake-up come as each batch is
+/// committed, not only once the whole backlog is filed. A backlog of tens
+/// of thousands of mails otherwise outlasts TimeoutStartSec (systemd kills
+/// the start, over and over) or, later, WatchdogSec; and no ack went out
+/// until the last batch was in.
+#[test]
+fn ready_and_watchdog_pings_come_while_a_backlog_is_filed() {
+    let rig = MailRig::start().unwrap();
+    let n = 260;
+    for i in 0..n {
+        let from = format!("backlog{i}@buyer.test");
+        let mail = buyer_mail(
+            &from,
+            "Koper",
+            &format!("Vraag {i}"),
+            &format!("backlog{i}@buyer.test"),
+            "Waar blijft mijn pakket?",
+            "",
+        );
+        rig.send(&from, &[SUPPORT], &mail).unwrap();
+    }
+    rig.wait_for_mail(SUPPORT, n, WAIT).unwrap();
+    let s = env(&rig, rig.imap_port(), "");
+    let socket_path = s.dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let run = Run::spawn(&s.config, Some(Duration::from_secs(60)), Some(&socket_path));
+    run.wait_log("mailbox synced", 1, WAIT);
+    let mut said = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(len) = socket.recv(&mut buf) {
+        said.push(String::from_utf8_lossy(&buf[..len]).replace('\n', " "));
+    }
+    let ready = said
+        .iter()
+        .find(|m| m.contains("READY=1"))
+        .unwrap_or_else(|| panic!("no READY: {said:?}"));
+    assert!(
+        ready.contains("STATUS=filing"),
+        "READY came only after the backlog: {said:?}"
+    );
+    let pings_while_filing = said
+        .iter()
+        .filter(|m| m.contains("WATCHDOG=1") && m.contains("STATUS=filing"))
+        .count();
+    assert!(pings_while_filing >= 2, "{said:?}");
 }
