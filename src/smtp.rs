@@ -22,7 +22,7 @@ use tracing::{debug, error, info, warn};
 use crate::config::{AuthMethod, SecretSource, SmtpConfig, TlsMode};
 use crate::daemon::Shutdown;
 use crate::net::{self, MailStream};
-use crate::store::{AttemptFailure, OutboxItem, Store, StoreError};
+use crate::store::{AttemptFailure, OutboxItem, OutboxLock, Store, StoreError};
 
 /// After the server has refused a message this many times (about half a
 /// day with the backoff below) the item is marked failed and waits for an
@@ -50,6 +50,12 @@ const ABORT_WAIT: Duration = Duration::from_secs(2);
 /// sent, by data directory: never sent again by this process, and marked
 /// sent as soon as the store takes writes again.
 static SENT_UNMARKED: Mutex<Vec<Unmarked>> = Mutex::new(Vec::new());
+
+/// The outbox locks this process keeps while it holds items sent but
+/// unmarked, by data directory: the list above is this process's memory
+/// only, so no other process (`poll`, `ingest --send`) may send the
+/// outbox meanwhile. Taken up again by the next `deliver_due` here.
+static KEPT_LOCKS: Mutex<Vec<(PathBuf, OutboxLock)>> = Mutex::new(Vec::new());
 
 struct Unmarked {
     data_dir: PathBuf,
@@ -497,8 +503,9 @@ async fn mark_sent(
 /// another process holds it this returns at once with `elsewhere` set.
 ///
 /// An item the server took but the store would not mark sent is never
-/// sent again by this process; until the store marks it, nothing new is
-/// sent (see `mark_sent`).
+/// sent again by this process, which keeps the outbox lock until the
+/// store marks it, so no other process sends it either; until then,
+/// nothing new is sent (see `mark_sent`).
 ///
 /// Once `stop` is asked for, no further item is started and a send in
 /// hand gets at most [`SHUTDOWN_GRACE`] to finish.
@@ -507,12 +514,39 @@ pub async fn deliver_due(
     transport: &Transport,
     stop: &Shutdown,
 ) -> Result<DeliveryStats, SmtpError> {
-    let mut stats = DeliveryStats::default();
-    let Some(_lock) = store.try_lock_outbox()? else {
-        debug!("outbox: another ticketd is sending it; leaving the queue to that one");
-        stats.elsewhere = true;
-        return Ok(stats);
+    let kept = {
+        let mut locks = KEPT_LOCKS.lock().unwrap_or_else(|e| e.into_inner());
+        let at = locks.iter().position(|(dir, _)| dir == store.data_dir());
+        at.map(|i| locks.swap_remove(i).1)
     };
+    let lock = match kept {
+        Some(lock) => lock,
+        None => match store.try_lock_outbox()? {
+            Some(lock) => lock,
+            None => {
+                debug!("outbox: another ticketd is sending it; leaving the queue to that one");
+                return Ok(DeliveryStats {
+                    elsewhere: true,
+                    ..DeliveryStats::default()
+                });
+            }
+        },
+    };
+    let result = deliver_locked(store, transport, stop).await;
+    if !unmarked_ids(store).is_empty() {
+        let mut locks = KEPT_LOCKS.lock().unwrap_or_else(|e| e.into_inner());
+        locks.push((store.data_dir().to_path_buf(), lock));
+    }
+    result
+}
+
+/// `deliver_due` with the outbox lock in hand.
+async fn deliver_locked(
+    store: &mut Store,
+    transport: &Transport,
+    stop: &Shutdown,
+) -> Result<DeliveryStats, SmtpError> {
+    let mut stats = DeliveryStats::default();
     mark_unmarked(store)?;
     let unmarked = unmarked_ids(store);
     let mut session: Option<Session> = None;

@@ -384,6 +384,16 @@ fn a_sent_ack_the_store_will_not_mark_is_never_resent_by_this_process() {
     let r = block_on(smtp::deliver_due(&mut store, &t, &Shutdown::never()));
     assert!(r.is_err(), "{r:?}");
     let retried = started.elapsed();
+    // Another process (`ingest --send`, `poll`) must not send it either:
+    // this one keeps the outbox lock while it holds sent items unmarked.
+    let again = d.s.dir.path().join("again.eml");
+    std::fs::write(&again, mail(&buyers[0], 0)).unwrap();
+    let out = common::ticketd(&d.s.config, &["ingest", "--send", again.to_str().unwrap()]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("duplicate")
+            || String::from_utf8_lossy(&out.stderr).contains("duplicate"),
+        "{out:?}"
+    );
     d.queue_acks(&buyers[1..]);
     let r = block_on(smtp::deliver_due(&mut store, &t, &Shutdown::never()));
     assert!(r.is_err(), "{r:?}");
