@@ -280,11 +280,28 @@ password_hash = "{hash}"
     }
 
     fn log_in_with(&self, http: &Http, password: &str) -> Result<String, Reply> {
+        self.log_in_from(http, password, None)
+            .map(|(session, _)| session)
+    }
+
+    /// Logs in from a browser that holds `device` (the cookie a login
+    /// there set before, if any); returns the session cookie and the
+    /// device cookie set now, if one was.
+    fn log_in_from(
+        &self,
+        http: &Http,
+        password: &str,
+        device: Option<&str>,
+    ) -> Result<(String, Option<String>), Reply> {
         let page = http.get("/login", None);
         let (login_cookie, _) = page.cookie("ticketd_login").unwrap();
+        let mut cookies = format!("ticketd_login={login_cookie}");
+        if let Some(d) = device {
+            cookies.push_str(&format!("; {d}"));
+        }
         let r = http.post(
             "/login",
-            Some(&format!("ticketd_login={login_cookie}")),
+            Some(&cookies),
             &[],
             &[
                 ("csrf", &csrf_in(&page.text())),
@@ -292,8 +309,11 @@ password_hash = "{hash}"
                 ("password", password),
             ],
         );
+        let device = r
+            .cookie("ticketd_device")
+            .map(|(token, _)| format!("ticketd_device={token}"));
         match r.cookie("ticketd_session") {
-            Some((token, _)) => Ok(format!("ticketd_session={token}")),
+            Some((token, _)) => Ok((format!("ticketd_session={token}"), device)),
             None => Err(r),
         }
     }
@@ -497,6 +517,39 @@ fn password_guessing_is_slowed_down() {
     assert_eq!(http.get("/", Some(&cookie)).status, 200);
     // The success cleared the name: a wrong password is a plain 401 again.
     assert_eq!(web.log_in_with(&http, "guess").unwrap_err().status, 401);
+}
+
+/// A guesser who keeps an agent's name throttled (one wrong password each
+/// time the wait ends) does not lock the agent out of the browser they
+/// logged in from before: that browser's device cookie has a throttle of
+/// its own.
+#[test]
+fn a_throttled_name_still_logs_in_from_a_known_browser() {
+    let web = Web::start();
+    let http = Http::new(&web.base);
+    let (_, device) = web
+        .log_in_from(&http, PASSWORD, None)
+        .unwrap_or_else(|r| panic!("{}", r.text()));
+    let device = device.expect("a login sets a device cookie");
+    for _ in 0..6 {
+        let _ = web.log_in_with(&http, "guess");
+    }
+    assert_eq!(web.log_in(&http).unwrap_err().status, 429);
+    let (session, again) = web
+        .log_in_from(&http, PASSWORD, Some(&device))
+        .unwrap_or_else(|r| panic!("the known browser was locked out too: {}", r.status));
+    assert_eq!(http.get("/", Some(&session)).status, 200);
+    assert!(again.is_none(), "a known browser keeps its device cookie");
+    // The guesser's name stays throttled; a made-up device cookie is a
+    // stranger's browser.
+    assert_eq!(web.log_in(&http).unwrap_err().status, 429);
+    let fake = format!("ticketd_device={}", "ab".repeat(32));
+    assert_eq!(
+        web.log_in_from(&http, PASSWORD, Some(&fake))
+            .unwrap_err()
+            .status,
+        429
+    );
 }
 
 #[test]

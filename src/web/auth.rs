@@ -27,6 +27,11 @@ const SESSION_COOKIE: &str = "ticketd_session";
 /// Holds the login form's CSRF token until the agent has a session.
 const LOGIN_COOKIE: &str = "ticketd_login";
 const SESSION_SECONDS: i64 = 12 * 3600;
+/// Set on the login page of a browser an agent logged in from: that
+/// browser's attempts for that agent are throttled on their own, so a
+/// guesser who keeps the agent's name throttled does not lock them out.
+const DEVICE_COOKIE: &str = "ticketd_device";
+const DEVICE_SECONDS: i64 = 90 * 24 * 3600;
 const LOGIN_FORM_SECONDS: i64 = 3600;
 const LOGIN_FAILED: &str = "Unknown agent or wrong password.";
 
@@ -45,7 +50,9 @@ const TRACKED_NAMES: usize = 4096;
 /// and is answered 429 without checking the password. A correct password
 /// clears the name. Names are tracked as typed, known or not, so the
 /// answers say nothing about which agents exist. A guesser can make a real
-/// agent wait at most `MAX_WAIT`, never lock them out.
+/// agent wait at most `MAX_WAIT` on a new browser, and not at all on one
+/// the agent logged in from before (its device cookie is throttled on its
+/// own: OWASP's device cookies).
 #[derive(Default)]
 pub(crate) struct Throttle {
     failures: std::sync::Mutex<HashMap<String, (u32, Instant)>>,
@@ -184,8 +191,14 @@ pub(crate) fn prepare_sessions(conn: &Connection, now: i64) -> Result<(), WebErr
              created_at   INTEGER NOT NULL,
              expires_at   INTEGER NOT NULL
          );
-         CREATE INDEX IF NOT EXISTS web_sessions_expiry ON web_sessions(expires_at);",
+         CREATE INDEX IF NOT EXISTS web_sessions_expiry ON web_sessions(expires_at);
+         CREATE TABLE IF NOT EXISTS web_devices (
+             token_sha256 TEXT PRIMARY KEY,
+             agent        TEXT NOT NULL,
+             expires_at   INTEGER NOT NULL
+         );",
     )?;
+    conn.execute("DELETE FROM web_devices WHERE expires_at <= ?1", [now])?;
     // Which password a password session was opened with (a digest of its
     // hash): a new password ends the sessions of the old. Sessions from
     // before this column have none and end once.
@@ -462,10 +475,34 @@ pub(crate) async fn login(
     let hash = hash.unwrap_or_else(|| app.dummy_hash.clone());
     let hash_used = hash.clone();
     let password = form.password;
+    // A browser the agent logged in from before has a throttle of its own.
+    let device = match cookie(&headers, DEVICE_COOKIE).map(token_sha256) {
+        Some(device) => {
+            let (agent, now) = (name.clone(), chrono::Utc::now().timestamp());
+            let probe = device.clone();
+            let known = app
+                .db(move |store, _| {
+                    Ok(store.conn().query_row(
+                        "SELECT EXISTS (SELECT 1 FROM web_devices
+                         WHERE token_sha256 = ?1 AND agent = ?2 AND expires_at > ?3)",
+                        params![probe, agent, now],
+                        |r| r.get::<_, bool>(0),
+                    )?)
+                })
+                .await
+                .unwrap_or(false);
+            known.then_some(device)
+        }
+        None => None,
+    };
+    let throttled = match &device {
+        Some(d) => format!("device {d}"),
+        None => name.clone(),
+    };
     let permit = app.login_slots.acquire().await;
     // Checked with the permit in hand, so attempts queued behind it meet
     // the failures recorded meanwhile.
-    if let Some(wait) = app.login_throttle.wait(&name, Instant::now()) {
+    if let Some(wait) = app.login_throttle.wait(&throttled, Instant::now()) {
         drop(permit);
         let seconds = wait.as_secs().max(1);
         warn!(agent = ?name, peer = %peer.ip(), seconds, "web: login refused: too many failed attempts for this name");
@@ -483,21 +520,36 @@ pub(crate) async fn login(
         .await
         .unwrap_or(false);
     if !(known && verified) {
-        app.login_throttle.failed(&name, Instant::now());
+        app.login_throttle.failed(&throttled, Instant::now());
         drop(permit);
         warn!(agent = ?name, peer = %peer.ip(), "web: login failed");
         return login_form(&app, StatusCode::UNAUTHORIZED, Some(LOGIN_FAILED), &name);
     }
-    app.login_throttle.succeeded(&name);
+    app.login_throttle.succeeded(&throttled);
     drop(permit);
     let now = chrono::Utc::now().timestamp();
     let agent = name.clone();
     let credential = credential_of(&hash_used);
+    let new_device = device.is_none();
     let created = app
-        .db(move |store, _| create_session(store.conn(), &agent, "password", &credential, now))
+        .db(move |store, _| {
+            let conn = store.conn();
+            let (session, token) = create_session(conn, &agent, "password", &credential, now)?;
+            let device = if new_device {
+                let device = random_token()?;
+                conn.execute(
+                    "INSERT INTO web_devices (token_sha256, agent, expires_at) VALUES (?1, ?2, ?3)",
+                    params![token_sha256(&device), agent, now + DEVICE_SECONDS],
+                )?;
+                Some(device)
+            } else {
+                None
+            };
+            Ok((session, token, device))
+        })
         .await;
     match created {
-        Ok((_, token)) => {
+        Ok((_, token, device)) => {
             info!(agent = %name, peer = %peer.ip(), "web: agent logged in");
             let mut res = Redirect::to("/").into_response();
             let h = res.headers_mut();
@@ -505,6 +557,11 @@ pub(crate) async fn login(
                 h.append(header::SET_COOKIE, c);
             }
             if let Some(c) = set_cookie(LOGIN_COOKIE, "", "/login", 0) {
+                h.append(header::SET_COOKIE, c);
+            }
+            let device =
+                device.and_then(|d| set_cookie(DEVICE_COOKIE, &d, "/login", DEVICE_SECONDS));
+            if let Some(c) = device {
                 h.append(header::SET_COOKIE, c);
             }
             res
