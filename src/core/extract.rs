@@ -209,11 +209,31 @@ pub fn order_numbers(text: &str) -> Vec<String> {
         let token = &text[start..i];
         let upper = token.bytes().any(|b| b.is_ascii_uppercase());
         let lower = token.bytes().any(|b| b.is_ascii_lowercase());
-        if upper && lower {
+        if upper && lower && !an_example(&text[..start]) {
             push_unique(&mut out, token.to_string());
         }
     }
     out
+}
+
+/// Whether what comes next is given as an example: "(bijv. X)", "e.g.
+/// X", "for example X", as in the list of what to send that buyers copy.
+fn an_example(before: &str) -> bool {
+    let mut from = before.len().saturating_sub(20);
+    while !before.is_char_boundary(from) {
+        from += 1;
+    }
+    let tail = before[from..].to_lowercase();
+    [
+        "bijv.",
+        "bijvoorbeeld",
+        "bv.",
+        "e.g.",
+        "for example",
+        "for instance",
+    ]
+    .iter()
+    .any(|w| tail.contains(w))
 }
 
 static STRONG_SHIPMENT: LazyLock<Regex> = LazyLock::new(|| {
@@ -326,10 +346,19 @@ const NOT_A_USERNAME: &[&str] = &[
 
 /// The Whatnot username: "Gebruikersnaam: x", "username: x" or a bare "@x".
 pub fn username(text: &str) -> Option<String> {
-    let labelled = USERNAME_LABEL
-        .captures(text)
-        .map(|c| c[1].trim_end_matches('.').to_string())
-        .filter(|u| !NOT_A_USERNAME.contains(&u.to_lowercase().as_str()));
+    let labelled = USERNAME_LABEL.captures_iter(text).find_map(|c| {
+        let (label, value) = (c.get(0)?, c.get(1)?);
+        // "Username:" left blank over "Account email: ...": the next
+        // line is a label of its own, not the value.
+        if text[label.start()..value.start()].contains('\n') {
+            let rest = &text[value.end()..];
+            if rest[..rest.find('\n').unwrap_or(rest.len())].contains(':') {
+                return None;
+            }
+        }
+        let u = value.as_str().trim_end_matches('.');
+        (!NOT_A_USERNAME.contains(&u.to_lowercase().as_str())).then(|| u.to_string())
+    });
     let row = || {
         USERNAME_ROW
             .captures(text)
@@ -1287,6 +1316,33 @@ mod tests {
         ] {
             assert_eq!(username(text).as_deref(), Some(user), "{text}");
         }
+    }
+
+    #[test]
+    fn a_form_left_blank_fills_in_nothing() {
+        // The buyer copied the list of what to send and left lines empty.
+        assert_eq!(username("Username:\nAccount email: anna@buyer.test"), None);
+        assert_eq!(
+            username("Gebruikersnaam:\nE-mailadres: anna@buyer.test\n"),
+            None
+        );
+        assert!(order_numbers("Bestelnummer (bijv. dQzGdHsKxwaEyrQfCdcCs8):\n").is_empty());
+        assert!(order_numbers("Order number (e.g. dQzGdHsKxwaEyrQfCdcCs8): ").is_empty());
+        assert_eq!(
+            order_numbers(
+                "Je bestelnummer (bijvoorbeeld dQzGdHsKxwaEyrQfCdcCs8)\nDat is jgVvVqE1SkHbn88HxjSI6b"
+            ),
+            vec!["jgVvVqE1SkHbn88HxjSI6b".to_string()]
+        );
+        // A value on the line under its label still counts.
+        assert_eq!(
+            username("Gebruikersnaam:\nannab\n").as_deref(),
+            Some("annab")
+        );
+        assert_eq!(
+            username("Username: annab, E-mail: anna@buyer.test").as_deref(),
+            Some("annab")
+        );
     }
 
     #[test]
