@@ -472,7 +472,32 @@ pub fn account_email(text: &str) -> Option<String> {
         let m = EMAIL.find(line)?;
         // "E-mail: x", "Mijn e-mail is x": the label right before it.
         let behind_label = EMAIL_LABEL.is_match(&line[..m.start()]);
-        (labelled || behind_label).then(|| m.as_str().to_ascii_lowercase())
+        // "zijn e-mailadres is x", "the seller's email: x": someone else's.
+        let lead = line[..m.start()].to_lowercase().replace('\u{2019}', "'");
+        let words: Vec<&str> = lead
+            .split(|c: char| !c.is_alphanumeric() && c != '\'')
+            .collect();
+        let own = words.iter().any(|w| ["mijn", "my"].contains(w));
+        let others = words.iter().any(|w| {
+            [
+                "zijn",
+                "haar",
+                "hun",
+                "his",
+                "her",
+                "their",
+                "verkoper",
+                "verkoopster",
+                "seller",
+                "seller's",
+                "shop",
+                "winkel",
+            ]
+            .contains(w)
+        });
+        (labelled || behind_label)
+            .then(|| m.as_str().to_ascii_lowercase())
+            .filter(|_| own || !others)
     })
 }
 
@@ -1283,7 +1308,9 @@ mod tests {
             );
         }
         for text in [
-            "You can e-mail me at anna@buyer.nl",
+            "Ik heb de verkoper gemaild, zijn e-mailadres is info@kaartshop.nl",
+            "The seller's email: info@shop.test",
+            "Her email address is friend@buyer.test",
             "I sent an email to seller@shop.test yesterday",
             "> E-mail: anna@buyer.nl",
         ] {
