@@ -238,7 +238,7 @@ fn an_example(before: &str) -> bool {
 
 static STRONG_SHIPMENT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?x)(?-u:\b)(
+        r"(?ix)(?-u:\b)(
             3S[A-Z]{4}[0-9]{6,11}           # PostNL
           | 1Z[0-9A-Z]{16}                  # UPS
           | JJD[0-9]{10,22}                 # DHL Parcel / eCommerce
@@ -250,18 +250,30 @@ static STRONG_SHIPMENT: LazyLock<Regex> = LazyLock::new(|| {
     .expect("static regex")
 });
 
-/// A UPS number as UPS prints it: "1Z 999 AA1 01 2345 6784".
+/// Numbers as carriers print them, in groups: UPS "1Z 999 AA1 01 2345
+/// 6784", USPS "9400 1118 9922 3397 6239 10", postal S10 "AB 1234 5678
+/// 9GB".
 static UPS_GROUPED: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?-u:\b)1Z [0-9A-Z]{3} [0-9A-Z]{3} [0-9A-Z]{2} [0-9A-Z]{4} [0-9A-Z]{4}(?-u:\b)")
-        .expect("static regex")
+    Regex::new(
+        r"(?ix)(?-u:\b)(?:
+            1Z\ [0-9A-Z]{3}\ [0-9A-Z]{3}\ [0-9A-Z]{2}\ [0-9A-Z]{4}\ [0-9A-Z]{4}
+          | 9[2-5][0-9]{2}(?:\ [0-9]{4}){4}\ [0-9]{2}
+          | [A-Z]{2}\ [0-9]{4}\ [0-9]{4}\ [0-9]\ ?(?:NL|US|DE|BE|GB)
+        )(?-u:\b)",
+    )
+    .expect("static regex")
 });
 
 static LABELLED_SHIPMENT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
-        r"(?ix)(?:zendingsnummer|zending|track(?:ing)?(?:\s*(?:&|and|en)\s*trace)?(?:\s*(?:code|nummer|number|id))?|verzendnummer|barcode|shipment(?:\s*(?:number|no\.?|id))?|pakketnummer|parcel\s*(?:number|no\.?))
+    let label = r"(?:zendingsnummer|zending|track(?:ing)?(?:\s*(?:&|and|en)\s*trace)?(?:\s*(?:code|nummer|number|id))?|verzendnummer|barcode|shipment(?:\s*(?:number|no\.?|id))?|pakketnummer|parcel\s*(?:number|no\.?))";
+    // The carrier's name is a label too: "DPD: ...", "DHL 1234567890",
+    // and before one: "DPD zendingsnummer: ...".
+    let carrier = r"(?:postnl|dhl|dpd|gls|ups|usps|royal\s*mail|bpost|fedex)";
+    Regex::new(&format!(
+        r"(?ix)(?:(?-u:\b){carrier}\s*{label}?|{label})
           \s*(?:is|:|=|\#|nr\.?|no\.?)?\s*:?\s*
-          ([A-Z0-9]{8,30})(?-u:\b)",
-    )
+          ([A-Z0-9]{{8,30}})(?-u:\b)"
+    ))
     .expect("static regex")
 });
 
@@ -271,10 +283,10 @@ static LABELLED_SHIPMENT: LazyLock<Regex> = LazyLock::new(|| {
 pub fn shipment_numbers(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     for m in STRONG_SHIPMENT.find_iter(text) {
-        push_unique(&mut out, m.as_str().to_string());
+        push_unique(&mut out, m.as_str().to_ascii_uppercase());
     }
     for m in UPS_GROUPED.find_iter(text) {
-        push_unique(&mut out, m.as_str().replace(' ', ""));
+        push_unique(&mut out, m.as_str().replace(' ', "").to_ascii_uppercase());
     }
     for c in LABELLED_SHIPMENT.captures_iter(text) {
         let v = &c[1];
@@ -1215,6 +1227,23 @@ mod tests {
         ] {
             assert!(order_numbers(text).is_empty(), "{text}");
         }
+    }
+
+    #[test]
+    fn shipment_numbers_as_buyers_type_them() {
+        for (text, want) in [
+            ("DPD: 01234567890123", "01234567890123"),
+            ("DHL 1234567890", "1234567890"),
+            ("Verzonden met PostNL 3sabcd1234567", "3SABCD1234567"),
+            ("USPS 9400 1118 9922 3397 6239 10", "9400111899223397623910"),
+            ("Royal Mail AB 1234 5678 9GB", "AB123456789GB"),
+        ] {
+            assert_eq!(shipment_numbers(text), vec![want.to_string()], "{text}");
+        }
+        // A carrier's name before a number of days or a price is no label.
+        assert!(shipment_numbers("DHL deed er 3 dagen over").is_empty());
+        assert!(shipment_numbers("UPS charged 12.50").is_empty());
+        assert!(shipment_numbers("3 groups 12345678 of cards").is_empty());
     }
 
     #[test]
