@@ -795,6 +795,31 @@ fn first_date_at(s: &str, today: NaiveDate) -> Option<(usize, usize, NaiveDate)>
         }?;
         Some((m.start(), m.len(), d))
     });
+    let phrase = RELATIVE.captures_iter(s).find_map(|c| {
+        let m = c.get(0)?;
+        let d = if let Some(n) = c.get(1) {
+            let n = count_word(n.as_str())?;
+            let unit = c[2].to_lowercase();
+            let days = if unit.starts_with('w') { 7 * n } else { n };
+            today - chrono::Duration::days(days)
+        } else {
+            let (weekday, last_week) = match (c.get(3), c.get(4), c.get(5)) {
+                (Some(lead), Some(wd), _) => (wd, lead.as_str().to_lowercase().contains("week")),
+                (None, None, Some(wd)) => (wd, true),
+                _ => return None,
+            };
+            let wd = weekday_number(weekday.as_str())?;
+            let today_wd = i64::from(today.weekday().num_days_from_monday());
+            if last_week {
+                // That day of the week before this one.
+                today - chrono::Duration::days(today_wd + 7 - wd)
+            } else {
+                // The most recent such day before today.
+                today - chrono::Duration::days((today_wd - wd - 1).rem_euclid(7) + 1)
+            }
+        };
+        Some((m.start(), m.len(), d))
+    });
     let relative = {
         let l = s.to_lowercase();
         [
@@ -811,11 +836,73 @@ fn first_date_at(s: &str, today: NaiveDate) -> Option<(usize, usize, NaiveDate)>
             Some((at, w.len(), today - chrono::Duration::days(*back)))
         })
     };
-    [numeric, words, relative]
+    [numeric, words, phrase, relative]
         .into_iter()
         .flatten()
         .filter(|(_, _, d)| *d <= today)
         .min_by_key(|(at, _, _)| *at)
+}
+
+/// "3 weken geleden", "two days ago", "vorige week dinsdag", "dinsdag
+/// vorige week", "afgelopen zaterdag", "last Tuesday".
+static RELATIVE: LazyLock<Regex> = LazyLock::new(|| {
+    let weekdays = "maandag|dinsdag|woensdag|donderdag|vrijdag|zaterdag|zondag|monday|tuesday|wednesday|thursday|friday|saturday|sunday";
+    Regex::new(&format!(
+        r"(?i)(?-u:\b)(?:(\d{{1,2}}|een|één|twee|drie|vier|vijf|zes|zeven|acht|negen|tien|a|an|one|two|three|four|five|six|seven|eight|nine|ten)\s+(dagen|dag|days?|weken|weeks?)\s+(?:geleden|ago)|(vorige\s+week|afgelopen|vorige|last)\s+({weekdays})|({weekdays})\s+(?:vorige|afgelopen)\s+week)(?-u:\b)"
+    ))
+    .expect("static regex")
+});
+
+fn count_word(word: &str) -> Option<i64> {
+    if let Ok(n) = word.parse() {
+        return Some(n);
+    }
+    let w = word.to_lowercase();
+    [
+        ("een", 1),
+        ("één", 1),
+        ("a", 1),
+        ("an", 1),
+        ("one", 1),
+        ("twee", 2),
+        ("two", 2),
+        ("drie", 3),
+        ("three", 3),
+        ("vier", 4),
+        ("four", 4),
+        ("vijf", 5),
+        ("five", 5),
+        ("zes", 6),
+        ("six", 6),
+        ("zeven", 7),
+        ("seven", 7),
+        ("acht", 8),
+        ("eight", 8),
+        ("negen", 9),
+        ("nine", 9),
+        ("tien", 10),
+        ("ten", 10),
+    ]
+    .iter()
+    .find(|(name, _)| *name == w)
+    .map(|(_, n)| *n)
+}
+
+/// Monday 0 ... Sunday 6.
+fn weekday_number(word: &str) -> Option<i64> {
+    let w = word.to_lowercase();
+    [
+        ("maandag", "monday"),
+        ("dinsdag", "tuesday"),
+        ("woensdag", "wednesday"),
+        ("donderdag", "thursday"),
+        ("vrijdag", "friday"),
+        ("zaterdag", "saturday"),
+        ("zondag", "sunday"),
+    ]
+    .iter()
+    .position(|(nl, en)| *nl == w || *en == w)
+    .map(|i| i as i64)
 }
 
 /// Words that, just before a label, say it did not happen: "nog niet
@@ -1770,6 +1857,27 @@ mod tests {
         assert_eq!(purchase("Besteld op 3-11."), d(2026, 11, 3));
         // A time is not a US date.
         assert_eq!(purchase("Besteld om 12.30 uur."), None);
+    }
+
+    #[test]
+    fn relative_dates() {
+        let d = |y, m, d| NaiveDate::from_ymd_opt(y, m, d);
+        let purchase = |t: &str| extract("", t, today()).purchase_date;
+        let delivery = |t: &str| extract("", t, today()).delivery_date;
+        // today() is Wednesday 25 November 2026.
+        assert_eq!(purchase("Vorige week dinsdag besteld."), d(2026, 11, 17));
+        assert_eq!(
+            purchase("Ik heb dinsdag vorige week besteld."),
+            d(2026, 11, 17)
+        );
+        assert_eq!(purchase("3 weken geleden besteld."), d(2026, 11, 4));
+        assert_eq!(purchase("I ordered it last Tuesday."), d(2026, 11, 24));
+        assert_eq!(purchase("I ordered it 10 days ago."), d(2026, 11, 15));
+        assert_eq!(purchase("Ordered two weeks ago."), d(2026, 11, 11));
+        assert_eq!(delivery("Twee dagen geleden ontvangen."), d(2026, 11, 23));
+        assert_eq!(delivery("Afgelopen zaterdag ontvangen."), d(2026, 11, 21));
+        // A week without a day names no date.
+        assert_eq!(purchase("Vorige week besteld."), None);
     }
 
     #[test]
