@@ -213,8 +213,35 @@ pub fn order_numbers(text: &str) -> Vec<String> {
             push_unique(&mut out, token.to_string());
         }
     }
+    // Typed in groups behind its label: "Bestelnummer: dQzG dHsK xwaE
+    // yrQf CdcC s8". Groups are joined while they add up to 22 exactly.
+    for m in ORDER_LABEL.find_iter(text) {
+        let mut joined = String::new();
+        let mut groups = 0;
+        for group in text[m.end()..].split(' ') {
+            let group = group.trim_end_matches([',', '.', ';', ')']);
+            if group.is_empty() || !group.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                break;
+            }
+            joined.push_str(group);
+            groups += 1;
+            if joined.len() >= ORDER_LEN {
+                break;
+            }
+        }
+        let upper = joined.bytes().any(|b| b.is_ascii_uppercase());
+        let lower = joined.bytes().any(|b| b.is_ascii_lowercase());
+        if groups > 1 && joined.len() == ORDER_LEN && upper && lower {
+            push_unique(&mut out, joined);
+        }
+    }
     out
 }
+
+static ORDER_LABEL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)(?-u:\b)(?:bestelnummer|ordernummer|order\s*(?:number|nr\.?|no\.?|id)|ordernr\.?)(?:\s+is)?\s*[:#]?\s*#?")
+        .expect("static regex")
+});
 
 /// Whether what comes next is given as an example: "(bijv. X)", "e.g.
 /// X", "for example X", as in the list of what to send that buyers copy.
@@ -1459,6 +1486,21 @@ mod tests {
         ] {
             assert_eq!(username(text).as_deref(), Some(user), "{text}");
         }
+    }
+
+    #[test]
+    fn an_order_number_typed_in_groups() {
+        assert_eq!(
+            order_numbers("Mijn bestelnummer is dQzG dHsK xwaE yrQf CdcC s8."),
+            vec!["dQzGdHsKxwaEyrQfCdcCs8".to_string()]
+        );
+        assert_eq!(
+            order_numbers("Order number: dQzGdHs KxwaEyr QfCdcCs8, thanks"),
+            vec!["dQzGdHsKxwaEyrQfCdcCs8".to_string()]
+        );
+        // Groups that do not add up to one, and words after a label, are not.
+        assert!(order_numbers("Bestelnummer: dQzG dHsK xwaE").is_empty());
+        assert!(order_numbers("Order number is not known to me yet sorry").is_empty());
     }
 
     #[test]
