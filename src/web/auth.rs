@@ -81,9 +81,12 @@ impl Throttle {
         if !failures.contains_key(&key) && failures.len() >= TRACKED_NAMES {
             failures.retain(|_, (_, last)| now.saturating_duration_since(*last) < FORGET_AFTER);
             if failures.len() >= TRACKED_NAMES {
+                // The stalest name not held up yet goes first: failing
+                // thousands of made-up names once each must not make a
+                // throttled name the stalest and clear it.
                 if let Some(stalest) = failures
                     .iter()
-                    .min_by_key(|(_, (_, last))| *last)
+                    .min_by_key(|(_, (count, last))| (*count >= FREE_FAILURES, *last))
                     .map(|(k, _)| k.clone())
                 {
                     failures.remove(&stalest);
@@ -601,6 +604,28 @@ pub(crate) async fn logout(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failing_many_other_names_does_not_clear_a_throttled_one() {
+        let t = Throttle::default();
+        let start = Instant::now();
+        for _ in 0..FREE_FAILURES + 1 {
+            t.failed("anna", start);
+        }
+        assert!(t.wait("anna", start).is_some());
+        for i in 0..2 * TRACKED_NAMES {
+            t.failed(
+                &format!("junk{i}"),
+                start + Duration::from_millis(1 + i as u64),
+            );
+        }
+        let failures = t.failures.lock().unwrap();
+        assert!(
+            failures.contains_key("anna"),
+            "the throttled name was dropped"
+        );
+        assert!(failures.len() <= TRACKED_NAMES);
+    }
 
     #[test]
     fn guessing_waits_longer_and_longer_and_a_success_clears_it() {
