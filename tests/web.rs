@@ -686,6 +686,24 @@ fn agents_page_over_http() {
         attrs.contains("HttpOnly") && attrs.contains("SameSite=Strict"),
         "{attrs}"
     );
+    // Secure where the browser takes it: on loopback (a secure context
+    // even over http), and behind an HTTPS proxy that says so; not over
+    // plain http to another host, where it would end every login.
+    assert!(attrs.contains("Secure"), "{attrs}");
+    let proxied = [
+        ("Host", "desk.example.test"),
+        ("X-Forwarded-Proto", "https"),
+    ];
+    let (_, attrs) = http
+        .get_with("/login", None, &proxied)
+        .cookie("ticketd_login")
+        .unwrap();
+    assert!(attrs.contains("Secure"), "{attrs}");
+    let (_, attrs) = http
+        .get_with("/login", None, &[("Host", "10.0.0.5:8025")])
+        .cookie("ticketd_login")
+        .unwrap();
+    assert!(!attrs.contains("Secure"), "{attrs}");
     let login_cookie = format!("ticketd_login={login_cookie}");
     let login_csrf = csrf_in(&page.text());
 

@@ -326,9 +326,51 @@ impl App {
 
 /// Headers every response carries. A route may set a stricter CSP or frame
 /// policy of its own (the sandboxed mail frame does); the rest is fixed.
+/// Whether the browser will keep a Secure cookie from this answer: it
+/// came through an HTTPS reverse proxy that says so, or the browser
+/// addressed a loopback host (a secure context even over plain http).
+/// Over plain http to any other host a Secure cookie would be dropped and
+/// no one could log in.
+fn secure_context(headers: &axum::http::HeaderMap) -> bool {
+    let value = |name: header::HeaderName| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_ascii_lowercase)
+    };
+    let forwarded_https = value(header::HeaderName::from_static("x-forwarded-proto"))
+        .is_some_and(|p| p.trim() == "https")
+        || value(header::FORWARDED).is_some_and(|f| f.contains("proto=https"));
+    let host = value(header::HOST).unwrap_or_default();
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h),
+    };
+    let loopback = name == "localhost"
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    forwarded_https || loopback
+}
+
 async fn security_headers(req: Request, next: Next) -> Response {
+    let secure = secure_context(req.headers());
     let mut res = next.run(req).await;
     let h = res.headers_mut();
+    if secure {
+        // Cookies go back only over HTTPS (or to loopback): an agent who
+        // types the bare host name does not send the session in the clear.
+        let cookies: Vec<HeaderValue> = h
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .filter_map(|c| c.to_str().ok())
+            .filter_map(|c| HeaderValue::from_str(&format!("{c}; Secure")).ok())
+            .collect();
+        h.remove(header::SET_COOKIE);
+        for c in cookies {
+            h.append(header::SET_COOKIE, c);
+        }
+    }
     if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
         h.insert(
             header::CONTENT_SECURITY_POLICY,
