@@ -818,6 +818,10 @@ fn first_date_at(s: &str, today: NaiveDate) -> Option<(usize, usize, NaiveDate)>
         } else {
             let month = month_number(c.get(4)?.as_str())?;
             let year = c.get(6).and_then(|y| y.as_str().parse().ok());
+            // "bij Jan 3 boosters besteld": a name and a count, no date.
+            if year.is_none() && COUNTED_AFTER.is_match(&s[m.end()..]) {
+                return None;
+            }
             make_date(year, month, c.get(5)?.as_str().parse().ok()?, today)
         }?;
         Some((m.start(), m.len(), d))
@@ -1943,6 +1947,10 @@ mod tests {
         assert_eq!(f.delivery_date, None);
         let f = extract("", "Ik heb maar 2 kaarten ontvangen.", today());
         assert_eq!(f.delivery_date, None);
+        let f = extract("", "Ik heb bij Jan 3 boosters besteld.", today());
+        assert_eq!(f.purchase_date, None);
+        let f = extract("", "Ordered on Jan 3, nothing came.", today());
+        assert_eq!(f.purchase_date, NaiveDate::from_ymd_opt(2026, 1, 3));
     }
 
     #[test]
