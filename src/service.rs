@@ -1,6 +1,7 @@
 //! Talking to systemd: READY once the first pass over the mailbox is done
 //! or the first batch of a backlog filed, STATUS lines saying what the
-//! daemon does, and watchdog pings from the main loop and the filing. Every call is a no-op outside systemd.
+//! daemon does, and watchdog pings from the main loop and the filing.
+//! Every call is a no-op outside systemd.
 
 use std::time::Duration;
 

@@ -108,6 +108,18 @@ impl Desk {
             .unwrap();
     }
 
+    /// Every queued item after 30 attempts, one refusal short of being
+    /// given up.
+    fn one_refusal_short_of_giving_up(&self) {
+        self.store()
+            .conn()
+            .execute(
+                "UPDATE outbox SET attempts = 30, failures = ?1 - 1",
+                [smtp::MAX_ATTEMPTS],
+            )
+            .unwrap();
+    }
+
     fn allow_marking(&self) {
         self.store()
             .conn()
@@ -510,13 +522,7 @@ fn no_answer_after_the_message_uses_up_a_try_as_it_may_have_been_delivered() {
     let d = desk_without_servers();
     d.queue_acks(&buyers("timeout", 2));
     let db = d.store();
-    // One refusal short of being given up.
-    db.conn()
-        .execute(
-            "UPDATE outbox SET attempts = 30, failures = ?1 - 1",
-            [smtp::MAX_ATTEMPTS],
-        )
-        .unwrap();
+    d.one_refusal_short_of_giving_up();
     let server = Scripted::hang();
     let mut store = d.store();
     let t = d
@@ -579,12 +585,7 @@ fn a_421_delays_an_ack_but_does_not_use_up_its_tries() {
     let d = desk_without_servers();
     d.queue_acks(&buyers("busy", 1));
     let db = d.store();
-    db.conn()
-        .execute(
-            "UPDATE outbox SET attempts = 30, failures = ?1 - 1",
-            [smtp::MAX_ATTEMPTS],
-        )
-        .unwrap();
+    d.one_refusal_short_of_giving_up();
     let server = Scripted::busy();
     let mut store = d.store();
     let t = d
