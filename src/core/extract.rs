@@ -209,7 +209,7 @@ pub fn order_numbers(text: &str) -> Vec<String> {
         let token = &text[start..i];
         let upper = token.bytes().any(|b| b.is_ascii_uppercase());
         let lower = token.bytes().any(|b| b.is_ascii_lowercase());
-        if upper && lower && !an_example(&text[..start]) {
+        if upper && lower && !an_example(&text[..start]) && !a_code(&text[..start]) {
             push_unique(&mut out, token.to_string());
         }
     }
@@ -261,6 +261,38 @@ fn an_example(before: &str) -> bool {
     ]
     .iter()
     .any(|w| tail.contains(w))
+}
+
+/// Whether what comes next is a discount or gift code, which has an order
+/// number's shape: "promo code X", "kortingscode: X", "voucher 'X'". An
+/// "order code" or "bestelcode" is the order number itself.
+fn a_code(before: &str) -> bool {
+    let head = before.trim_end_matches(|c: char| {
+        c.is_whitespace() || matches!(c, ':' | '\'' | '"' | '(' | '[' | '‘' | '“' | '=')
+    });
+    let mut words = head
+        .rsplit(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase);
+    let Some(last) = words.next() else {
+        return false;
+    };
+    let ordered = |w: &str| w.starts_with("order") || w.starts_with("bestel");
+    if last == "code" {
+        return !words.next().is_some_and(|w| ordered(&w));
+    }
+    (last.ends_with("code") && !ordered(&last))
+        || matches!(
+            last.as_str(),
+            "coupon"
+                | "voucher"
+                | "promo"
+                | "giftcard"
+                | "cadeaubon"
+                | "cadeaukaart"
+                | "tegoedbon"
+                | "waardebon"
+        )
 }
 
 static STRONG_SHIPMENT: LazyLock<Regex> = LazyLock::new(|| {
@@ -1505,6 +1537,33 @@ mod tests {
         // Groups that do not add up to one, and words after a label, are not.
         assert!(order_numbers("Bestelnummer: dQzG dHsK xwaE").is_empty());
         assert!(order_numbers("Order number is not known to me yet sorry").is_empty());
+    }
+
+    #[test]
+    fn promo_and_gift_codes_are_not_orders() {
+        // Codes have the same shape as an order number; their label says
+        // what they are.
+        for text in [
+            "I used the promo code WelcomeBack2026Promo12 at checkout",
+            "Mijn kortingscode: ZomerKorting2026Bonus22 werkte niet",
+            "Coupon code 'HolidayGiftCard2026xYz1' was not applied",
+            "De cadeaucode (KerstCadeau2026Voucher1) is al gebruikt",
+            "voucher: SpringVoucher2026AbCdE1",
+        ] {
+            assert!(order_numbers(text).is_empty(), "{text}");
+        }
+        // The order next to it still counts.
+        assert_eq!(
+            order_numbers(
+                "Order dQzGdHsKxwaEyrQfCdcCs8, promo code WelcomeBack2026Promo12 not applied"
+            ),
+            vec!["dQzGdHsKxwaEyrQfCdcCs8".to_string()]
+        );
+        // "Order code" is how some buyers name the order number.
+        assert_eq!(
+            order_numbers("Ordercode: dQzGdHsKxwaEyrQfCdcCs8"),
+            vec!["dQzGdHsKxwaEyrQfCdcCs8".to_string()]
+        );
     }
 
     #[test]
