@@ -410,18 +410,23 @@ fn header_text(text: &str) -> String {
 /// answer it.
 pub fn build_mail(ack: &RenderedAck, env: &AckEnvelope<'_>) -> Result<Vec<u8>, AckError> {
     let build = |e: &dyn std::fmt::Display| AckError::Build(e.to_string());
-    let from = Mailbox::new(
-        Some(env.from_name.to_string()),
-        env.from_address.parse().map_err(|e| build(&e))?,
-    );
+    let from_address: lettre::Address = env.from_address.parse().map_err(|e| build(&e))?;
+    let to_address: lettre::Address = env.to_address.parse().map_err(|e| build(&e))?;
+    // Given, not derived from the headers: lettre cannot read a quoted
+    // local part (`"jan de boer"@kpnmail.nl`) back from its own To header.
+    let envelope =
+        lettre::address::Envelope::new(Some(from_address.clone()), vec![to_address.clone()])
+            .map_err(|e| build(&e))?;
+    let from = Mailbox::new(Some(env.from_name.to_string()), from_address);
     // The buyer's display name and subject may hold control characters,
     // which lettre cannot write into a header (its formatting fails, and
     // with it the whole mail): they become spaces.
     let to = Mailbox::new(
         env.to_name.map(header_text).filter(|n| !n.is_empty()),
-        env.to_address.parse().map_err(|e| build(&e))?,
+        to_address,
     );
     let mut builder = Message::builder()
+        .envelope(envelope)
         .from(from)
         .to(to)
         .subject(header_text(&ack.subject))
@@ -475,6 +480,33 @@ mod tests {
             format_due(due, tz, Language::En),
             "Thursday 26 November 2026 at 14:03 (CET)"
         );
+    }
+
+    #[test]
+    fn a_quoted_local_part_is_addressed_as_written() {
+        let ack = RenderedAck {
+            subject: "[WN-000001] Ontvangen".into(),
+            text: "tekst".into(),
+            html: String::new(),
+        };
+        for name in [None, Some("Jan")] {
+            let raw = build_mail(
+                &ack,
+                &AckEnvelope {
+                    from_name: "Whatnot Support",
+                    from_address: "support@example.test",
+                    to_name: name,
+                    to_address: "\"jan de boer\"@kpnmail.nl",
+                    in_reply_to: None,
+                    references: &[],
+                    message_id: "wn-000001.q@example.test",
+                    automatic: true,
+                },
+            )
+            .unwrap();
+            let parsed = crate::core::parse::parse(&raw);
+            assert_eq!(parsed.to, vec!["\"jan de boer\"@kpnmail.nl"], "{name:?}");
+        }
     }
 
     #[test]

@@ -133,13 +133,56 @@ fn split_ids(text: &str) -> Vec<String> {
 }
 
 fn addresses(addr: Option<&mail_parser::Address<'_>>) -> Vec<String> {
-    addr.map(|a| {
-        a.iter()
-            .filter_map(|a| a.address())
-            .map(|s| s.trim().to_ascii_lowercase())
-            .collect()
-    })
-    .unwrap_or_default()
+    addr.map(|a| a.iter().filter_map(address_of).collect())
+        .unwrap_or_default()
+}
+
+/// The address of one mailbox, lower case, as written on the wire. A bare
+/// quoted local part (`From: "anna de vries"@buyer.test`) comes back from
+/// mail-parser as a display name and `@buyer.test`: joined again here.
+fn address_of(a: &mail_parser::Addr<'_>) -> Option<String> {
+    let address = a.address()?.trim();
+    let joined;
+    let address = match (address.strip_prefix('@'), a.name()) {
+        (Some(_), Some(local)) if !local.is_empty() => {
+            joined = format!("{local}{address}");
+            &joined
+        }
+        _ => address,
+    };
+    Some(quote_local_part(&address.to_ascii_lowercase()))
+}
+
+/// An address as it is written on the wire: mail-parser returns a quoted
+/// local part (`"anna de vries"@buyer.test`) without its quotes, which no
+/// mail library takes as an address. Quotes it again when it is not a
+/// plain dot-atom (RFC 5322 3.4.1).
+pub fn quote_local_part(address: &str) -> String {
+    let Some((local, domain)) = address.rsplit_once('@') else {
+        return address.to_string();
+    };
+    let atext = |c: char| c.is_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c);
+    if local.len() >= 2 && local.starts_with('"') && local.ends_with('"') {
+        return address.to_string();
+    }
+    let dot_atom = !local.is_empty()
+        && local
+            .split('.')
+            .all(|w| !w.is_empty() && w.chars().all(atext));
+    if dot_atom {
+        return address.to_string();
+    }
+    let mut quoted = String::with_capacity(local.len() + domain.len() + 4);
+    quoted.push('"');
+    for c in local.chars() {
+        if c == '"' || c == '\\' {
+            quoted.push('\\');
+        }
+        quoted.push(c);
+    }
+    quoted.push_str("\"@");
+    quoted.push_str(domain);
+    quoted
 }
 
 /// Whether an Authentication-Results value reports `dmarc=fail` (RFC 8601;
@@ -285,10 +328,7 @@ fn from_tree(
         problems.push("no Message-ID header".to_string());
     }
     let from = msg.from().and_then(|a| a.first());
-    let from_address = from
-        .and_then(|a| a.address())
-        .map(|s| s.trim().to_ascii_lowercase())
-        .filter(|s| !s.is_empty());
+    let from_address = from.and_then(address_of).filter(|s| !s.is_empty());
     let from_name = from
         .and_then(|a| a.name())
         .map(|s| {
@@ -809,6 +849,34 @@ Hallo, hier zijn de foto's.\r\n";
         assert!(m.text.contains("foto's"));
         assert!(m.html.is_none());
         assert_eq!(m.date.unwrap().to_rfc3339(), "2026-11-24T09:12:00+00:00");
+    }
+
+    #[test]
+    fn a_quoted_local_part_stays_quoted() {
+        // mail-parser hands the address back unquoted, which is no address
+        // at all: the ack could not be sent to it.
+        let raw = b"From: \"anna de vries\"@buyer.test\r\n\
+To: support@example.test, Inkoop <\"inkoop afdeling\"@Shop.test>\r\n\
+Subject: Kaart\r\n\
+Message-ID: <q@buyer.test>\r\n\
+\r\n\
+Hallo.\r\n";
+        let m = parse(raw);
+        let from = m.from_address.as_deref().expect("from");
+        assert_eq!(from, "\"anna de vries\"@buyer.test");
+        assert!(from.parse::<lettre::Address>().is_ok(), "{from}");
+        assert!(
+            m.to.contains(&"\"inkoop afdeling\"@shop.test".to_string()),
+            "{:?}",
+            m.to
+        );
+        // Plain local parts are written as they were.
+        assert_eq!(
+            quote_local_part("anna.b+wn@buyer.test"),
+            "anna.b+wn@buyer.test"
+        );
+        assert_eq!(quote_local_part("a\"b@buyer.test"), "\"a\\\"b\"@buyer.test");
+        assert_eq!(quote_local_part(".anna@buyer.test"), "\".anna\"@buyer.test");
     }
 
     #[test]
