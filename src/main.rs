@@ -348,8 +348,44 @@ fn main() -> std::process::ExitCode {
                 return std::process::ExitCode::SUCCESS;
             }
             eprintln!("ticketd: error: {e:#}");
-            std::process::ExitCode::FAILURE
+            std::process::ExitCode::from(exit_status(&e))
         }
+    }
+}
+
+/// sysexits.h EX_CONFIG: the configuration (file or templates) is wrong.
+/// The unit's `RestartPreventExitStatus=78` keeps systemd from restarting
+/// the service every few seconds, and logging in each time, until someone
+/// fixes the file.
+const EX_CONFIG: u8 = 78;
+
+/// The exit status for an error: EX_CONFIG when an edit of the config
+/// file or the templates is what it takes, 1 otherwise.
+fn exit_status(e: &anyhow::Error) -> u8 {
+    let is_config = e.chain().any(|c| {
+        c.is::<ticketd::config::ConfigError>()
+            || matches!(
+                c.downcast_ref::<ticketd::ack::AckError>(),
+                Some(
+                    ticketd::ack::AckError::NoTemplates(_)
+                        | ticketd::ack::AckError::Template { .. }
+                )
+            )
+            || matches!(
+                c.downcast_ref::<daemon::DaemonError>(),
+                Some(
+                    daemon::DaemonError::NoImap
+                        | daemon::DaemonError::Templates(
+                            ticketd::ack::AckError::NoTemplates(_)
+                                | ticketd::ack::AckError::Template { .. }
+                        )
+                )
+            )
+    });
+    if is_config {
+        EX_CONFIG
+    } else {
+        1
     }
 }
 

@@ -206,6 +206,53 @@ fn config_errors_name_the_key_and_the_fix() {
     );
 }
 
+/// A wrong config file or template exits with EX_CONFIG (78), which the
+/// unit names in `RestartPreventExitStatus=`: systemd then leaves the
+/// service failed instead of starting it (and logging in) every few
+/// seconds until someone fixes the file. Other failures exit 1, so a
+/// mail server that is down at boot is still retried.
+#[test]
+fn config_errors_exit_with_ex_config_and_other_errors_with_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let status = |config: &Path, args: &[&str]| ticketd(config, args).status.code();
+    let typo = setup(
+        dir.path(),
+        "[tickets]
+respons_hours = 24
+",
+    );
+    for command in ["check", "run", "stats"] {
+        assert_eq!(status(&typo, &[command]), Some(78), "{command}");
+    }
+    assert_eq!(
+        status(&dir.path().join("missing.toml"), &["check"]),
+        Some(78)
+    );
+    let no_templates = dir.path().join("no-templates.toml");
+    std::fs::write(
+        &no_templates,
+        "[store]\ndata_dir = \"data\"\n[tickets]\ntemplates_dir = \"nowhere\"\n",
+    )
+    .unwrap();
+    assert_eq!(status(&no_templates, &["check"]), Some(78));
+    // `run` without [imap] cannot work until the file says where to look.
+    let good = setup(dir.path(), "");
+    assert_eq!(status(&good, &["run"]), Some(78));
+    // Not the config's fault: exit 1.
+    assert_eq!(status(&good, &["show", "WN-000042"]), Some(1));
+
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/ticketd.service"),
+    )
+    .unwrap();
+    assert!(
+        unit.lines()
+            .any(|l| l.starts_with("RestartPreventExitStatus=")
+                && l.split(['=', ' ']).any(|w| w == "78")),
+        "the unit must not restart on EX_CONFIG"
+    );
+}
+
 #[test]
 fn a_failed_send_stays_queued_and_can_be_retried() {
     let dir = tempfile::tempdir().unwrap();
