@@ -396,3 +396,94 @@ fn attachments_come_out_byte_for_byte_small_and_large() {
         assert_eq!(rows, 0, "{name}");
     }
 }
+
+/// An operator who files a mail by hand as root (`sudo ticketd ingest`)
+/// must not leave blob directories only root can write: the service,
+/// running as the data directory's owner, could then no longer file any
+/// large mail whose hash falls in them, and would retry it forever.
+#[test]
+fn large_mail_filed_as_root_leaves_blobs_the_service_user_can_write() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    // SAFETY: geteuid cannot fail and touches no memory.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("not root: the ownership of root's files is not checked");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = setup(dir.path(), "");
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o750)).unwrap();
+    let as_nobody = |args: &[&str]| {
+        Command::new("setpriv")
+            .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_ticketd"))
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .output()
+            .expect("setpriv (util-linux) is needed to run ticketd as nobody")
+    };
+    let chown = Command::new("chown")
+        .args(["nobody:nogroup"])
+        .arg(&data)
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    let service_uid = std::fs::metadata(&data).unwrap().uid();
+    // The service has run: the database is its own.
+    let out = as_nobody(&["stats"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let big_mail = |name: &str| {
+        let path = dir.path().join(format!("{name}.eml"));
+        let body: String = (0..2_000)
+            .map(|i| format!("{name} regel {i}: mijn pakket is niet aangekomen\r\n"))
+            .collect();
+        std::fs::write(
+            &path,
+            format!(
+                "From: {name}@buyer.test\r\nSubject: Pakket {name}\r\n\
+                 Message-ID: <{name}@buyer.test>\r\n\r\n{body}"
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        path
+    };
+
+    let first = big_mail("root");
+    let out = ticketd(&config, &["ingest", first.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let blobs = data.join("blobs");
+    let mut owned_by_root = Vec::new();
+    let mut stack = vec![blobs.clone()];
+    while let Some(d) = stack.pop() {
+        if std::fs::metadata(&d).unwrap().uid() != service_uid {
+            owned_by_root.push(d.clone());
+        }
+        if d.is_dir() {
+            stack.extend(std::fs::read_dir(&d).unwrap().map(|e| e.unwrap().path()));
+        }
+    }
+    assert!(
+        owned_by_root.is_empty(),
+        "not the service user's: {owned_by_root:?}"
+    );
+
+    let second = big_mail("service");
+    let out = as_nobody(&["ingest", second.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "the service user cannot file a large mail after root did: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -547,6 +547,7 @@ pub fn write_blob_file(
     }
     let dir = path.parent().unwrap_or(data_dir).to_path_buf();
     fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    let owner = owner_for_root(data_dir, &dir).map_err(io_err(&dir))?;
     // A name of its own for each write: two threads may write the same
     // blob at once (two copies of one mail in a batch), and each must
     // rename a whole file of its own into place.
@@ -559,6 +560,9 @@ pub fn write_blob_file(
     // writers waiting on the disk: 10-20% slower on the full mix.)
     let write = || -> std::io::Result<()> {
         let mut f = File::create(&tmp)?;
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
+        }
         f.write_all(bytes)?;
         start_writeback(&f);
         fs::rename(&tmp, &path)
@@ -571,6 +575,33 @@ pub fn write_blob_file(
         }
     })?;
     Ok(Some(path))
+}
+
+/// When root writes into the data directory (an operator's `ticketd
+/// ingest` or `reply` run with sudo), the owner new blob files must get:
+/// the data directory's, which is the service's user. A blob directory
+/// root made is given to that owner too (now, and when an earlier run
+/// left one), since a directory only root can write would stop the
+/// service from filing every later large mail whose hash falls in it.
+/// `None` for any other user: the files are theirs, as before.
+fn owner_for_root(data_dir: &Path, blob_dir: &Path) -> std::io::Result<Option<(u32, u32)>> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid cannot fail and touches no memory.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(None);
+    }
+    let top = fs::metadata(data_dir)?;
+    let (uid, gid) = (top.uid(), top.gid());
+    if uid == 0 {
+        return Ok(None);
+    }
+    let blobs = data_dir.join("blobs");
+    for d in [blobs.as_path(), blob_dir] {
+        if fs::metadata(d)?.uid() == 0 {
+            std::os::unix::fs::chown(d, Some(uid), Some(gid))?;
+        }
+    }
+    Ok(Some((uid, gid)))
 }
 
 /// Whether the file at `path` holds exactly `bytes`, read in pieces.
