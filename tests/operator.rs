@@ -53,6 +53,16 @@ fn backup_is_a_consistent_copy_and_stats_count() {
         String::from_utf8_lossy(&out.stdout).contains("blobs"),
         "tells what else to copy"
     );
+    // Every buyer's mail is in it: only its owner may read it, even from
+    // a shell whose umask would make new files world-readable.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&backup).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "backup mode {mode:o}");
+    }
+    let again = ticketd(&config, &["backup", backup.to_str().unwrap()]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("will not overwrite"));
     // The copy is a store of its own with the same tickets.
     let copy_dir = dir.path().join("restored");
     std::fs::create_dir(&copy_dir).unwrap();

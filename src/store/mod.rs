@@ -458,16 +458,11 @@ impl Store {
     /// starts over after every commit of another connection, and under a
     /// busy daemon never got to the end). A copy that fails is removed.
     /// Blobs are immutable files and are copied separately.
+    ///
+    /// The copy holds every buyer's mail: it is made readable by its owner
+    /// only (0600), whatever the umask of the shell that asked for it.
     pub fn backup_to(&self, dest: &Path) -> Result<(), StoreError> {
-        if dest.exists() {
-            return Err(StoreError::Io {
-                path: dest.to_path_buf(),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::AlreadyExists,
-                    "will not overwrite it",
-                ),
-            });
-        }
+        use std::os::unix::fs::OpenOptionsExt;
         let target = dest.to_str().ok_or_else(|| StoreError::Io {
             path: dest.to_path_buf(),
             source: std::io::Error::new(
@@ -475,6 +470,20 @@ impl Store {
                 "the path is not valid UTF-8",
             ),
         })?;
+        // VACUUM INTO fills an empty file it is given, keeping its mode.
+        File::options()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(dest)
+            .map_err(|e| StoreError::Io {
+                path: dest.to_path_buf(),
+                source: if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    std::io::Error::new(e.kind(), "will not overwrite it")
+                } else {
+                    e
+                },
+            })?;
         if let Err(e) = self.conn.execute("VACUUM INTO ?1", [target]) {
             let _ = fs::remove_file(dest);
             return Err(e.into());
