@@ -191,8 +191,14 @@ fn init_logging(format: LogFormat) {
             Err(e) => eprintln!("ticketd: no journal ({e}); logging to stderr"),
         }
     }
+    // Colours only for a person at a terminal: a log file, cron's mail or
+    // the journal (`--log-format text` under systemd) would get escape
+    // codes in every line. NO_COLOR turns them off at a terminal too.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter())
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     if format == LogFormat::Json {
         builder.json().init();

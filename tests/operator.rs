@@ -497,3 +497,33 @@ fn large_mail_filed_as_root_leaves_blobs_the_service_user_can_write() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Logs written to a file or a pipe (cron's mail, `2>>ticketd.log`, the
+/// journal with `--log-format text`) are plain text: no terminal colour
+/// codes around every field.
+#[test]
+fn text_logs_to_a_pipe_carry_no_escape_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path(), "");
+    let eml = dir.path().join("m.eml");
+    std::fs::write(
+        &eml,
+        "From: a@buyer.test\r\nSubject: Vraag\r\nMessage-ID: <c1@buyer.test>\r\n\r\nWaar is mijn pakket?\r\n",
+    )
+    .unwrap();
+    for format in ["text", "auto"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_ticketd"))
+            .arg("--config")
+            .arg(&config)
+            .args(["--log-format", format, "ingest"])
+            .arg(&eml)
+            .env_remove("NO_COLOR")
+            .env_remove("JOURNAL_STREAM")
+            .env("TICKETD_LOG", "info")
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(log.contains("filed"), "{format}: {log}");
+        assert!(!log.contains('\x1b'), "{format}: escape codes in {log:?}");
+    }
+}
