@@ -82,15 +82,31 @@ pub fn render(conn: &Connection, live: &Live, now: i64) -> Result<String, StoreE
         grouped(conn, "SELECT kind, count(*) FROM messages WHERE direction = 'in' GROUP BY kind ORDER BY kind")?,
         "kind",
     );
+    // A counter must never go down, or rate() and increase() read a
+    // reset: the outbox by status is a gauge (queued items get sent, a
+    // bounce turns a sent one into bounced, a retry a failed one into
+    // queued), and what only grows is counted apart.
     family(
-        "ticketd_acks_total",
-        "counter",
-        "Acknowledgements and replies in the outbox, by status (queued, sent, failed, bounced).",
+        "ticketd_outbox_items",
+        "gauge",
+        "Acknowledgements and replies in the outbox now, by status (queued, sent, failed, bounced).",
         grouped(
             conn,
             "SELECT status, count(*) FROM outbox GROUP BY status ORDER BY status",
         )?,
         "status",
+    );
+    let sent: i64 = conn.query_row(
+        "SELECT count(*) FROM outbox WHERE sent_at IS NOT NULL",
+        [],
+        |r| r.get(0),
+    )?;
+    family(
+        "ticketd_acks_sent_total",
+        "counter",
+        "Acknowledgements and replies the SMTP server took (bounced ones included).",
+        vec![(String::new(), sent)],
+        "",
     );
     let mut skipped: Vec<(String, i64)> = Vec::new();
     for (reason, n) in grouped(
@@ -243,6 +259,76 @@ mod tests {
         );
         assert!(
             text.contains("ticketd_imap_left_out_messages{mailbox=\"Klantenservice\"} 1"),
+            "{text}"
+        );
+    }
+
+    /// Sample value of `line_start` (a metric name with its labels).
+    fn sample(text: &str, line_start: &str) -> Option<i64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(line_start)?.trim().parse().ok())
+    }
+
+    /// What is declared a counter never goes down while the outbox moves
+    /// on: items queued then sent, a sent one bounced, a failed one retried.
+    #[test]
+    fn counters_never_go_down_as_the_outbox_moves() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let c = store.conn();
+        c.execute_batch(
+            "INSERT INTO tickets (id, requester, subject, language, created_at, updated_at)
+               VALUES (1, 'a@buyer.test', 's', 'nl', 0, 0);",
+        )
+        .unwrap();
+        for id in 1..=3 {
+            c.execute(
+                "INSERT INTO outbox (id, ticket_id, message_id, envelope_from, envelope_to, raw,
+                   created_at, next_attempt_at) VALUES (?1, 1, ?2, 'us@x.test', 'a@buyer.test', x'00', 0, 0)",
+                rusqlite::params![id, format!("<{id}@x.test>")],
+            )
+            .unwrap();
+        }
+        let steps = [
+            "UPDATE outbox SET status = 'sent', sent_at = 10 WHERE id IN (1, 2)",
+            "UPDATE outbox SET status = 'failed' WHERE id = 3",
+            "UPDATE outbox SET status = 'bounced' WHERE id = 1",
+            "UPDATE outbox SET status = 'queued' WHERE id = 3",
+        ];
+        let counters = |text: &str| -> Vec<(String, i64)> {
+            let names: Vec<&str> = text
+                .lines()
+                .filter_map(|l| l.strip_prefix("# TYPE "))
+                .filter_map(|l| l.strip_suffix(" counter"))
+                .collect();
+            text.lines()
+                .filter(|l| !l.starts_with('#'))
+                .filter(|l| names.iter().any(|n| l.starts_with(n)))
+                .filter_map(|l| {
+                    let (k, v) = l.rsplit_once(' ')?;
+                    Some((k.to_string(), v.parse().ok()?))
+                })
+                .collect()
+        };
+        let mut before = counters(&render(c, &Live::default(), 20).unwrap());
+        for step in steps {
+            c.execute(step, []).unwrap();
+            let text = render(c, &Live::default(), 20).unwrap();
+            let now = counters(&text);
+            for (name, old) in &before {
+                let new = now.iter().find(|(n, _)| n == name).map(|(_, v)| *v);
+                assert!(
+                    new.is_some_and(|v| v >= *old),
+                    "after `{step}`: counter {name} went from {old} to {new:?}\n{text}"
+                );
+            }
+            before = now;
+        }
+        let text = render(c, &Live::default(), 20).unwrap();
+        assert_eq!(sample(&text, "ticketd_acks_sent_total "), Some(2), "{text}");
+        assert_eq!(
+            sample(&text, "ticketd_outbox_items{status=\"bounced\"} "),
+            Some(1),
             "{text}"
         );
     }

@@ -63,7 +63,8 @@ fn metrics_follow_filing_and_sending() {
     rig.wait_for_mail(anna, 1, Duration::from_secs(20)).unwrap();
     // The two mails may be filed in separate passes: wait for both.
     let expected = [
-        "ticketd_acks_total{status=\"sent\"} 1",
+        "ticketd_acks_sent_total 1",
+        "ticketd_outbox_items{status=\"sent\"} 1",
         "ticketd_messages_ingested_total{kind=\"human\"} 1",
         "ticketd_messages_ingested_total{kind=\"autoreply\"} 1",
         "ticketd_acks_skipped_total{reason=\"machine mail\"} 1",
