@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use ticketd::ack::AckTemplates;
-use ticketd::config::{Config, DEFAULT_CONFIG_PATH};
+use ticketd::config::{Config, ConfigError, DEFAULT_CONFIG_PATH};
 use ticketd::daemon;
 use ticketd::ingest::{Ingestor, Outcome};
 use ticketd::store::{views, Store};
@@ -208,8 +208,12 @@ fn init_logging(format: LogFormat) {
 }
 
 fn load(cli: &Cli) -> Result<Config> {
-    Config::load(&cli.config)
-        .with_context(|| format!("invalid configuration in {}", cli.config.display()))
+    Config::load(&cli.config).map_err(|e| match e {
+        // These name the file already.
+        ConfigError::Read { .. } | ConfigError::Syntax { .. } => anyhow::Error::new(e),
+        e => anyhow::Error::new(e)
+            .context(format!("invalid configuration in {}", cli.config.display())),
+    })
 }
 
 fn load_templates(config: &Config) -> Result<AckTemplates> {
@@ -353,10 +357,35 @@ fn main() -> std::process::ExitCode {
             if broken_pipe {
                 return std::process::ExitCode::SUCCESS;
             }
-            eprintln!("ticketd: error: {e:#}");
+            eprintln!("ticketd: error: {}", one_line(&e));
             std::process::ExitCode::from(exit_status(&e))
         }
     }
+}
+
+/// The error and its causes on one line (one journal entry), each cause
+/// once: most of our errors already name their cause in their own text,
+/// which `{:#}` would repeat ("Permission denied: Permission denied").
+/// Multi-line causes (a TOML syntax error's excerpt) are joined too.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let cause = cause
+            .to_string()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && *l != "|")
+            .collect::<Vec<_>>()
+            .join(" ");
+        if text.contains(&cause) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&cause);
+    }
+    text
 }
 
 /// sysexits.h EX_CONFIG: the configuration (file or templates) is wrong.

@@ -165,6 +165,65 @@ fn backup_finishes_while_the_store_is_written() {
     assert!(!failed.status.success());
 }
 
+/// The error an operator reads names each cause once, on one line (one
+/// journal entry): no "Permission denied: Permission denied".
+#[test]
+fn an_error_is_one_line_with_each_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let once = |err: &str, needle: &str| {
+        assert_eq!(err.matches(needle).count(), 1, "{needle} in {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    };
+    let out = ticketd(&dir.path().join("missing.toml"), &["check"]);
+    once(
+        &String::from_utf8_lossy(&out.stderr),
+        "No such file or directory",
+    );
+
+    let config = setup(dir.path(), "[tickets\nresponse_hours = 24\n");
+    let out = ticketd(&config, &["check"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    once(&err, "ticketd.toml");
+
+    // A database the user may not write (root may write anything, so root
+    // runs it as nobody).
+    let config = setup(dir.path(), "");
+    assert!(ticketd(&config, &["stats"]).status.success());
+    let db = dir.path().join("data/ticketd.sqlite3");
+    let mode = |p: &Path, m: u32| {
+        let mut perms = std::fs::metadata(p).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, m);
+        std::fs::set_permissions(p, perms).unwrap();
+    };
+    for d in [dir.path(), &dir.path().join("data")] {
+        mode(d, 0o755);
+    }
+    mode(&db, 0o444);
+    let mut cmd = if running_as_root() {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_ticketd"));
+        c
+    } else {
+        Command::new(env!("CARGO_BIN_EXE_ticketd"))
+    };
+    let out = cmd
+        .arg("--config")
+        .arg(&config)
+        .args(["close", "WN-000001"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    once(&err, "readonly database");
+}
+
+fn running_as_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
+}
+
 #[test]
 fn config_errors_name_the_key_and_the_fix() {
     let dir = tempfile::tempdir().unwrap();
