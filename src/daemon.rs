@@ -84,6 +84,13 @@ fn reconnect_delay(failures: u32) -> Duration {
     Duration::from_secs((1u64 << failures.min(6)).min(60))
 }
 
+/// After a refused login: 5 minutes, doubling up to an hour. A wrong
+/// password retried every minute is what gets a mailbox locked (Google and
+/// Microsoft lock accounts after a run of failed logins).
+fn login_retry_delay(failures: u32) -> Duration {
+    Duration::from_secs((300u64 << failures.min(4)).min(3600))
+}
+
 /// Up to half as much again, so many daemons don't reconnect in step.
 fn with_jitter(delay: Duration) -> Duration {
     use std::hash::{BuildHasher, Hasher};
@@ -145,6 +152,7 @@ fn keepalive() -> Duration {
 }
 
 /// Watches one mailbox until `stop`, reconnecting after any failure.
+#[allow(clippy::too_many_arguments)]
 async fn mailbox_loop(
     config: &Config,
     imap_cfg: &ImapConfig,
@@ -152,6 +160,7 @@ async fn mailbox_loop(
     templates: &AckTemplates,
     stop: &Shutdown,
     hooks: &Hooks<'_>,
+    on_down: &(dyn Fn(&str) + Sync),
     live: &metrics::Live,
 ) -> Result<(), DaemonError> {
     let mut store = Store::open(&config.data_dir)?;
@@ -169,17 +178,29 @@ async fn mailbox_loop(
                     failures = 0;
                 }
                 live.reconnect();
-                let delay = with_jitter(reconnect_delay(failures));
+                let refused = matches!(e, ImapError::Login { .. });
+                let delay = with_jitter(if refused {
+                    login_retry_delay(failures)
+                } else {
+                    reconnect_delay(failures)
+                });
                 failures = failures.saturating_add(1);
                 match &e {
                     ImapError::Store(_) => {
                         error!(mailbox, error = %e, retry_in = ?delay, "cannot write to the store; the message is retried")
                     }
+                    ImapError::Login { .. } => error!(
+                        mailbox, error = %e, retry_in = ?delay,
+                        "IMAP login refused; tried again only after a long wait, so the account \
+                         is not locked for too many failed logins (`systemctl reload ticketd` \
+                         tries at once)"
+                    ),
                     _ => error!(mailbox, error = %e, retry_in = ?delay, "IMAP connection failed"),
                 }
-                service::status(&format!("{mailbox}: {e}; retrying in {}s", delay.as_secs()));
-                // Still alive: the wait is bounded and the loop goes on.
-                service::watchdog();
+                // Up, and waiting for the server: READY (if not yet) with
+                // the reason, and still alive for the watchdog, as the wait
+                // is bounded and the loop goes on.
+                on_down(&format!("{mailbox}: {e}; retrying in {}s", delay.as_secs()));
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = stop.wait() => {}
@@ -294,6 +315,17 @@ pub async fn run(
         }
         service::watchdog();
     };
+    // The mail server down or refusing the login at start: the service is
+    // up all the same (its web page, metrics and outbox run, and it keeps
+    // trying); systemd hears why, and does not restart it in a loop.
+    let on_down = |what: &str| {
+        if !ready.swap(true, Ordering::SeqCst) {
+            service::ready(what);
+        } else {
+            service::status(what);
+        }
+        service::watchdog();
+    };
     loop {
         let Some(imap_cfg) = config.imap.clone() else {
             return Err(DaemonError::NoImap);
@@ -314,12 +346,11 @@ pub async fn run(
             }
             round_trigger.trigger();
         };
-        let watchers = futures::future::join_all(
-            imap_cfg
-                .mailboxes
-                .iter()
-                .map(|m| mailbox_loop(&config, &imap_cfg, m, &templates, &round, &hooks, &live)),
-        );
+        let watchers = futures::future::join_all(imap_cfg.mailboxes.iter().map(|m| {
+            mailbox_loop(
+                &config, &imap_cfg, m, &templates, &round, &hooks, &on_down, &live,
+            )
+        }));
         let (_, results) = tokio::join!(forward, watchers);
         for r in results {
             if let Err(e) = r {
@@ -374,6 +405,14 @@ fn reload_config(path: &Path, running: &Config) -> Result<(Config, AckTemplates)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_login_waits_minutes_not_seconds() {
+        assert_eq!(login_retry_delay(0), Duration::from_secs(300));
+        assert_eq!(login_retry_delay(1), Duration::from_secs(600));
+        assert_eq!(login_retry_delay(3), Duration::from_secs(2400));
+        assert_eq!(login_retry_delay(30), Duration::from_secs(3600));
+    }
 
     #[test]
     fn reconnect_backs_off_to_a_minute() {

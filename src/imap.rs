@@ -38,6 +38,8 @@ pub enum ImapError {
     Protocol { addr: String, message: String },
     #[error("IMAP login as {user} was refused ({message}); check imap.username and the password")]
     Login { user: String, message: String },
+    #[error("no IMAP password for {user}: {message}")]
+    Secret { user: String, message: String },
     #[error("cannot open mailbox `{mailbox}` ({message}); check imap.mailbox")]
     Mailbox { mailbox: String, message: String },
     #[error("IMAP {0} timed out")]
@@ -124,7 +126,7 @@ pub async fn connect(cfg: &ImapConfig) -> Result<ImapSession, ImapError> {
             client
         }
     };
-    let secret = cfg.password.get().map_err(|message| ImapError::Login {
+    let secret = cfg.password.get().map_err(|message| ImapError::Secret {
         user: cfg.username.clone(),
         message,
     })?;

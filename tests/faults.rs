@@ -1511,3 +1511,74 @@ fn ready_and_watchdog_pings_come_while_a_backlog_is_filed() {
         .count();
     assert!(pings_while_filing >= 2, "{said:?}");
 }
+
+/// The mail server away at start, or refusing the login: the service is
+/// up all the same (READY, with the reason as its status) and keeps
+/// trying, instead of failing its start, which systemd would repeat every
+/// few seconds, for ever. A refused login is tried again only minutes
+/// later: a wrong password retried every few seconds gets the mailbox
+/// locked at Google or Microsoft.
+#[test]
+fn a_mail_server_away_at_start_leaves_the_service_up_and_trying() {
+    let rig = MailRig::start().unwrap();
+    let nobody_there = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let readiness = |s: &Env, name: &str| -> (Run, Vec<String>) {
+        let socket_path = s.dir.path().join(name);
+        let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let run = Run::spawn(&s.config, Some(Duration::from_secs(60)), Some(&socket_path));
+        let mut said = Vec::new();
+        let mut buf = [0u8; 4096];
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10)
+            && !said.iter().any(|m: &String| m.contains("READY=1"))
+        {
+            if let Ok(len) = socket.recv(&mut buf) {
+                said.push(String::from_utf8_lossy(&buf[..len]).replace('\n', " "));
+            }
+        }
+        (run, said)
+    };
+
+    let s = env(&rig, nobody_there, "");
+    let (mut run, said) = readiness(&s, "notify-down.sock");
+    let ready = said
+        .iter()
+        .find(|m| m.contains("READY=1"))
+        .unwrap_or_else(|| panic!("no READY while the server is away: {said:?}"));
+    assert!(
+        ready.contains("STATUS=") && ready.contains("retrying in"),
+        "{said:?}"
+    );
+    run.wait_log("IMAP connection failed", 2, WAIT);
+    finish(&mut run);
+
+    // The real Dovecot, the wrong password.
+    let s = env(&rig, rig.imap_port(), "");
+    fs::write(s.dir.path().join("password"), "not-the-password\n").unwrap();
+    let (mut run, said) = readiness(&s, "notify-refused.sock");
+    assert!(
+        said.iter()
+            .any(|m| m.contains("READY=1") && m.contains("refused")),
+        "{said:?}"
+    );
+    run.wait_log("IMAP login refused", 1, WAIT);
+    let log = run.log();
+    let wait: f64 = log
+        .split("retry_in=")
+        .nth(1)
+        .and_then(|rest| rest.split('s').next())
+        .and_then(|secs| secs.parse().ok())
+        .unwrap_or_else(|| panic!("no retry_in: {log}"));
+    assert!(
+        wait >= 300.0,
+        "a refused login retried after {wait} s:\n{log}"
+    );
+    finish(&mut run);
+}
