@@ -355,32 +355,10 @@ fn from_tree(
         })
         .filter(|s| !s.is_empty());
 
-    // mail-parser synthesises an HTML body from text; keep only a real one.
-    let html = msg
-        .html_bodies()
-        .next()
-        .filter(|p| p.is_text_html())
-        .and_then(|_| msg.body_html(0))
-        .map(|h| h.into_owned());
+    let html = body_html(msg);
     let mut recovered_part = None;
-    let mut text = match msg.body_text(0) {
-        Some(t) => {
-            let flowed = msg
-                .text_part(0)
-                .and_then(|p| p.content_type())
-                .and_then(|ct| {
-                    ct.attribute("format")
-                        .filter(|f| f.eq_ignore_ascii_case("flowed"))
-                        .map(|_| {
-                            ct.attribute("delsp")
-                                .is_some_and(|d| d.eq_ignore_ascii_case("yes"))
-                        })
-                });
-            match flowed {
-                Some(delsp) => unflow(&t, delsp),
-                None => t.into_owned(),
-            }
-        }
+    let mut text = match body_text(msg) {
+        Some(t) => t,
         None => match recover_text(msg) {
             Some((i, t)) => {
                 problems.push("malformed text part; decoded leniently".to_string());
@@ -489,6 +467,63 @@ fn from_tree(
         machine,
         problems,
     })
+}
+
+/// The text of every inline text part, in order: iOS Mail puts what the
+/// buyer types after a photo in a text part of its own after the image.
+/// `None` when the mail has no readable text part.
+fn body_text(msg: &mail_parser::Message<'_>) -> Option<String> {
+    let mut pieces = Vec::new();
+    for (i, part) in msg.text_bodies().enumerate() {
+        if !part.is_text() {
+            // An inline image between the text parts.
+            continue;
+        }
+        let Some(t) = msg.body_text(i) else { continue };
+        let flowed = part.content_type().and_then(|ct| {
+            ct.attribute("format")
+                .filter(|f| f.eq_ignore_ascii_case("flowed"))
+                .map(|_| {
+                    ct.attribute("delsp")
+                        .is_some_and(|d| d.eq_ignore_ascii_case("yes"))
+                })
+        });
+        pieces.push(match flowed {
+            Some(delsp) => unflow(&t, delsp),
+            None => t.into_owned(),
+        });
+    }
+    if pieces.len() <= 1 {
+        return pieces.pop();
+    }
+    let mut text = String::new();
+    for piece in pieces {
+        if piece.trim().is_empty() {
+            continue;
+        }
+        if !text.is_empty() {
+            text.truncate(text.trim_end().len());
+            text.push_str("\n\n");
+        }
+        text.push_str(piece.trim_start_matches(['\r', '\n']));
+    }
+    Some(text)
+}
+
+/// The HTML of every inline part, in order (iOS Mail splits it around each
+/// photo as it does the text). mail-parser synthesises an HTML body from
+/// text; `None` unless at least one part is real HTML.
+fn body_html(msg: &mail_parser::Message<'_>) -> Option<String> {
+    if !msg.html_bodies().any(|p| p.is_text_html()) {
+        return None;
+    }
+    let mut html = String::new();
+    for (i, part) in msg.html_bodies().enumerate() {
+        if part.is_text() {
+            html.push_str(&msg.body_html(i)?);
+        }
+    }
+    Some(html)
 }
 
 /// Undoes RFC 3676 format=flowed: a line ending in a space continues on
@@ -825,6 +860,38 @@ mod tests {
                 ("factuur.pdf", false)
             ]
         );
+    }
+
+    #[test]
+    fn text_typed_after_an_iphone_photo_is_kept() {
+        // iOS Mail: text, the photo, then what the buyer typed after it.
+        let raw = "From: Lisa <lisa@icloud.test>\r\nSubject: Kapot\r\nMessage-Id: <p1@icloud.test>\r\n\
+             Mime-Version: 1.0 (1.0)\r\nContent-Type: multipart/mixed; boundary=AM\r\n\r\n\
+             --AM\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nHierbij de foto van de deuk.\r\n\
+             --AM\r\nContent-Type: image/jpeg; name=IMG_1.jpeg\r\n\
+             Content-Disposition: inline; filename=IMG_1.jpeg\r\n\
+             Content-Transfer-Encoding: base64\r\n\r\n/9j/4AAQSkZJRgABAQ==\r\n\
+             --AM\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\
+             En de onderkant is gescheurd. Bestelnummer 8rESQedUStPKR0CsTy4Qwb\r\n\r\n\
+             Verstuurd vanaf mijn iPhone\r\n--AM--\r\n";
+        let m = parse(raw.as_bytes());
+        assert_eq!(
+            m.text,
+            "Hierbij de foto van de deuk.\n\n\
+             En de onderkant is gescheurd. Bestelnummer 8rESQedUStPKR0CsTy4Qwb\r\n\r\n\
+             Verstuurd vanaf mijn iPhone"
+        );
+        assert_eq!(m.attachments.len(), 1);
+        assert!(m.problems.is_empty(), "{:?}", m.problems);
+
+        // The same with HTML: both pieces are in the HTML view.
+        let raw = raw
+            .replace("text/plain", "text/html")
+            .replace("Hierbij", "<div>Hierbij")
+            .replace("iPhone\r\n--AM--", "iPhone</div>\r\n--AM--");
+        let html = parse(raw.as_bytes()).html.unwrap();
+        assert!(html.starts_with("<div>Hierbij de foto"), "{html}");
+        assert!(html.contains("8rESQedUStPKR0CsTy4Qwb"), "{html}");
     }
 
     #[test]
