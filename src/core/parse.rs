@@ -1,6 +1,8 @@
 //! Raw bytes to `InboundMessage`: the fields the rest of ticketd needs, taken
 //! out of mail-parser's tree once, so nothing downstream touches MIME.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, TimeZone, Utc};
 
 use super::large_parts;
@@ -479,7 +481,15 @@ fn body_text(msg: &mail_parser::Message<'_>) -> Option<String> {
             // An inline image between the text parts.
             continue;
         }
-        let Some(t) = msg.body_text(i) else { continue };
+        // An HTML part without a text alternative: mail-parser's own
+        // conversion runs <div>s and table cells together.
+        let t = match part.text_contents() {
+            Some(html) if part.is_text_html() => Cow::Owned(super::html::to_text(html)),
+            _ => match msg.body_text(i) {
+                Some(t) => t,
+                None => continue,
+            },
+        };
         let flowed = part.content_type().and_then(|ct| {
             ct.attribute("format")
                 .filter(|f| f.eq_ignore_ascii_case("flowed"))
@@ -892,6 +902,29 @@ mod tests {
         let html = parse(raw.as_bytes()).html.unwrap();
         assert!(html.starts_with("<div>Hierbij de foto"), "{html}");
         assert!(html.contains("8rESQedUStPKR0CsTy4Qwb"), "{html}");
+    }
+
+    #[test]
+    fn html_only_mail_keeps_its_lines_apart() {
+        // Webmail without a text part: every line a <div>, a table, and
+        // the quoted acknowledgement under an <hr>.
+        let raw = "From: Kees <kees@b.test>\r\nSubject: Pakket\r\nMessage-ID: <h1@b.test>\r\n\
+             MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n\
+             <html><body><div>Mijn pakket is nog steeds niet aangekomen.</div>\
+             <div>Bestelnummer</div><div>fJBd0Kh8oOOL8dKLzdocJ2</div>\
+             <table><tr><td>Gebruikersnaam</td><td>kees</td></tr></table><div>Groet, Kees</div>\
+             <hr><div><b>Van:</b> Whatnot Support &lt;support@example.test&gt;<br>\
+             <b>Verzonden:</b> dinsdag 24 november 2026 10:12<br>\
+             <b>Onderwerp:</b> [WN-000001] ontvangen</div>\
+             <div>Je bestelnummer (bijvoorbeeld dQzGdHsKxwaEyrQfCdcCs8)</div></body></html>\r\n";
+        let m = parse(raw.as_bytes());
+        assert!(m.text.contains("\nfJBd0Kh8oOOL8dKLzdocJ2\n"), "{}", m.text);
+        assert!(m.text.contains("\nGebruikersnaam kees\n"), "{}", m.text);
+        assert_eq!(
+            crate::core::quote::new_text(&m.text),
+            "Mijn pakket is nog steeds niet aangekomen.\n\nBestelnummer\n\n\
+             fJBd0Kh8oOOL8dKLzdocJ2\n\nGebruikersnaam kees\n\nGroet, Kees"
+        );
     }
 
     #[test]
