@@ -12,11 +12,12 @@ static HISTORY_START: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
         r"(?ix)^\s*(?:
             # Gmail / Apple Mail / Thunderbird / Yahoo, Dutch and English.
-            # Every client's Dutch attribution names the time; without one
-            # Op de site schreef de verkoper ... is the buyer text.
-            op\s.{0,80}?\d{1,2}[:.]\d{2}.{0,80}?\s(?:schreef|heeft\s.{0,160}?geschreven)(?-u:\b).*$
+            # Every client's Dutch attribution names the time and ends in a
+            # colon; without them, Op de site schreef de verkoper ... or
+            # Op 14.11 om 10.00 schreef de verkoper dat ... is buyer text.
+            op\s.{0,80}?\d{1,2}[:.]\d{2}.{0,80}?\s(?:schreef|heeft\s.{0,160}?geschreven)(?-u:\b).*:\s*$
           | on\s.{3,120}?\s(?:wrote|writes)\s*:?\s*$
-          | am\s.{3,120}?\sschrieb(?-u:\b).*:?\s*$
+          | am\s.{3,120}?\sschrieb(?-u:\b).*:\s*$
           # Outlook separators
           | -{2,}\s*(?:oorspronkelijk\s+bericht|original\s+message|origineel\s+bericht)\s*-{2,}\s*$
           | _{10,}\s*$
@@ -210,6 +211,17 @@ mod tests {
         assert_eq!(new_text(yahoo), "Prima.");
         let tb = "Prima.\n\nOp 25-11-2026 14:03, Whatnot Support schreef:\n> x";
         assert_eq!(new_text(tb), "Prima.");
+    }
+
+    #[test]
+    fn a_buyer_sentence_with_a_time_and_schreef_is_not_history() {
+        let t =
+            "Hallo,\n\nOp 14.11 om 10.00 uur schreef de verkoper dat mijn pakket verzonden was.\n\
+                 Het is nog steeds niet aangekomen.\nBestelnummer: fJBd0Kh8oOOL8dKLzdocJ2";
+        assert_eq!(new_text(t), t);
+        let t = "Op 12 november om 20:15 heb ik besteld, de verkoper schreef dat het snel kwam.\n\
+                 Gebruikersnaam @kees";
+        assert_eq!(new_text(t), t);
     }
 
     #[test]
