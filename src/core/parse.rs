@@ -483,8 +483,10 @@ fn body_text(msg: &mail_parser::Message<'_>) -> Option<String> {
         }
         // An HTML part without a text alternative: mail-parser's own
         // conversion runs <div>s and table cells together.
-        let t = match part.text_contents() {
+        let repaired = repaired_text(msg, part);
+        let t = match repaired.as_deref().or(part.text_contents()) {
             Some(html) if part.is_text_html() => Cow::Owned(super::html::to_text(html)),
+            Some(text) if repaired.is_some() => Cow::Owned(text.to_string()),
             _ => match msg.body_text(i) {
                 Some(t) => t,
                 None => continue,
@@ -530,10 +532,98 @@ fn body_html(msg: &mail_parser::Message<'_>) -> Option<String> {
     let mut html = String::new();
     for (i, part) in msg.html_bodies().enumerate() {
         if part.is_text() {
-            html.push_str(&msg.body_html(i)?);
+            match repaired_text(msg, part) {
+                Some(fixed) if part.is_text_html() => html.push_str(&fixed),
+                _ => html.push_str(&msg.body_html(i)?),
+            }
         }
     }
     Some(html)
+}
+
+/// A text part whose 8-bit content mail-parser could only read with
+/// U+FFFD in it because it names no charset, `us-ascii`, or one nobody
+/// knows (`unknown-8bit`): its bytes again, read as UTF-8 when they are,
+/// else as Windows-1252 (the 8-bit text of Western mail clients), as
+/// headers are read. `None` when the part reads well as it is.
+fn repaired_text(
+    msg: &mail_parser::Message<'_>,
+    part: &mail_parser::MessagePart<'_>,
+) -> Option<String> {
+    use base64::Engine;
+    if !part.text_contents()?.contains('\u{FFFD}') {
+        return None;
+    }
+    let declared = part
+        .content_type()
+        .and_then(|ct| ct.attribute("charset"))
+        .map(|c| c.trim().to_ascii_lowercase());
+    let unreliable = match declared.as_deref() {
+        None => true,
+        Some("us-ascii" | "ascii") => true,
+        Some(c) => encoding_rs::Encoding::for_label(c.as_bytes()).is_none(),
+    };
+    if !unreliable {
+        return None;
+    }
+    let start = part.raw_body_offset() as usize;
+    let end = part.raw_end_offset() as usize;
+    let body = msg.raw_message().get(start..end)?;
+    let encoding = part
+        .content_transfer_encoding()
+        .map(|e| e.trim().to_ascii_lowercase());
+    let bytes = match encoding.as_deref() {
+        Some("base64") => {
+            let clean: Vec<u8> = body
+                .iter()
+                .copied()
+                .filter(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
+                .collect();
+            let usable = clean.len() - clean.len() % 4;
+            base64::engine::general_purpose::STANDARD_NO_PAD
+                .decode(&clean[..usable])
+                .ok()?
+        }
+        Some("quoted-printable") => quoted_printable(body),
+        _ => body.to_vec(),
+    };
+    let text = match std::str::from_utf8(&bytes) {
+        Ok(s) => s.to_string(),
+        Err(_) => encoding_rs::WINDOWS_1252.decode(&bytes).0.into_owned(),
+    };
+    Some(text)
+}
+
+/// Quoted-printable body bytes decoded (RFC 2045 6.7): soft line breaks
+/// joined, `=XX` turned into its byte, anything else kept as it is.
+fn quoted_printable(body: &[u8]) -> Vec<u8> {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(body.len());
+    let mut i = 0;
+    while i < body.len() {
+        if body[i] == b'=' {
+            let rest = &body[i + 1..];
+            if rest.starts_with(b"\r\n") {
+                i += 3;
+                continue;
+            }
+            if rest.starts_with(b"\n") {
+                i += 2;
+                continue;
+            }
+            if let (Some(h), Some(l)) = (
+                rest.first().copied().and_then(hex),
+                rest.get(1).copied().and_then(hex),
+            ) {
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(body[i]);
+        i += 1;
+    }
+    out
 }
 
 /// Undoes RFC 3676 format=flowed: a line ending in a space continues on
@@ -925,6 +1015,46 @@ mod tests {
             "Mijn pakket is nog steeds niet aangekomen.\n\nBestelnummer\n\n\
              fJBd0Kh8oOOL8dKLzdocJ2\n\nGebruikersnaam kees\n\nGroet, Kees"
         );
+    }
+
+    #[test]
+    fn eight_bit_text_without_a_usable_charset_is_read_as_windows_1252() {
+        let mail = |ct: &str, cte: &str, body: &[u8]| {
+            let mut raw = format!(
+                "From: a@b.test\r\nSubject: x\r\nMessage-ID: <c@b.test>\r\nMIME-Version: 1.0\r\n\
+                 Content-Type: {ct}\r\nContent-Transfer-Encoding: {cte}\r\n\r\n"
+            )
+            .into_bytes();
+            raw.extend_from_slice(body);
+            parse(&raw).text
+        };
+        let latin = b"Pi\xe8ce ab\xeem\xe9e, \x93kapot\x94 \x80 5\r\n";
+        let want = "Pièce abîmée, “kapot” € 5\r\n";
+        assert_eq!(mail("text/plain", "8bit", latin), want);
+        assert_eq!(
+            mail("text/plain; charset=unknown-8bit", "8bit", latin),
+            want
+        );
+        assert_eq!(mail("text/plain; charset=us-ascii", "8bit", latin), want);
+        assert_eq!(
+            mail(
+                "text/plain; charset=x-unknown",
+                "quoted-printable",
+                b"caf=E9 =\r\nau lait\r\n"
+            ),
+            "café au lait\r\n"
+        );
+        let multipart = b"--b\r\nContent-Type: text/plain\r\n\r\ncaf\xe9\r\n--b--\r\n";
+        assert_eq!(
+            mail("multipart/mixed; boundary=b", "7bit", multipart),
+            "café"
+        );
+        // A known charset, and UTF-8 without a label, are read as before.
+        assert_eq!(
+            mail("text/plain; charset=iso-8859-15", "8bit", b"\xa4 5\r\n"),
+            "€ 5\r\n"
+        );
+        assert_eq!(mail("text/plain", "8bit", "één\r\n".as_bytes()), "één\r\n");
     }
 
     #[test]
