@@ -50,15 +50,49 @@ fn is_sha256(text: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
+/// The name to show and save an attachment under when its sender gave
+/// none, with the extension that lets the agent's computer open it: a mail
+/// forwarded as an attachment becomes `forwarded-message.eml`, not a file
+/// with no extension that nothing opens.
+pub(crate) fn unnamed_file_name(content_type: &str) -> String {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let name = match essence.as_str() {
+        "message/rfc822" | "message/global" => "forwarded-message.eml",
+        "text/rfc822-headers" => "message-headers.txt",
+        "application/ms-tnef" | "application/vnd.ms-tnef" => "winmail.dat",
+        "application/pdf" => "document.pdf",
+        "text/plain" => "text.txt",
+        "text/html" => "page.html",
+        "text/calendar" => "invite.ics",
+        "image/jpeg" | "image/jpg" | "image/pjpeg" => "image.jpg",
+        "image/png" => "image.png",
+        "image/gif" => "image.gif",
+        "image/webp" => "image.webp",
+        "image/heic" => "image.heic",
+        "image/heif" => "image.heif",
+        "video/quicktime" => "video.mov",
+        "video/mp4" => "video.mp4",
+        _ => "attachment.bin",
+    };
+    name.to_string()
+}
+
 /// `attachment; filename="ascii"; filename*=UTF-8''utf8` (RFC 6266), with
-/// anything that could end the header or the quoted string replaced.
-fn disposition(kind: &str, filename: Option<&str>) -> HeaderValue {
-    let Some(name) = filename.filter(|n| !n.trim().is_empty()) else {
-        return HeaderValue::from_static(if kind == "inline" {
-            "inline"
-        } else {
-            "attachment"
-        });
+/// anything that could end the header or the quoted string replaced. An
+/// attachment its sender gave no name gets one from its type.
+fn disposition(kind: &str, filename: Option<&str>, content_type: &str) -> HeaderValue {
+    let fallback;
+    let name = match filename.filter(|n| !n.trim().is_empty()) {
+        Some(name) => name,
+        None => {
+            fallback = unnamed_file_name(content_type);
+            &fallback
+        }
     };
     let ascii: String = name
         .chars()
@@ -140,7 +174,7 @@ pub(crate) async fn attachment(
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(served_type));
     h.insert(
         header::CONTENT_DISPOSITION,
-        disposition(kind, filename.as_deref()),
+        disposition(kind, filename.as_deref(), &content_type),
     );
     cache_headers(h);
     if let Ok(csp) = HeaderValue::from_str(&format!("{CONTENT_SECURITY_POLICY}; sandbox")) {
@@ -241,11 +275,26 @@ mod tests {
 
     #[test]
     fn filenames_cannot_break_the_header() {
-        let h = disposition("attachment", Some("a\"b;\r\nc é.pdf"));
+        let h = disposition("attachment", Some("a\"b;\r\nc é.pdf"), "application/pdf");
         let text = h.to_str().unwrap();
         assert!(text.starts_with("attachment; filename=\"a_b___c _.pdf\"; filename*=UTF-8''"));
         assert!(!text.contains('\n'));
-        assert_eq!(disposition("inline", None), "inline");
+    }
+
+    #[test]
+    fn unnamed_attachments_get_a_name_that_opens() {
+        assert_eq!(
+            disposition("attachment", None, "message/rfc822"),
+            "attachment; filename=\"forwarded-message.eml\"; filename*=UTF-8''forwarded-message.eml"
+        );
+        assert_eq!(
+            disposition("inline", Some(" "), "image/jpeg"),
+            "inline; filename=\"image.jpg\"; filename*=UTF-8''image.jpg"
+        );
+        assert_eq!(
+            unnamed_file_name("application/x-whatever"),
+            "attachment.bin"
+        );
     }
 
     #[test]

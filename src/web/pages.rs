@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use tracing::info;
 
 use super::auth::{CsrfForm, Session};
-use super::files::{inline_image_type, FileLink};
+use super::files::{inline_image_type, unnamed_file_name, FileLink};
 use super::{url_encode, App, WebError};
 use crate::config::Config;
 use crate::core::thread::ticket_token;
@@ -326,7 +326,8 @@ pub(crate) async fn ticket(
                             name: a
                                 .filename
                                 .clone()
-                                .unwrap_or_else(|| "(unnamed)".to_string()),
+                                .filter(|n| !n.trim().is_empty())
+                                .unwrap_or_else(|| unnamed_file_name(&a.content_type)),
                             content_type: a.content_type.clone(),
                             size: size_text(a.size),
                         })
