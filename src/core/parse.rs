@@ -550,7 +550,6 @@ fn repaired_text(
     msg: &mail_parser::Message<'_>,
     part: &mail_parser::MessagePart<'_>,
 ) -> Option<String> {
-    use base64::Engine;
     if !part.text_contents()?.contains('\u{FFFD}') {
         return None;
     }
@@ -569,10 +568,22 @@ fn repaired_text(
     let start = part.raw_body_offset() as usize;
     let end = part.raw_end_offset() as usize;
     let body = msg.raw_message().get(start..end)?;
-    let encoding = part
-        .content_transfer_encoding()
-        .map(|e| e.trim().to_ascii_lowercase());
-    let bytes = match encoding.as_deref() {
+    let bytes = transfer_decoded(body, part.content_transfer_encoding())?;
+    let text = match std::str::from_utf8(&bytes) {
+        Ok(s) => s.to_string(),
+        Err(_) => encoding_rs::WINDOWS_1252.decode(&bytes).0.into_owned(),
+    };
+    Some(text)
+}
+
+/// A part's body decoded from its Content-Transfer-Encoding, leniently:
+/// base64 ignores characters outside its alphabet (RFC 2045 6.8) and a
+/// broken quoted-printable escape is kept as it is. `None` when base64
+/// has nothing decodable in it.
+fn transfer_decoded(body: &[u8], encoding: Option<&str>) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let encoding = encoding.map(|e| e.trim().to_ascii_lowercase());
+    match encoding.as_deref() {
         Some("base64") => {
             let clean: Vec<u8> = body
                 .iter()
@@ -582,48 +593,13 @@ fn repaired_text(
             let usable = clean.len() - clean.len() % 4;
             base64::engine::general_purpose::STANDARD_NO_PAD
                 .decode(&clean[..usable])
-                .ok()?
+                .ok()
         }
-        Some("quoted-printable") => quoted_printable(body),
-        _ => body.to_vec(),
-    };
-    let text = match std::str::from_utf8(&bytes) {
-        Ok(s) => s.to_string(),
-        Err(_) => encoding_rs::WINDOWS_1252.decode(&bytes).0.into_owned(),
-    };
-    Some(text)
-}
-
-/// Quoted-printable body bytes decoded (RFC 2045 6.7): soft line breaks
-/// joined, `=XX` turned into its byte, anything else kept as it is.
-fn quoted_printable(body: &[u8]) -> Vec<u8> {
-    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let mut out = Vec::with_capacity(body.len());
-    let mut i = 0;
-    while i < body.len() {
-        if body[i] == b'=' {
-            let rest = &body[i + 1..];
-            if rest.starts_with(b"\r\n") {
-                i += 3;
-                continue;
-            }
-            if rest.starts_with(b"\n") {
-                i += 2;
-                continue;
-            }
-            if let (Some(h), Some(l)) = (
-                rest.first().copied().and_then(hex),
-                rest.get(1).copied().and_then(hex),
-            ) {
-                out.push(h << 4 | l);
-                i += 3;
-                continue;
-            }
+        Some("quoted-printable") => {
+            quoted_printable::decode(body, quoted_printable::ParseMode::Robust).ok()
         }
-        out.push(body[i]);
-        i += 1;
+        _ => Some(body.to_vec()),
     }
-    out
 }
 
 /// Undoes RFC 3676 format=flowed: a line ending in a space continues on
@@ -653,7 +629,6 @@ fn unflow(text: &str, delsp: bool) -> String {
 /// boundary, base64 with junk in it): the first unnamed text or multipart
 /// part, decoded leniently. Returns its attachment index and the text.
 fn recover_text(msg: &mail_parser::Message<'_>) -> Option<(usize, String)> {
-    use base64::Engine;
     let (i, part) = msg.attachments().enumerate().find(|(_, p)| {
         p.attachment_name().is_none()
             && p.content_type().is_some_and(|ct| {
@@ -664,18 +639,9 @@ fn recover_text(msg: &mail_parser::Message<'_>) -> Option<(usize, String)> {
     let raw = part.contents();
     let bytes = if part
         .content_transfer_encoding()
-        .is_some_and(|e| e.eq_ignore_ascii_case("base64"))
+        .is_some_and(|e| e.trim().eq_ignore_ascii_case("base64"))
     {
-        // RFC 2045: characters outside the alphabet are to be ignored.
-        let clean: Vec<u8> = raw
-            .iter()
-            .copied()
-            .filter(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
-            .collect();
-        let usable = clean.len() - clean.len() % 4;
-        base64::engine::general_purpose::STANDARD_NO_PAD
-            .decode(&clean[..usable])
-            .unwrap_or_else(|_| raw.to_vec())
+        transfer_decoded(raw, Some("base64")).unwrap_or_else(|| raw.to_vec())
     } else {
         raw.to_vec()
     };
