@@ -340,7 +340,18 @@ impl Ingestor<'_> {
             .collect();
         // What the buyer wrote and what it says need no database either.
         let new_text = quote::new_text(&msg.text);
-        let facts = extract::extract(&msg.subject, &new_text, today);
+        let mut facts = extract::extract(&msg.subject, &new_text, today);
+        if quote::is_forward(&msg.subject) && new_text.len() < msg.text.trim().len() {
+            // A forwarded shipping or order mail under "see below": its
+            // numbers are what the buyer sends us, where they typed none.
+            let forwarded = extract::extract(&msg.subject, &msg.text, today);
+            if facts.order_numbers.is_empty() {
+                facts.order_numbers = forwarded.order_numbers;
+            }
+            if facts.shipment_numbers.is_empty() {
+                facts.shipment_numbers = forwarded.shipment_numbers;
+            }
+        }
         PreparedMessage {
             new_text,
             facts,
@@ -884,12 +895,19 @@ fn insert_message(
         .iter()
         .filter_map(|a| a.filename.as_deref())
         .collect();
+    // Quoted history is our own mail or the buyer's earlier one, found
+    // already; a forwarded mail is new to the ticket, and searched for.
+    let searched = if quote::is_forward(&msg.subject) {
+        msg.text.as_str()
+    } else {
+        new_text
+    };
     tx.exec_cached(
         "INSERT INTO messages_fts (rowid, subject, body) VALUES (?1, ?2, ?3)",
         params![
             id,
             msg.subject,
-            format!("{new_text}\n{}", attachment_names.join("\n"))
+            format!("{searched}\n{}", attachment_names.join("\n"))
         ],
     )?;
     Ok(id)

@@ -586,3 +586,34 @@ fn text_logs_to_a_pipe_carry_no_escape_codes() {
         assert!(!log.contains('\x1b'), "{format}: escape codes in {log:?}");
     }
 }
+
+/// An agent searching a tracking number finds the ticket whose buyer
+/// forwarded the shipping mail holding it, though the ticket's new text
+/// stops where the forwarded mail starts; a reply's quoted history (our
+/// own ack, an earlier mail) stays out of search.
+#[test]
+fn a_forwarded_mail_is_searched() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path(), "");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/single");
+    for name in [
+        "outlook_forward_doorst_nl.eml",
+        "outlook_oorspronkelijk_bericht_nl.eml",
+    ] {
+        let eml = fixtures.join(name);
+        assert!(ticketd(&config, &["ingest", eml.to_str().unwrap()])
+            .status
+            .success());
+    }
+    let search = |q: &str| {
+        let out = ticketd(&config, &["search", q]);
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(search("3SMUNT7766554433").contains("WN-000001"));
+    assert!(search("kaartenkoning").contains("WN-000001"));
+    // The reply's quoted history: an old ticket's numbers.
+    assert!(search("isAjIhKtJ0RlgLKOmxgJTe").contains("WN-000002"));
+    let quoted = search("3SKLMN9876543210");
+    assert!(!quoted.contains("WN-000002"), "{quoted}");
+}

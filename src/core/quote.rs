@@ -60,6 +60,19 @@ static SIGNATURE: LazyLock<Regex> = LazyLock::new(|| {
     .expect("static regex")
 });
 
+/// Whether a subject marks a forward: its first prefix is `FW:`, `Fwd:`,
+/// `Doorst:` (Outlook in Dutch), `WG:` or `TR:`. "RE: FW: ..." is a reply.
+/// Outlook marks the forwarded mail with the same block it puts above
+/// quoted history, so only the subject tells the two apart.
+pub fn is_forward(subject: &str) -> bool {
+    let Some((prefix, _)) = subject.trim_start().split_once(':') else {
+        return false;
+    };
+    ["fw", "fwd", "doorst", "wg", "tr"]
+        .iter()
+        .any(|p| prefix.trim_end().eq_ignore_ascii_case(p))
+}
+
 /// The part of `body` the sender wrote now. Falls back to the whole body
 /// when stripping would leave nothing (e.g. a bare forward).
 pub fn new_text(body: &str) -> String {
@@ -222,6 +235,28 @@ mod tests {
         let t = "Op 12 november om 20:15 heb ik besteld, de verkoper schreef dat het snel kwam.\n\
                  Gebruikersnaam @kees";
         assert_eq!(new_text(t), t);
+    }
+
+    #[test]
+    fn forwards_are_told_by_their_subject() {
+        for s in [
+            "FW: Je bestelling",
+            "Fwd: Shipped",
+            "Doorst: x",
+            "WG: y",
+            "fw : z",
+        ] {
+            assert!(is_forward(s), "{s}");
+        }
+        for s in [
+            "RE: FW: Je bestelling",
+            "Fwiw: x",
+            "Forward thinking",
+            "Aw: x",
+            "",
+        ] {
+            assert!(!is_forward(s), "{s}");
+        }
     }
 
     #[test]
