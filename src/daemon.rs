@@ -115,14 +115,33 @@ async fn outbox_worker(
             return;
         }
     };
+    let mut refusals = 0u32;
     loop {
         // While another process (a `reply --send`) holds the outbox, look
         // again every second or so rather than at once; while the store
         // refuses, every few seconds.
         let mut least = Duration::from_millis(200);
         match smtp::deliver_due(&mut store, &transport, &shutdown).await {
+            Ok(stats) if stats.login_refused => {
+                // Not at every new ack either: minutes, as for IMAP.
+                let wait = with_jitter(login_retry_delay(refusals));
+                refusals = refusals.saturating_add(1);
+                error!(
+                    retry_in = ?wait,
+                    "outbox: SMTP login refused; tried again only after a long wait, so the \
+                     account is not locked for too many failed logins (a restart tries at once)"
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => continue,
+                    _ = shutdown.wait() => return,
+                }
+            }
             Ok(stats) if stats.elsewhere => least = Duration::from_secs(1),
-            Ok(_) => {}
+            Ok(stats) => {
+                if stats.sent > 0 {
+                    refusals = 0;
+                }
+            }
             Err(e) => {
                 error!(error = %e, "outbox: cannot read or update the queue");
                 least = Duration::from_secs(5);

@@ -72,6 +72,10 @@ pub enum SmtpError {
     Setup(String),
     #[error("SMTP {addr}: {message}")]
     Connect { addr: String, message: String },
+    /// The server refused the login: trying again at once cannot help,
+    /// and a run of failed logins gets the account locked.
+    #[error("SMTP {addr}: {message}")]
+    LoginRefused { addr: String, message: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -233,7 +237,10 @@ impl Transport {
                 let creds = Credentials::new(user.clone(), secret.expose().to_string());
                 conn.auth(&self.mechanisms, &creds)
                     .await
-                    .map_err(|e| fail(format!("login as {user} refused: {e}")))?;
+                    .map_err(|e| SmtpError::LoginRefused {
+                        addr: self.addr(),
+                        message: format!("login as {user} refused: {e}"),
+                    })?;
             }
             Ok(conn)
         };
@@ -406,6 +413,8 @@ pub struct DeliveryStats {
     /// Another ticketd process was sending this store's outbox, so this
     /// call sent nothing: that process sends what is due.
     pub elsewhere: bool,
+    /// The SMTP server refused the login.
+    pub login_refused: bool,
 }
 
 fn unmarked_ids(store: &Store) -> HashSet<i64> {
@@ -586,6 +595,7 @@ async fn deliver_locked(
                         match connected {
                             Ok(s) => session = Some(s),
                             Err(e) => {
+                                stats.login_refused = matches!(e, SmtpError::LoginRefused { .. });
                                 let message = e.to_string();
                                 warn!(error = %message, "outbox: cannot reach the SMTP server");
                                 let now = Utc::now().timestamp();

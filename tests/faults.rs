@@ -1582,3 +1582,53 @@ fn a_mail_server_away_at_start_leaves_the_service_up_and_trying() {
     );
     finish(&mut run);
 }
+
+/// A wrong SMTP password: the outbox logs in once, then waits minutes
+/// before the next try, however many acks are queued meanwhile. Trying
+/// at every new ack (a busy desk files one a minute) is a run of failed
+/// logins that gets the account locked.
+#[test]
+fn a_refused_smtp_login_is_not_tried_again_at_every_new_ack() {
+    let rig = MailRig::start().unwrap();
+    let s = env(&rig, rig.imap_port(), "");
+    let pw = s.dir.path().join("smtp-password");
+    fs::write(&pw, "not-the-smtp-password\n").unwrap();
+    let text = fs::read_to_string(&s.config).unwrap();
+    let plain = format!("port = {}\ntls = \"none\"\n", rig.smtp_port());
+    assert!(text.contains(&plain), "{text}");
+    let text = text.replace(
+        &plain,
+        &format!(
+            "port = {}\ntls = \"implicit\"\nca_file = \"{}\"\nusername = \"{SUPPORT}\"\n\
+             password_file = \"{}\"\n",
+            rig.smtps_port(),
+            rig.ca_file().display(),
+            pw.display()
+        ),
+    );
+    fs::write(&s.config, text).unwrap();
+    let mut run = Run::spawn(&s.config, None, None);
+    for i in 1..=3 {
+        let from = format!("refused{i}@buyer.test");
+        let mail = buyer_mail(
+            &from,
+            "Koper",
+            &format!("Vraag {i}"),
+            &format!("refused{i}@buyer.test"),
+            "Waar blijft mijn pakket?",
+            "",
+        );
+        rig.send(&from, &[SUPPORT], &mail).unwrap();
+        run.wait_log("filed message_id=", i, WAIT);
+        // Time for the outbox to take each new ack in hand.
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    run.wait_log("SMTP login refused", 1, WAIT);
+    let log = run.log();
+    assert_eq!(
+        log.matches("refused: ").count(),
+        1,
+        "one login for three acks:\n{log}"
+    );
+    finish(&mut run);
+}

@@ -310,7 +310,8 @@ fn two_senders_at_once_send_each_ack_once() {
     assert!(stats.contains(&DeliveryStats {
         sent: 3,
         failed: 0,
-        elsewhere: false
+        elsewhere: false,
+        login_refused: false,
     }));
     assert_eq!(settled_counts(&rig, &buyers, QUIET), vec![1, 1, 1]);
     assert!(all("sent", &d.outbox()), "{:?}", d.outbox());
