@@ -77,6 +77,11 @@ pub enum DaemonError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Templates(#[from] AckError),
+    #[error("cannot listen on {addr} for metrics: {error}; another process has the port, or set metrics.listen to a free one")]
+    Metrics {
+        addr: std::net::SocketAddr,
+        error: std::io::Error,
+    },
 }
 
 /// Reconnect delay after the n-th consecutive failure: 1 s doubling to 60 s.
@@ -283,6 +288,14 @@ pub async fn run(
 ) -> Result<(), DaemonError> {
     let mut templates = AckTemplates::load(&config.tickets.templates_dir)?;
     config.imap.as_ref().ok_or(DaemonError::NoImap)?;
+    let metrics_listener = match config.metrics_listen {
+        Some(addr) => Some(
+            metrics::bind(addr)
+                .await
+                .map_err(|error| DaemonError::Metrics { addr, error })?,
+        ),
+        None => None,
+    };
     let wake = Arc::new(Notify::new());
     let worker = match &config.smtp {
         Some(smtp_cfg) => {
@@ -302,11 +315,11 @@ pub async fn run(
     };
 
     let live = Arc::new(metrics::Live::default());
-    let metrics_task = config.metrics_listen.map(|listen| {
+    let metrics_task = metrics_listener.map(|listener| {
         let (live, data_dir, stop) = (live.clone(), config.data_dir.clone(), shutdown.clone());
         tokio::spawn(async move {
-            if let Err(e) = metrics::serve(listen, &data_dir, live, stop).await {
-                error!(error = %e, %listen, "metrics endpoint stopped");
+            if let Err(e) = metrics::serve(listener, &data_dir, live, stop).await {
+                error!(error = %e, "metrics endpoint stopped");
             }
         })
     });

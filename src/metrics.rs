@@ -186,8 +186,15 @@ pub fn render(conn: &Connection, live: &Live, now: i64) -> Result<String, StoreE
 }
 
 /// Serves `/metrics` until shutdown.
+/// The metrics port, taken at start: a port in use fails the start, as
+/// for any listener an operator configured, instead of a service running
+/// on without the metrics it was asked for.
+pub async fn bind(listen: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(listen).await
+}
+
 pub async fn serve(
-    listen: SocketAddr,
+    listener: tokio::net::TcpListener,
     data_dir: &std::path::Path,
     live: Arc<Live>,
     shutdown: Shutdown,
@@ -230,7 +237,6 @@ pub async fn serve(
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind(listen).await?;
     info!(addr = %listener.local_addr()?, "metrics: listening on /metrics");
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.wait().await })

@@ -617,3 +617,59 @@ fn a_forwarded_mail_is_searched() {
     let quoted = search("3SKLMN9876543210");
     assert!(!quoted.contains("WN-000002"), "{quoted}");
 }
+
+/// A metrics port another process holds fails the start with the address
+/// named (systemd then retries it), instead of a service running on
+/// without the metrics it was configured for.
+#[test]
+fn a_metrics_port_in_use_fails_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let nobody = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let pw = dir.path().join("password");
+    std::fs::write(&pw, "x\n").unwrap();
+    let config = setup(
+        dir.path(),
+        &format!(
+            "[imap]\nhost = \"127.0.0.1\"\nport = {nobody}\ntls = \"none\"\n\
+             username = \"support@example.test\"\npassword_file = \"{}\"\n\
+             [metrics]\nlisten = \"{addr}\"\n",
+            pw.display()
+        ),
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ticketd"))
+        .arg("--config")
+        .arg(&config)
+        .arg("run")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if start.elapsed() > std::time::Duration::from_secs(10) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    let status = status.unwrap_or_else(|| panic!("still running with the port taken: {err}"));
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("cannot listen on {addr} for metrics")),
+        "{err}"
+    );
+    drop(taken);
+}
