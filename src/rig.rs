@@ -141,6 +141,7 @@ pub struct MailRig {
     lmtp_port: u16,
     smtp_port: u16,
     smtps_port: u16,
+    tokeninfo_port: u16,
     dovecot: Option<Daemon>,
     postfix: Option<Daemon>,
 }
@@ -184,7 +185,7 @@ impl MailRig {
 
     fn start_once(tools: &Tools) -> Result<MailRig, RigError> {
         let dir = create_rig_dir()?;
-        let ports = match reserve_ports(5) {
+        let ports = match reserve_ports(6) {
             Ok(p) => p,
             Err(e) => {
                 let _ = fs::remove_dir_all(&dir);
@@ -200,6 +201,7 @@ impl MailRig {
             lmtp_port: ports[2],
             smtp_port: ports[3],
             smtps_port: ports[4],
+            tokeninfo_port: ports[5],
             dovecot: None,
             postfix: None,
         };
@@ -224,6 +226,15 @@ impl MailRig {
     /// Plain IMAP (STARTTLS offered, plaintext LOGIN allowed).
     pub fn imap_port(&self) -> u16 {
         self.imap_port
+    }
+
+    /// Where Dovecot checks an OAuth2 token (SASL XOAUTH2 or OAUTHBEARER,
+    /// for IMAP and, through Dovecot's SASL, Postfix's SMTP AUTH): it asks
+    /// `http://127.0.0.1:PORT/tokeninfo?access_token=TOKEN`, as it would
+    /// Google's tokeninfo endpoint, and takes the answer's `email` as the
+    /// user the token is for. Nothing listens there unless a test serves it.
+    pub fn tokeninfo_port(&self) -> u16 {
+        self.tokeninfo_port
     }
 
     /// IMAP over implicit TLS.
@@ -474,11 +485,18 @@ ssl_key = <{d}/certs/server.key
 ssl_min_protocol = TLSv1.2
 
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login xoauth2 oauthbearer
 auth_failure_delay = 0
 passdb {{
   driver = static
+  mechanisms = plain login
   args = password={RIG_PASSWORD}
+}}
+# Tokens are checked at the rig's tokeninfo port (see tokeninfo_port).
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {d}/dovecot-oauth2.conf.ext
 }}
 userdb {{
   driver = static
@@ -527,6 +545,12 @@ service auth {{
             imaps = self.imaps_port,
             lmtp = self.lmtp_port,
         );
+        let oauth2 = format!(
+            "tokeninfo_url = http://{RIG_HOST}:{}/tokeninfo?access_token=\nusername_attribute = email\n",
+            self.tokeninfo_port
+        );
+        fs::write(self.dir.join("dovecot-oauth2.conf.ext"), oauth2)
+            .map_err(io_err("writing dovecot-oauth2.conf.ext"))?;
         fs::write(self.dir.join("dovecot.conf"), conf).map_err(io_err("writing dovecot.conf"))
     }
 
