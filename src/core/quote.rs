@@ -45,6 +45,11 @@ static OUTLOOK_SENT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)^\s*\*?(?:sent|verzonden|date|datum|envoyé|gesendet)\s*:\*?\s*\S")
         .expect("static regex")
 });
+/// Every client's header block names the subject too; a buyer's own
+/// "Van: de verkoper / Datum: 12 november" does not.
+static OUTLOOK_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)^\s*\*?(?:subject|onderwerp|objet|betreff)\s*:").expect("static regex")
+});
 
 /// Sign-offs that end the new text: "-- " signatures and mobile footers.
 static SIGNATURE: LazyLock<Regex> = LazyLock::new(|| {
@@ -102,6 +107,9 @@ pub fn new_text(body: &str) -> String {
             && lines[i + 1..lines.len().min(i + 5)]
                 .iter()
                 .any(|l| OUTLOOK_SENT.is_match(l))
+            && lines[i + 1..lines.len().min(i + 9)]
+                .iter()
+                .any(|l| OUTLOOK_SUBJECT.is_match(l))
         {
             end = i;
             break;
@@ -235,6 +243,18 @@ mod tests {
         let t = "Op 12 november om 20:15 heb ik besteld, de verkoper schreef dat het snel kwam.\n\
                  Gebruikersnaam @kees";
         assert_eq!(new_text(t), t);
+    }
+
+    #[test]
+    fn the_buyers_own_van_and_datum_lines_are_not_a_header_block() {
+        let t = "Hallo,\n\nVan: de verkoper @kaartenkoning\nDatum: 12 november gekocht\n\
+                 Bestelnummer: fJBd0Kh8oOOL8dKLzdocJ2\nHet pakket is nooit gekomen.";
+        assert_eq!(new_text(t), t);
+        // Outlook's block names the subject.
+        let r = "Prima, dank.\n\nVan: Whatnot Support <support@example.test>\n\
+                 Datum: dinsdag 24 november 2026 10:12\nAan: Anna <anna@buyer.test>\n\
+                 Onderwerp: [WN-000001] Ontvangen\n\nHallo Anna,";
+        assert_eq!(new_text(r), "Prima, dank.");
     }
 
     #[test]
