@@ -250,7 +250,7 @@ pub async fn poll_once(
     let (_never, shutdown) = shutdown_channel();
     let hooks = Hooks {
         on_filed: &|| {},
-        on_alive: &|_| {},
+        on_alive: &|_, _| {},
         on_committed: &|_| {},
         keepalive: keepalive(),
         report,
@@ -315,6 +315,9 @@ pub async fn run(
     };
 
     let live = Arc::new(metrics::Live::default());
+    if let Some(imap) = &config.imap {
+        live.watching(&imap.mailboxes);
+    }
     let metrics_task = metrics_listener.map(|listener| {
         let (live, data_dir, stop) = (live.clone(), config.data_dir.clone(), shutdown.clone());
         tokio::spawn(async move {
@@ -338,8 +341,8 @@ pub async fn run(
         }
         service::alive(&what);
     };
-    let on_alive = |what: &str| {
-        live.synced();
+    let on_alive = |mailbox: &str, what: &str| {
+        live.synced(mailbox);
         if !ready.swap(true, Ordering::SeqCst) {
             service::ready(what);
         } else {

@@ -1187,7 +1187,7 @@ pub struct Hooks<'a> {
     /// Something was filed: the outbox may have work.
     pub on_filed: &'a (dyn Fn() + Sync),
     /// A bounded round trip with the server just succeeded (watchdog).
-    pub on_alive: &'a (dyn Fn(&str) + Sync),
+    pub on_alive: &'a (dyn Fn(&str, &str) + Sync),
     /// A batch was committed in the middle of a sync, with the number of
     /// messages the sync has filed so far: progress through a backlog
     /// (watchdog, READY), and the outbox may have work. Called from the
@@ -1248,11 +1248,14 @@ pub async fn watch(
         if cfg.changes_mailbox() && hooks.report.is_none() {
             after_filing(cfg, &mut session, mailbox, store, mover).await?;
         }
-        (hooks.on_alive)(if use_idle {
-            "waiting for mail (IDLE)"
-        } else {
-            "waiting for mail (polling)"
-        });
+        (hooks.on_alive)(
+            mailbox,
+            if use_idle {
+                "waiting for mail (IDLE)"
+            } else {
+                "waiting for mail (polling)"
+            },
+        );
         if once || shutdown.is_requested() {
             break;
         }

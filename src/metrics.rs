@@ -4,9 +4,10 @@
 //! at scrape time (so they survive restarts); the two live figures come
 //! from the running daemon.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::http::{header, StatusCode};
@@ -23,14 +24,29 @@ use crate::store::{Store, StoreError};
 #[derive(Debug, Default)]
 pub struct Live {
     pub imap_reconnects: AtomicU64,
-    /// Unix seconds of the last successful mailbox sync; 0 before the first.
-    pub last_sync: AtomicI64,
+    /// Unix seconds of each mailbox's last successful sync; 0 before the
+    /// first. One stuck mailbox of several shows.
+    last_sync: Mutex<BTreeMap<String, i64>>,
 }
 
 impl Live {
-    pub fn synced(&self) {
+    /// The mailboxes watched, each at 0 until its first sync.
+    pub fn watching(&self, mailboxes: &[String]) {
+        let mut map = self.last_sync.lock().unwrap_or_else(|e| e.into_inner());
+        for m in mailboxes {
+            map.entry(m.clone()).or_insert(0);
+        }
+    }
+    pub fn synced(&self, mailbox: &str) {
+        let now = chrono::Utc::now().timestamp();
         self.last_sync
-            .store(chrono::Utc::now().timestamp(), Ordering::Relaxed);
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(mailbox.to_string(), now);
+    }
+    fn last_syncs(&self) -> Vec<(String, i64)> {
+        let map = self.last_sync.lock().unwrap_or_else(|e| e.into_inner());
+        map.iter().map(|(m, t)| (m.clone(), *t)).collect()
     }
     pub fn reconnect(&self) {
         self.imap_reconnects.fetch_add(1, Ordering::Relaxed);
@@ -178,9 +194,9 @@ pub fn render(conn: &Connection, live: &Live, now: i64) -> Result<String, StoreE
     family(
         "ticketd_last_sync_timestamp_seconds",
         "gauge",
-        "When a mailbox was last synced successfully (unix time; 0 before the first).",
-        vec![(String::new(), live.last_sync.load(Ordering::Relaxed))],
-        "",
+        "When each mailbox was last synced successfully (unix time; 0 before the first).",
+        live.last_syncs(),
+        "mailbox",
     );
     Ok(out)
 }
@@ -335,6 +351,31 @@ mod tests {
         assert_eq!(
             sample(&text, "ticketd_outbox_items{status=\"bounced\"} "),
             Some(1),
+            "{text}"
+        );
+    }
+
+    /// Each mailbox has its own last sync, so one stuck mailbox of several
+    /// shows; one not synced yet reads 0.
+    #[test]
+    fn last_sync_is_per_mailbox() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let live = Live::default();
+        live.watching(&["INBOX".to_string(), "Support/Retouren".to_string()]);
+        live.synced("INBOX");
+        let text = render(store.conn(), &live, 20).unwrap();
+        let inbox = sample(
+            &text,
+            "ticketd_last_sync_timestamp_seconds{mailbox=\"INBOX\"} ",
+        );
+        assert!(inbox.is_some_and(|t| t > 0), "{text}");
+        assert_eq!(
+            sample(
+                &text,
+                "ticketd_last_sync_timestamp_seconds{mailbox=\"Support/Retouren\"} "
+            ),
+            Some(0),
             "{text}"
         );
     }

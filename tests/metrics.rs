@@ -78,7 +78,7 @@ fn metrics_follow_filing_and_sending() {
     assert!(body.contains("ticketd_imap_reconnects_total 0"), "{body}");
     let last_sync: i64 = body
         .lines()
-        .find_map(|l| l.strip_prefix("ticketd_last_sync_timestamp_seconds "))
+        .find_map(|l| l.strip_prefix("ticketd_last_sync_timestamp_seconds{mailbox=\"INBOX\"} "))
         .and_then(|v| v.trim().parse().ok())
         .unwrap();
     assert!(
