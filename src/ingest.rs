@@ -341,10 +341,17 @@ impl Ingestor<'_> {
         // What the buyer wrote and what it says need no database either.
         let new_text = quote::new_text(&msg.text);
         let mut facts = extract::extract(&msg.subject, &new_text, today);
+        // A forwarded shipping or order mail, under "see below" or attached
+        // whole: its numbers are what the buyer sends us, where they typed
+        // none.
+        let mut forwarded = String::new();
         if quote::is_forward(&msg.subject) && new_text.len() < msg.text.trim().len() {
-            // A forwarded shipping or order mail under "see below": its
-            // numbers are what the buyer sends us, where they typed none.
-            let forwarded = extract::extract(&msg.subject, &msg.text, today);
+            forwarded.push_str(&msg.text);
+            forwarded.push('\n');
+        }
+        forwarded.push_str(&msg.attached_text);
+        if !forwarded.trim().is_empty() {
+            let forwarded = extract::extract(&msg.subject, &forwarded, today);
             if facts.order_numbers.is_empty() {
                 facts.order_numbers = forwarded.order_numbers;
             }
@@ -907,7 +914,11 @@ fn insert_message(
         params![
             id,
             msg.subject,
-            format!("{searched}\n{}", attachment_names.join("\n"))
+            format!(
+                "{searched}\n{}{}",
+                msg.attached_text,
+                attachment_names.join("\n")
+            )
         ],
     )?;
     Ok(id)

@@ -588,7 +588,8 @@ fn text_logs_to_a_pipe_carry_no_escape_codes() {
 }
 
 /// An agent searching a tracking number finds the ticket whose buyer
-/// forwarded the shipping mail holding it, though the ticket's new text
+/// forwarded the shipping mail holding it (below the text or attached
+/// whole), though the ticket's new text
 /// stops where the forwarded mail starts; a reply's quoted history (our
 /// own ack, an earlier mail) stays out of search.
 #[test]
@@ -599,6 +600,7 @@ fn a_forwarded_mail_is_searched() {
     for name in [
         "outlook_forward_doorst_nl.eml",
         "outlook_oorspronkelijk_bericht_nl.eml",
+        "forward_as_attachment_rfc822.eml",
     ] {
         let eml = fixtures.join(name);
         assert!(ticketd(&config, &["ingest", eml.to_str().unwrap()])
@@ -616,6 +618,8 @@ fn a_forwarded_mail_is_searched() {
     assert!(search("isAjIhKtJ0RlgLKOmxgJTe").contains("WN-000002"));
     let quoted = search("3SKLMN9876543210");
     assert!(!quoted.contains("WN-000002"), "{quoted}");
+    // A mail attached whole ("forward as attachment").
+    assert!(search("3SKAHU0011223344").contains("WN-000003"));
 }
 
 /// A metrics port another process holds fails the start with the address

@@ -85,6 +85,12 @@ pub struct InboundMessage {
     pub text: String,
     pub html: Option<String>,
     pub attachments: Vec<InboundAttachment>,
+    /// Mail attached whole (message/rfc822: Outlook's and Thunderbird's
+    /// "forward as attachment"): each one's Subject line and text, for
+    /// search and for the facts the buyer did not type.
+    pub attached_text: String,
+    /// Photos inside those attached mails: sent, if not at the top.
+    pub attached_photos: usize,
     pub machine: MachineHeaders,
     /// What could not be read; the message is still filed with its raw bytes.
     pub problems: Vec<String>,
@@ -305,6 +311,8 @@ fn parse_whole(raw: &[u8], raw_sha256: String) -> InboundMessage {
             text: String::from_utf8_lossy(raw).into_owned(),
             html: None,
             attachments: vec![],
+            attached_text: String::new(),
+            attached_photos: 0,
             machine: MachineHeaders::default(),
             problems: vec!["not a parseable e-mail message".to_string()],
         };
@@ -422,6 +430,7 @@ fn from_tree(
         return None;
     }
 
+    let (attached_text, attached_photos) = attached_messages(msg);
     let return_path = msg.header_raw("Return-Path").map(strip_id);
     let machine = MachineHeaders {
         auto_submitted: header_text(msg, "Auto-Submitted"),
@@ -466,9 +475,40 @@ fn from_tree(
         text,
         html,
         attachments,
+        attached_text,
+        attached_photos,
         machine,
         problems,
     })
+}
+
+/// The Subject line and text of each mail attached whole, one after
+/// another, and how many photos they hold (images over 16 KiB, or named
+/// as photos: not logos).
+fn attached_messages(msg: &mail_parser::Message<'_>) -> (String, usize) {
+    let mut text = String::new();
+    let mut photos = 0;
+    for nested in msg.attachments().filter_map(|p| p.message()) {
+        if let Some(subject) = nested.subject() {
+            text.push_str("Subject: ");
+            text.push_str(subject);
+            text.push('\n');
+        }
+        if let Some(body) = body_text(nested) {
+            text.push_str(&body);
+            text.push('\n');
+        }
+        photos += nested
+            .attachments()
+            .filter(|a| {
+                let image = a
+                    .content_type()
+                    .is_some_and(|ct| ct.ctype().eq_ignore_ascii_case("image"));
+                image && (a.contents().len() >= 16 * 1024 || a.attachment_name().is_some())
+            })
+            .count();
+    }
+    (text, photos)
 }
 
 /// The text of every inline text part, in order: iOS Mail puts what the
@@ -1021,6 +1061,51 @@ mod tests {
             "€ 5\r\n"
         );
         assert_eq!(mail("text/plain", "8bit", "één\r\n".as_bytes()), "één\r\n");
+    }
+
+    #[test]
+    fn a_mail_attached_whole_gives_its_text_and_photos() {
+        // Outlook's "forward as attachment" of the buyer's earlier mail to
+        // the seller, with two photos in it.
+        let photo = "/9j/4AAQSkZJRgABAQ==";
+        let raw = format!(
+            "From: Anna <anna@buyer.test>\r\nSubject: FW: Kapotte kaart\r\n\
+             Message-ID: <fa1@buyer.test>\r\nMIME-Version: 1.0\r\n\
+             Content-Type: multipart/mixed; boundary=OUT\r\n\r\n\
+             --OUT\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nZie bijlage.\r\n\
+             --OUT\r\nContent-Type: message/rfc822\r\n\
+             Content-Disposition: attachment; filename=\"Kapotte kaart.eml\"\r\n\r\n\
+             From: Anna <anna@buyer.test>\r\nTo: shop@seller.test\r\nSubject: Kapotte kaart\r\n\
+             MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=IN\r\n\r\n\
+             --IN\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\
+             Bestelling BenQtYh5Xj8TPQxjq4i9Do kwam geknakt aan.\r\n\
+             --IN\r\nContent-Type: image/jpeg\r\n\
+             Content-Disposition: attachment; filename=IMG_1.jpeg\r\n\
+             Content-Transfer-Encoding: base64\r\n\r\n{photo}\r\n\
+             --IN\r\nContent-Type: image/jpeg\r\n\
+             Content-Disposition: attachment; filename=IMG_2.jpeg\r\n\
+             Content-Transfer-Encoding: base64\r\n\r\n{photo}\r\n\
+             --IN--\r\n--OUT--\r\n"
+        );
+        let m = parse(raw.as_bytes());
+        assert_eq!(m.text.trim(), "Zie bijlage.");
+        assert_eq!(m.attachments.len(), 1);
+        assert_eq!(m.attached_photos, 2);
+        assert!(
+            m.attached_text.contains("Subject: Kapotte kaart"),
+            "{}",
+            m.attached_text
+        );
+        assert!(
+            m.attached_text.contains("BenQtYh5Xj8TPQxjq4i9Do"),
+            "{}",
+            m.attached_text
+        );
+        let plain = parse(b"From: a@b.test\r\nSubject: x\r\n\r\nhoi\r\n");
+        assert_eq!(
+            (plain.attached_text.as_str(), plain.attached_photos),
+            ("", 0)
+        );
     }
 
     #[test]
