@@ -31,6 +31,9 @@ use crate::store::{AttemptFailure, OutboxItem, OutboxLock, Store, StoreError};
 /// not available), only delay it. No answer after the message went out
 /// counts as a refusal: the server may have delivered it.
 pub const MAX_ATTEMPTS: i64 = 20;
+/// Sends with no answer after the message: each may have reached the buyer,
+/// so an item is given up after this many (see `SendFailure::uncertain`).
+pub const MAX_UNCERTAIN: i64 = 3;
 const BACKOFF_FIRST_SECS: i64 = 5;
 const BACKOFF_CAP_SECS: i64 = 3600;
 /// Marking a sent item sent is tried this often, the waits between tries
@@ -126,6 +129,10 @@ pub struct SendFailure {
     /// after the message went out is a refusal: it may have been
     /// delivered, so its resends are bounded.
     pub unreachable: bool,
+    /// No answer after the message went out: the server may have
+    /// delivered it. Bounded apart ([`MAX_UNCERTAIN`]), so a relay that
+    /// always drops the answer does not reach the buyer 20 times.
+    pub uncertain: bool,
 }
 
 pub fn transport(cfg: &SmtpConfig) -> Result<Transport, SmtpError> {
@@ -282,6 +289,7 @@ impl Session {
             message,
             permanent: false,
             unreachable: true,
+            uncertain: false,
         };
         match tokio::time::timeout(self.timeout, self.envelope(envelope, raw)).await {
             Ok(Ok(())) => {}
@@ -293,6 +301,7 @@ impl Session {
                         message: what.to_string(),
                         permanent: false,
                         unreachable: false,
+                        uncertain: false,
                     },
                 });
             }
@@ -311,6 +320,7 @@ impl Session {
                     ),
                     permanent: false,
                     unreachable: false,
+                    uncertain: true,
                 },
             },
             Err(_) => SendFailure {
@@ -320,6 +330,7 @@ impl Session {
                 ),
                 permanent: false,
                 unreachable: false,
+                uncertain: true,
             },
         };
         self.abort().await;
@@ -397,6 +408,7 @@ fn answered(e: &lettre::transport::smtp::Error) -> Option<SendFailure> {
         message: e.to_string(),
         permanent: e.is_permanent(),
         unreachable: code.to_string() == "421",
+        uncertain: false,
     })
 }
 
@@ -584,6 +596,7 @@ async fn deliver_locked(
                     message: "invalid envelope address".to_string(),
                     permanent: true,
                     unreachable: false,
+                    uncertain: false,
                 }),
                 Some(env) => {
                     if session.as_ref().is_none_or(|s| !s.usable()) {
@@ -645,17 +658,28 @@ async fn deliver_locked(
                     stats.sent += 1;
                 }
                 Err(SendFailure {
-                    message,
+                    mut message,
                     permanent,
                     unreachable,
+                    uncertain,
                 }) => {
                     let refused = item.failures + i64::from(!unreachable);
-                    let give_up = !unreachable && (permanent || refused >= MAX_ATTEMPTS);
+                    let unsure = item.uncertain + i64::from(uncertain);
+                    let give_up = !unreachable
+                        && (permanent || refused >= MAX_ATTEMPTS || unsure >= MAX_UNCERTAIN);
+                    if give_up && unsure >= MAX_UNCERTAIN {
+                        message.push_str(&format!(
+                            "; given up after {unsure} sends without an answer, each of which \
+                             may have reached the buyer (`ticketd outbox retry` sends it again)"
+                        ));
+                    }
                     let next = now + backoff(item.attempts);
                     let failure = if give_up {
                         AttemptFailure::GivenUp
                     } else if unreachable {
                         AttemptFailure::Unreachable
+                    } else if uncertain {
+                        AttemptFailure::Uncertain
                     } else {
                         AttemptFailure::Refused
                     };

@@ -628,3 +628,41 @@ fn shutdown_lets_the_send_in_hand_finish_and_is_not_held_up_by_quit() {
         vec![("sent".to_string(), 1, 0), ("queued".to_string(), 0, 0)]
     );
 }
+
+/// A relay that takes every message and never answers the final dot: each
+/// send may have reached the buyer, so the ack is given up after
+/// MAX_UNCERTAIN such sends, not after the 20 tries a refusing server
+/// gets; `outbox retry` can send it again.
+#[test]
+fn sends_that_may_have_been_delivered_are_bounded_apart() {
+    let d = desk_without_servers();
+    d.queue_acks(&buyers("uncertain", 1));
+    let server = Scripted::hang();
+    let t = d
+        .transport_to(server.port)
+        .with_timeout(Duration::from_secs(1))
+        .with_data_timeout(Duration::from_secs(1));
+    for round in 1..=smtp::MAX_UNCERTAIN + 1 {
+        // Due again at once, as if its backoff had passed.
+        d.store()
+            .conn()
+            .execute("UPDATE outbox SET next_attempt_at = 0", [])
+            .unwrap();
+        let mut store = d.store();
+        block_on(smtp::deliver_due(&mut store, &t, &Shutdown::never())).unwrap();
+        assert_eq!(
+            server.got(),
+            round.min(smtp::MAX_UNCERTAIN) as usize,
+            "round {round}"
+        );
+    }
+    let rows = d.outbox();
+    assert_eq!(rows[0].0, "failed", "{rows:?}");
+    assert_eq!(rows[0].2, smtp::MAX_UNCERTAIN, "{rows:?}");
+    let error: String = d
+        .store()
+        .conn()
+        .query_row("SELECT last_error FROM outbox", [], |r| r.get(0))
+        .unwrap();
+    assert!(error.contains("outbox retry"), "{error}");
+}

@@ -22,6 +22,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema_2.sql"),
     include_str!("schema_3.sql"),
     include_str!("schema_4.sql"),
+    include_str!("schema_5.sql"),
 ];
 
 /// Blobs up to this size are kept in the database (the `blobs` table),
@@ -88,6 +89,9 @@ pub struct OutboxItem {
     pub attempts: i64,
     /// Attempts the server answered with a failure for this message.
     pub failures: i64,
+    /// Attempts that got no answer after the message went out (counted in
+    /// `failures` too): each may have been delivered.
+    pub uncertain: i64,
 }
 
 /// Why an outbox item was not delivered.
@@ -97,6 +101,9 @@ pub enum AttemptFailure {
     Unreachable,
     /// The server refused the message (counted in `failures`).
     Refused,
+    /// No answer after the message went out: it may have been delivered
+    /// (counted in `failures` and `uncertain`).
+    Uncertain,
     /// Refused, and for good: the item is marked failed.
     GivenUp,
 }
@@ -313,8 +320,8 @@ impl Store {
     /// to 100 items with ids above `after`, in id order.
     pub fn outbox_due(&self, now: i64, after: i64) -> Result<Vec<OutboxItem>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT id, message_id, envelope_from, envelope_to, raw, attempts, failures FROM outbox
-             WHERE status = 'queued' AND next_attempt_at <= ?1 AND id > ?2 ORDER BY id LIMIT 100",
+            "SELECT id, message_id, envelope_from, envelope_to, raw, attempts, failures, uncertain
+             FROM outbox WHERE status = 'queued' AND next_attempt_at <= ?1 AND id > ?2 ORDER BY id LIMIT 100",
         )?;
         let rows = stmt.query_map([now, after], |r| {
             Ok(OutboxItem {
@@ -325,6 +332,7 @@ impl Store {
                 raw: r.get(4)?,
                 attempts: r.get(5)?,
                 failures: r.get(6)?,
+                uncertain: r.get(7)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -359,11 +367,20 @@ impl Store {
     ) -> Result<(), StoreError> {
         let refused = failure != AttemptFailure::Unreachable;
         let give_up = failure == AttemptFailure::GivenUp;
+        let uncertain = failure == AttemptFailure::Uncertain;
         self.conn.execute(
-            "UPDATE outbox SET attempts = attempts + 1, failures = failures + ?4, last_error = ?2,
-             next_attempt_at = ?3, status = CASE WHEN ?5 THEN 'failed' ELSE status END
+            "UPDATE outbox SET attempts = attempts + 1, failures = failures + ?4,
+             uncertain = uncertain + ?6, last_error = ?2, next_attempt_at = ?3,
+             status = CASE WHEN ?5 THEN 'failed' ELSE status END
              WHERE id = ?1",
-            params![id, error, next_attempt, refused as i64, give_up],
+            params![
+                id,
+                error,
+                next_attempt,
+                refused as i64,
+                give_up,
+                uncertain as i64
+            ],
         )?;
         Ok(())
     }
@@ -441,7 +458,7 @@ impl Store {
     /// with its full number of tries.
     pub fn outbox_requeue(&self, id: i64, now: i64) -> Result<(), StoreError> {
         let changed = self.conn.execute(
-            "UPDATE outbox SET status = 'queued', next_attempt_at = ?2, failures = 0
+            "UPDATE outbox SET status = 'queued', next_attempt_at = ?2, failures = 0, uncertain = 0
              WHERE id = ?1 AND status != 'sent'",
             params![id, now],
         )?;
