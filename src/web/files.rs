@@ -24,16 +24,21 @@ pub(crate) struct FileLink {
     pub size: String,
 }
 
-/// The image types every browser shows and that cannot carry script; the
-/// type to serve them with. Anything else (HEIC, PDF, SVG, ...) is a
-/// download.
-pub(crate) fn inline_image_type(content_type: &str) -> Option<&'static str> {
-    let essence = content_type
+/// A media type without its parameters, lower case: `image/jpeg`.
+fn essence(content_type: &str) -> String {
+    content_type
         .split(';')
         .next()
         .unwrap_or("")
         .trim()
-        .to_ascii_lowercase();
+        .to_ascii_lowercase()
+}
+
+/// The image types every browser shows and that cannot carry script; the
+/// type to serve them with. Anything else (HEIC, PDF, SVG, ...) is a
+/// download.
+pub(crate) fn inline_image_type(content_type: &str) -> Option<&'static str> {
+    let essence = essence(content_type);
     match essence.as_str() {
         "image/jpeg" | "image/jpg" | "image/pjpeg" => Some("image/jpeg"),
         "image/png" => Some("image/png"),
@@ -55,12 +60,7 @@ fn is_sha256(text: &str) -> bool {
 /// forwarded as an attachment becomes `forwarded-message.eml`, not a file
 /// with no extension that nothing opens.
 pub(crate) fn unnamed_file_name(content_type: &str) -> String {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let essence = essence(content_type);
     let name = match essence.as_str() {
         "message/rfc822" | "message/global" => "forwarded-message.eml",
         "text/rfc822-headers" => "message-headers.txt",
