@@ -344,12 +344,15 @@ impl Ingestor<'_> {
         // A forwarded shipping or order mail, under "see below" or attached
         // whole: its numbers are what the buyer sends us, where they typed
         // none.
+        // (A bounce carries our own ack attached: not a forward.)
         let mut forwarded = String::new();
-        if quote::is_forward(&msg.subject) && new_text.len() < msg.text.trim().len() {
-            forwarded.push_str(&msg.text);
-            forwarded.push('\n');
+        if kind == MessageKind::Human {
+            if quote::is_forward(&msg.subject) && new_text.len() < msg.text.trim().len() {
+                forwarded.push_str(&msg.text);
+                forwarded.push('\n');
+            }
+            forwarded.push_str(&msg.attached_text);
         }
-        forwarded.push_str(&msg.attached_text);
         if !forwarded.trim().is_empty() {
             let forwarded = extract::extract(&msg.subject, &forwarded, today);
             if facts.order_numbers.is_empty() {
@@ -904,21 +907,24 @@ fn insert_message(
         .collect();
     // Quoted history is our own mail or the buyer's earlier one, found
     // already; a forwarded mail is new to the ticket, and searched for.
-    let searched = if quote::is_forward(&msg.subject) {
+    // A bounce or an autoreply quotes or attaches our own ack: not that.
+    let person = matches!(kind, MessageKind::Human | MessageKind::Agent);
+    let searched = if person && quote::is_forward(&msg.subject) {
         msg.text.as_str()
     } else {
         new_text
+    };
+    let attached = if person {
+        msg.attached_text.as_str()
+    } else {
+        ""
     };
     tx.exec_cached(
         "INSERT INTO messages_fts (rowid, subject, body) VALUES (?1, ?2, ?3)",
         params![
             id,
             msg.subject,
-            format!(
-                "{searched}\n{}{}",
-                msg.attached_text,
-                attachment_names.join("\n")
-            )
+            format!("{searched}\n{attached}{}", attachment_names.join("\n"))
         ],
     )?;
     Ok(id)

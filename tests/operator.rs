@@ -620,6 +620,37 @@ fn a_forwarded_mail_is_searched() {
     assert!(!quoted.contains("WN-000002"), "{quoted}");
     // A mail attached whole ("forward as attachment").
     assert!(search("3SKAHU0011223344").contains("WN-000003"));
+    // A bounce returning one of our mails whole is no forward: what that
+    // mail says is not the bounce's to be found by.
+    let bounce = dir.path().join("bounce.eml");
+    std::fs::write(
+        &bounce,
+        "Return-Path: <>\r\nFrom: MAILER-DAEMON@mx.example.test (Mail Delivery System)\r\n\
+         To: support@example.test\r\nSubject: Undelivered Mail Returned to Sender\r\n\
+         Message-ID: <bounce-77@mx.example.test>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=delivery-status; boundary=R\r\n\r\n\
+         --R\r\nContent-Type: text/plain\r\n\r\nThe mail could not be delivered.\r\n\
+         --R\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx\r\n\r\n\
+         Final-Recipient: rfc822; gone@buyer.test\r\nAction: failed\r\nStatus: 5.1.1\r\n\
+         --R\r\nContent-Type: message/rfc822\r\n\r\nFrom: support@example.test\r\n\
+         To: gone@buyer.test\r\nSubject: [WN-000009] Ontvangen\r\n\
+         Message-ID: <wn-000009.x@example.test>\r\n\r\nZendingsnummer 3SBNCE4455667788\r\n\
+         --R--\r\n",
+    )
+    .unwrap();
+    assert!(ticketd(&config, &["ingest", bounce.to_str().unwrap()])
+        .status
+        .success());
+    let store = ticketd::store::Store::open(&dir.path().join("data")).unwrap();
+    let indexed: i64 = store
+        .conn()
+        .query_row(
+            "SELECT count(*) FROM messages_fts WHERE messages_fts MATCH '3SBNCE4455667788'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(indexed, 0);
 }
 
 /// A metrics port another process holds fails the start with the address
