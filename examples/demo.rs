@@ -146,7 +146,7 @@ templates_dir = "{templates}"
     let anna_ack = parse(&rig.maildir_messages(anna)[0]);
     let ack_id = anna_ack.message_id.clone().unwrap_or_default();
     rig.send(anna, &[SUPPORT], &mail(anna, "Anna de Vries", &format!("Re: {}", anna_ack.subject), "anna-2@buyer.test",
-        "Hier zijn de foto's van de doos en de kaart.\r\n\r\nOp wo 25 nov 2026 schreef Whatnot Support:\r\n> Bedankt voor je bericht.",
+        "Hier zijn de foto's van de doos en de kaart.\r\n\r\nOp wo 25 nov 2026 om 10:12 schreef Whatnot Support <support@example.test>:\r\n> Bedankt voor je bericht.",
         &format!("In-Reply-To: <{ack_id}>\r\nReferences: <anna-1@buyer.test> <{ack_id}>\r\n")))?;
     println!("   anna@buyer.test: replies to her acknowledgement");
     // The reply is filed within a second by IDLE; give it that second.
