@@ -630,10 +630,16 @@ fn transfer_decoded(body: &[u8], encoding: Option<&str>) -> Option<Vec<u8>> {
                 .copied()
                 .filter(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
                 .collect();
-            let usable = clean.len() - clean.len() % 4;
-            base64::engine::general_purpose::STANDARD_NO_PAD
-                .decode(&clean[..usable])
-                .ok()
+            // A last group of 2 or 3 characters holds 1 or 2 bytes (its
+            // padding was filtered out above); only a lone 1 is no byte.
+            let usable = clean.len() - usize::from(clean.len() % 4 == 1);
+            let lenient = base64::engine::GeneralPurpose::new(
+                &base64::alphabet::STANDARD,
+                base64::engine::GeneralPurposeConfig::new()
+                    .with_decode_allow_trailing_bits(true)
+                    .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+            );
+            lenient.decode(&clean[..usable]).ok()
         }
         Some("quoted-printable") => {
             quoted_printable::decode(body, quoted_printable::ParseMode::Robust).ok()
@@ -1106,6 +1112,25 @@ mod tests {
             (plain.attached_text.as_str(), plain.attached_photos),
             ("", 0)
         );
+    }
+
+    #[test]
+    fn lenient_base64_keeps_the_last_bytes() {
+        use base64::Engine;
+        for text in [
+            "caf\u{e9}",
+            "ab",
+            "abc",
+            "Bestelnummer dQzGdHsKxwaEyrQfCdcCs8",
+        ] {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(text);
+            let with_junk = format!("{}\r\n!{}", &encoded[..2], &encoded[2..]);
+            assert_eq!(
+                transfer_decoded(with_junk.as_bytes(), Some("base64")).as_deref(),
+                Some(text.as_bytes()),
+                "{encoded}"
+            );
+        }
     }
 
     #[test]
