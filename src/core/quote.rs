@@ -92,11 +92,12 @@ pub fn new_text(body: &str) -> String {
             end = i;
             break;
         }
-        // "Op di 24 nov 2026 om 10:12 schreef Anna <" wrapped onto two lines.
+        // "Op di 24 nov 2026 om 10:12 schreef Anna <" wrapped onto two lines
+        // (Dutch, English or German).
         if i + 1 < lines.len() {
             let joined = format!("{} {}", line.trim_end(), lines[i + 1].trim_start());
-            if (line.trim_start().to_lowercase().starts_with("op ")
-                || line.trim_start().to_lowercase().starts_with("on "))
+            let lower = line.trim_start().to_lowercase();
+            if ["op ", "on ", "am "].iter().any(|p| lower.starts_with(p))
                 && HISTORY_START.is_match(&joined)
             {
                 end = i;
@@ -255,6 +256,13 @@ mod tests {
                  Datum: dinsdag 24 november 2026 10:12\nAan: Anna <anna@buyer.test>\n\
                  Onderwerp: [WN-000001] Ontvangen\n\nHallo Anna,";
         assert_eq!(new_text(r), "Prima, dank.");
+    }
+
+    #[test]
+    fn a_wrapped_german_attribution_ends_the_new_text() {
+        let t = "Danke.\n\nAm Di., 24. Nov. 2026 um 10:12 Uhr schrieb Whatnot Support <\n\
+                 support@example.test>:\n> Hallo";
+        assert_eq!(new_text(t), "Danke.");
     }
 
     #[test]
