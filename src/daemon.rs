@@ -190,21 +190,22 @@ async fn mailbox_loop(
     let mut store = Store::open(&config.data_dir)?;
     store.checkpoint_in_background()?;
     let ingestor = Ingestor { config, templates };
-    let mut failures = 0u32;
+    let (mut failures, mut refusals) = (0u32, 0u32);
     while !stop.is_requested() {
         let started = std::time::Instant::now();
         match imap::watch(imap_cfg, mailbox, &mut store, &ingestor, stop, false, hooks).await {
-            Ok(()) => failures = 0,
+            Ok(()) => (failures, refusals) = (0, 0),
             Err(e) => {
                 // A connection that worked for a while was healthy: start
                 // the backoff afresh instead of where the last outage left it.
                 if started.elapsed() > Duration::from_secs(60) {
-                    failures = 0;
+                    (failures, refusals) = (0, 0);
                 }
                 live.reconnect();
                 let refused = matches!(e, ImapError::Login { .. });
                 let delay = with_jitter(if refused {
-                    login_retry_delay(failures)
+                    refusals = refusals.saturating_add(1);
+                    login_retry_delay(refusals - 1)
                 } else {
                     reconnect_delay(failures)
                 });
@@ -225,9 +226,15 @@ async fn mailbox_loop(
                 // the reason, and still alive for the watchdog, as the wait
                 // is bounded and the loop goes on.
                 on_down(&format!("{mailbox}: {e}; retrying in {}s", delay.as_secs()));
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = stop.wait() => {}
+                // Minutes after a refused login: the watchdog (WatchdogSec)
+                // hears from the wait as it does from IDLE.
+                let until = tokio::time::Instant::now() + delay;
+                while tokio::time::Instant::now() < until {
+                    let step = keepalive().min(until - tokio::time::Instant::now());
+                    tokio::select! {
+                        _ = tokio::time::sleep(step) => service::watchdog(),
+                        _ = stop.wait() => break,
+                    }
                 }
             }
         }

@@ -144,11 +144,27 @@ pub async fn connect(cfg: &ImapConfig) -> Result<ImapSession, ImapError> {
     };
     match tokio::time::timeout(cfg.timeout, login).await {
         Err(_) => Err(ImapError::Timeout("LOGIN")),
-        Ok(Err((e, _))) => Err(ImapError::Login {
-            user: cfg.username.clone(),
-            message: e.to_string(),
-        }),
+        Ok(Err((e, _))) => Err(login_error(&cfg.username, e)),
         Ok(Ok(session)) => Ok(session),
+    }
+}
+
+/// A failed LOGIN or AUTHENTICATE: refused when the server answered so (NO,
+/// or BAD for a login it will not take). Its own trouble ([UNAVAILABLE],
+/// RFC 5530), a lost connection or a garbled answer say nothing of the
+/// password, and are retried as any connection failure is.
+fn login_error(user: &str, e: async_imap::error::Error) -> ImapError {
+    use async_imap::error::Error;
+    let message = e.to_string();
+    match e {
+        Error::No(_) | Error::Bad(_) if !message.contains("[UNAVAILABLE]") => ImapError::Login {
+            user: user.to_string(),
+            message,
+        },
+        _ => ImapError::Command {
+            op: "LOGIN",
+            message,
+        },
     }
 }
 
@@ -1272,6 +1288,23 @@ pub async fn watch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_servers_no_is_a_refused_login() {
+        use async_imap::error::Error;
+        let refused = |e| matches!(login_error("u", e), ImapError::Login { .. });
+        assert!(refused(Error::No(
+            "[AUTHENTICATIONFAILED] Authentication failed.".into()
+        )));
+        assert!(refused(Error::Bad(
+            "[PRIVACYREQUIRED] Plaintext denied".into()
+        )));
+        assert!(!refused(Error::No(
+            "[UNAVAILABLE] Temporary authentication failure".into()
+        )));
+        assert!(!refused(Error::ConnectionLost));
+        assert!(!refused(Error::Io(std::io::Error::other("reset"))));
+    }
 
     #[test]
     fn batches_respect_size_and_count() {

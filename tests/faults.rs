@@ -1526,13 +1526,14 @@ fn a_mail_server_away_at_start_leaves_the_service_up_and_trying() {
         .local_addr()
         .unwrap()
         .port();
-    let readiness = |s: &Env, name: &str| -> (Run, Vec<String>) {
+    let readiness = |s: &Env, name: &str| -> (Run, Vec<String>, std::os::unix::net::UnixDatagram) {
         let socket_path = s.dir.path().join(name);
         let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
         socket
             .set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
-        let run = Run::spawn(&s.config, Some(Duration::from_secs(60)), Some(&socket_path));
+        // WatchdogSec=3: pings due every second.
+        let run = Run::spawn(&s.config, Some(Duration::from_secs(3)), Some(&socket_path));
         let mut said = Vec::new();
         let mut buf = [0u8; 4096];
         let start = Instant::now();
@@ -1543,11 +1544,11 @@ fn a_mail_server_away_at_start_leaves_the_service_up_and_trying() {
                 said.push(String::from_utf8_lossy(&buf[..len]).replace('\n', " "));
             }
         }
-        (run, said)
+        (run, said, socket)
     };
 
     let s = env(&rig, nobody_there, "");
-    let (mut run, said) = readiness(&s, "notify-down.sock");
+    let (mut run, said, _socket) = readiness(&s, "notify-down.sock");
     let ready = said
         .iter()
         .find(|m| m.contains("READY=1"))
@@ -1562,11 +1563,24 @@ fn a_mail_server_away_at_start_leaves_the_service_up_and_trying() {
     // The real Dovecot, the wrong password.
     let s = env(&rig, rig.imap_port(), "");
     fs::write(s.dir.path().join("password"), "not-the-password\n").unwrap();
-    let (mut run, said) = readiness(&s, "notify-refused.sock");
+    let (mut run, said, socket) = readiness(&s, "notify-refused.sock");
     assert!(
         said.iter()
             .any(|m| m.contains("READY=1") && m.contains("refused")),
         "{said:?}"
+    );
+    // Minutes of waiting, and the watchdog hears from it all along.
+    let mut pings = 0;
+    let mut buf = [0u8; 4096];
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(3500) {
+        if let Ok(len) = socket.recv(&mut buf) {
+            pings += usize::from(String::from_utf8_lossy(&buf[..len]).contains("WATCHDOG=1"));
+        }
+    }
+    assert!(
+        pings >= 2,
+        "{pings} watchdog pings in 3.5 s of a 3 s watchdog"
     );
     run.wait_log("IMAP login refused", 1, WAIT);
     let log = run.log();
