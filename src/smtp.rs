@@ -242,12 +242,19 @@ impl Transport {
                 // Fetched per connection: a command-sourced token is fresh.
                 let secret = source.get().map_err(|e| fail(e.to_string()))?;
                 let creds = Credentials::new(user.clone(), secret.expose().to_string());
-                conn.auth(&self.mechanisms, &creds)
-                    .await
-                    .map_err(|e| SmtpError::LoginRefused {
-                        addr: self.addr(),
-                        message: format!("login as {user} refused: {e}"),
-                    })?;
+                conn.auth(&self.mechanisms, &creds).await.map_err(|e| {
+                    let message = format!("login as {user} refused: {e}");
+                    // 5xx: refused. A 454 (temporary failure) or a lost
+                    // connection says nothing of the password.
+                    if e.is_permanent() {
+                        SmtpError::LoginRefused {
+                            addr: self.addr(),
+                            message,
+                        }
+                    } else {
+                        fail(message)
+                    }
+                })?;
             }
             Ok(conn)
         };
