@@ -21,6 +21,12 @@ pub enum ConfigError {
     Syntax { path: PathBuf, message: String },
     #[error("config key `{key}`: {message}")]
     Invalid { key: String, message: String },
+    /// `password_command` failed when tried at start-up: the command's
+    /// own trouble (a token endpoint down), or a wrong command, which the
+    /// message shows; not counted a config error (exit status 1, so
+    /// systemd tries again).
+    #[error("config key `{key}`: {message}")]
+    SecretCommand { key: String, message: String },
 }
 
 fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
@@ -470,7 +476,10 @@ fn read_password(
     }
     if let Some(cmd) = keys.command {
         // Run once now so a broken command stops start-up, not the first login.
-        run_secret_command(&cmd).map_err(|e| invalid(&format!("{section}.password_command"), e))?;
+        run_secret_command(&cmd).map_err(|message| ConfigError::SecretCommand {
+            key: format!("{section}.password_command"),
+            message,
+        })?;
         return Ok(Some(SecretSource::Command(cmd)));
     }
     Ok(None)

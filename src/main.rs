@@ -398,7 +398,8 @@ const EX_CONFIG: u8 = 78;
 /// file or the templates is what it takes, 1 otherwise.
 fn exit_status(e: &anyhow::Error) -> u8 {
     let is_config = e.chain().any(|c| {
-        c.is::<ticketd::config::ConfigError>()
+        c.downcast_ref::<ConfigError>()
+            .is_some_and(|e| !matches!(e, ConfigError::SecretCommand { .. }))
             || matches!(
                 c.downcast_ref::<ticketd::ack::AckError>(),
                 Some(

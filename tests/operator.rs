@@ -309,6 +309,14 @@ respons_hours = 24
     assert_eq!(status(&good, &["run"]), Some(78));
     // Not the config's fault: exit 1.
     assert_eq!(status(&good, &["show", "WN-000042"]), Some(1));
+    // A token command that fails at start (its endpoint down at boot) is
+    // tried again by systemd: exit 1, not EX_CONFIG.
+    let token = setup(
+        dir.path(),
+        "[imap]\nhost = \"127.0.0.1\"\nport = 1\ntls = \"none\"\nusername = \"support@example.test\"\n\
+         auth = \"xoauth2\"\npassword_command = \"echo token endpoint down >&2; exit 1\"\n",
+    );
+    assert_eq!(status(&token, &["run"]), Some(1));
 
     let unit = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/ticketd.service"),
