@@ -414,7 +414,17 @@ fn from_tree(
         .map(|(part, data, digest)| InboundAttachment {
             data,
             digest,
-            filename: part.attachment_name().and_then(clean_filename),
+            filename: part
+                .attachment_name()
+                .map(|name| match name.contains('\u{FFFD}') {
+                    true => msg
+                        .raw_message()
+                        .get(part.raw_header_offset() as usize..part.raw_body_offset() as usize)
+                        .and_then(continued_filename)
+                        .unwrap_or_else(|| name.to_string()),
+                    false => name.to_string(),
+                })
+                .and_then(|name| clean_filename(&name)),
             content_type: part
                 .content_type()
                 .map(|ct| match ct.subtype() {
@@ -669,6 +679,82 @@ fn unflow(text: &str, delsp: bool) -> String {
         }
     }
     out
+}
+
+/// A file name continued over several RFC 2231 segments
+/// (`filename*0*=iso-8859-1''r%E9; filename*1*=sum%E9.pdf`), whole, from a
+/// part's raw headers: mail-parser applies the charset of the first
+/// segment to that segment only. `None` when there is no such name.
+fn continued_filename(headers: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(headers);
+    let unfolded: String = text
+        .lines()
+        .map(|l| {
+            if l.starts_with([' ', '\t']) {
+                format!(" {}", l.trim())
+            } else {
+                format!("\n{}", l.trim_end())
+            }
+        })
+        .collect();
+    for param in ["filename", "name"] {
+        let mut segments: Vec<(u32, bool, &str)> = Vec::new();
+        for piece in unfolded.split([';', '\n']) {
+            let Some((key, value)) = piece.trim().split_once('=') else {
+                continue;
+            };
+            let key = key.trim().to_ascii_lowercase();
+            let Some(rest) = key.strip_prefix(param).and_then(|r| r.strip_prefix('*')) else {
+                continue;
+            };
+            let (number, encoded) = match rest.strip_suffix('*') {
+                Some(n) => (n, true),
+                None => (rest, false),
+            };
+            if let Ok(n) = number.parse::<u32>() {
+                segments.push((n, encoded, value.trim().trim_matches('"')));
+            }
+        }
+        if segments.len() < 2 {
+            continue;
+        }
+        segments.sort_by_key(|s| s.0);
+        let mut charset = "utf-8";
+        let mut bytes = Vec::new();
+        for (i, &(_, encoded, mut value)) in segments.iter().enumerate() {
+            if i == 0 && encoded {
+                let mut parts = value.splitn(3, '\'');
+                if let (Some(cs), Some(_), Some(v)) = (parts.next(), parts.next(), parts.next()) {
+                    charset = cs;
+                    value = v;
+                }
+            }
+            if !encoded {
+                bytes.extend_from_slice(value.as_bytes());
+                continue;
+            }
+            let raw = value.as_bytes();
+            let mut j = 0;
+            while j < raw.len() {
+                let hex = raw
+                    .get(j + 1..j + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match (raw[j], hex) {
+                    (b'%', Some(b)) => {
+                        bytes.push(b);
+                        j += 3;
+                    }
+                    (b, _) => {
+                        bytes.push(b);
+                        j += 1;
+                    }
+                }
+            }
+        }
+        return Some(decode_charset(&bytes, charset));
+    }
+    None
 }
 
 /// A body part mail-parser could not make text of (a multipart without
@@ -1131,6 +1217,21 @@ mod tests {
                 "{encoded}"
             );
         }
+    }
+
+    #[test]
+    fn a_file_name_continued_in_latin_1_keeps_every_accent() {
+        let raw = "From: a@b.test\r\nSubject: x\r\nMIME-Version: 1.0\r\n\
+                   Content-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\n\
+                   Content-Type: text/plain\r\n\r\nhoi\r\n--B\r\n\
+                   Content-Type: application/pdf\r\nContent-Disposition: attachment;\r\n \
+                   filename*0*=iso-8859-1''r%E9; filename*1*=sum%E9;\r\n filename*2=\".pdf\"\r\n\r\n\
+                   JVBERi0=\r\n--B--\r\n";
+        let m = parse(raw.as_bytes());
+        assert_eq!(
+            m.attachments[0].filename.as_deref(),
+            Some("r\u{e9}sum\u{e9}.pdf")
+        );
     }
 
     #[test]
