@@ -7,7 +7,7 @@ use std::path::Path;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::{params, Connection};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::ack::{self, AckContext, AckEnvelope, AckKind, AckTemplates};
 use crate::config::{Config, Language};
@@ -233,7 +233,7 @@ impl Ingestor<'_> {
                                 .ok()
                                 .and_then(|rx| rx.as_ref().map(|rx| rx.recv()));
                             let Some(Ok((i, raw))) = next else { break };
-                            let sha = sha256_hex(raw);
+                            let sha = parse::raw_name(raw);
                             match store::write_blob_file(data_dir, &sha, raw) {
                                 Ok(file) => written.files.extend(file),
                                 Err(e) => {
@@ -292,7 +292,7 @@ impl Ingestor<'_> {
             }
             let wrote_files = !written.hashed.is_empty();
             for (i, sha) in written.hashed {
-                messages[i].msg.set_raw_sha256(sha);
+                messages[i].msg.set_raw_blob(sha);
             }
             for m in &messages {
                 for problem in &m.msg.problems {
@@ -396,20 +396,24 @@ impl Ingestor<'_> {
                 scope.spawn(move || {
                     store::sync_blobs(&data_dir)?;
                     files.iter().for_each(|f| store::drop_cached(f));
-                    Ok::<_, StoreError>(())
+                    Ok::<_, StoreError>(files)
                 })
             });
             let tx = store.transaction()?;
             let mut outcomes = Vec::with_capacity(prepared.messages.len());
+            // The files of large mails filed already under another name.
+            let mut unnamed = Vec::new();
             for message in prepared.messages {
-                outcomes.push(self.file_one(&tx, message, now)?);
+                outcomes.push(self.file_one(&tx, message, now, &mut unnamed)?);
             }
-            if let Some(synced) = synced {
-                synced
+            let written = match synced {
+                Some(synced) => synced
                     .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
-            }
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?,
+                None => Vec::new(),
+            };
             tx.commit()?;
+            remove_unnamed(store, &unnamed, &written);
             Ok(outcomes)
         })
     }
@@ -429,11 +433,15 @@ impl Ingestor<'_> {
         Ok(())
     }
 
+    /// Files one prepared message in `tx`. A large mail filed already
+    /// whose stored copy has other bytes (so its file another name) adds
+    /// the name of this copy's file to `unnamed`.
     fn file_one(
         &self,
         tx: &Connection,
         message: PreparedMessage,
         now: DateTime<Utc>,
+        unnamed: &mut Vec<String>,
     ) -> Result<Outcome, StoreError> {
         let PreparedMessage {
             mut msg,
@@ -449,6 +457,12 @@ impl Ingestor<'_> {
         let now = received_at(received, now, self.config.tickets.response_hours);
         let position = position.as_ref();
         if already_filed(tx, &mut msg)? {
+            if inline_raw.is_none()
+                && !msg.raw_blob.is_empty()
+                && store::stored_raw_blob(tx, &msg.dedupe_key)?.as_ref() != Some(&msg.raw_blob)
+            {
+                unnamed.push(msg.raw_blob.clone());
+            }
             if let Some(pos) = position {
                 self.advance(tx, pos)?;
             }
@@ -456,7 +470,7 @@ impl Ingestor<'_> {
             return Ok(Outcome::Duplicate);
         }
         if let Some(raw) = &inline_raw {
-            store::put_blob_inline(tx, &msg.raw_sha256, raw)?;
+            store::put_blob_inline(tx, &msg.raw_blob, raw)?;
         }
 
         let prefix = &self.config.tickets.prefix;
@@ -805,6 +819,28 @@ fn received_at(
 /// copying a known one) is a different mail: it gets a key of its own, the
 /// Message-ID and its sender, and is filed unless that is stored too. A
 /// copy of our own mail coming back is always the same mail.
+/// Removes the files a batch wrote for mail that was filed already with
+/// other bytes: the same mail delivered again (another Received line, a
+/// second alias) has a file name of its own, which no row names and
+/// which would stay on the disk for good. Only files this batch wrote,
+/// after its commit; only space is at stake, so a failure is logged.
+fn remove_unnamed(store: &Store, names: &[String], written: &[std::path::PathBuf]) {
+    for name in names {
+        let path = store.blob_path(name);
+        if !written.contains(&path) {
+            continue;
+        }
+        match std::fs::remove_file(&path) {
+            Ok(()) => {
+                debug!(path = %path.display(), "removed the raw file of a mail filed already")
+            }
+            Err(e) => {
+                warn!(path = %path.display(), error = %e, "could not remove the raw file of a mail filed already")
+            }
+        }
+    }
+}
+
 fn already_filed(tx: &Connection, msg: &mut InboundMessage) -> Result<bool, StoreError> {
     let Some(stored) = store::stored_sender(tx, &msg.dedupe_key)? else {
         return Ok(false);
@@ -891,7 +927,7 @@ fn insert_message(
             new_text,
             msg.html,
             facts.issue_type.as_str(),
-            msg.raw_sha256,
+            msg.raw_blob,
             msg.raw_size as i64,
             facts.language.map(|l| l.code()),
             position.map(|p| p.mailbox.as_str()),

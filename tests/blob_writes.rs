@@ -10,7 +10,7 @@ use std::path::Path;
 
 use ticketd::ack::AckTemplates;
 use ticketd::config::Config;
-use ticketd::core::parse::sha256_hex;
+use ticketd::core::parse::raw_name;
 use ticketd::ingest::{Incoming, Ingestor, Outcome};
 use ticketd::store::{blob_path, MailboxPosition, Store};
 
@@ -92,7 +92,7 @@ fn a_batch_whose_file_cannot_be_written_is_not_filed_until_it_can() {
 
     // The directory one of the files goes into is taken by a file, which
     // stops root as well as anyone else.
-    let blocked = blob_path(&config.data_dir, &sha256_hex(&raws[2]));
+    let blocked = blob_path(&config.data_dir, &raw_name(&raws[2]));
     let parent = blocked.parent().unwrap().to_path_buf();
     std::fs::create_dir_all(parent.parent().unwrap()).unwrap();
     std::fs::write(&parent, b"in the way").unwrap();
@@ -128,10 +128,10 @@ fn a_batch_whose_file_cannot_be_written_is_not_filed_until_it_can() {
     assert_eq!(count(&store, "attachments"), 3);
     assert_eq!(store.position("INBOX").unwrap().unwrap().last_uid, 4);
     for raw in &raws {
-        assert!(store.read_blob(&sha256_hex(raw)).unwrap() == *raw);
+        assert!(store.read_blob(&raw_name(raw)).unwrap() == *raw);
     }
     for raw in [&raws[0], &raws[2], &raws[3]] {
-        let file = blob_path(&config.data_dir, &sha256_hex(raw));
+        let file = blob_path(&config.data_dir, &raw_name(raw));
         assert_eq!(std::fs::metadata(file).unwrap().len(), raw.len() as u64);
     }
 }
@@ -187,10 +187,10 @@ fn filed_raw_mails_leave_the_page_cache() {
         .ingest_batch(&mut store, &items, chrono::Utc::now())
         .unwrap();
     for raw in &raws {
-        let file = blob_path(&config.data_dir, &sha256_hex(raw));
+        let file = blob_path(&config.data_dir, &raw_name(raw));
         // Durable, then let go: none of its pages kept in memory.
         assert_eq!(resident_pages(&file), 0, "{}", file.display());
-        assert!(store.read_blob(&sha256_hex(raw)).unwrap() == *raw);
+        assert!(store.read_blob(&raw_name(raw)).unwrap() == *raw);
     }
 }
 
@@ -216,5 +216,62 @@ fn the_same_large_mail_twice_in_one_batch_is_filed_once() {
     assert_eq!(outcomes[1], Outcome::Duplicate);
     assert_eq!(count(&store, "messages WHERE direction = 'in'"), 1);
     assert_eq!(store.position("INBOX").unwrap().unwrap().last_uid, 2);
-    assert!(store.read_blob(&sha256_hex(&raw)).unwrap() == raw);
+    assert!(store.read_blob(&raw_name(&raw)).unwrap() == raw);
+}
+
+/// Every file under `blobs/`.
+fn blob_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for shard in std::fs::read_dir(dir.join("blobs")).into_iter().flatten() {
+        for file in std::fs::read_dir(shard.unwrap().path()).unwrap() {
+            files.push(file.unwrap().path());
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn a_large_mail_delivered_again_with_other_headers_leaves_no_file_behind() {
+    // The same mail reaching the mailbox twice (a second alias, a relay
+    // that tried again) differs in its Received lines: other bytes, so a
+    // file of another name, which no row would ever name. Its copy was
+    // written while the batch was parsed; it goes once the batch is filed.
+    let dir = tempfile::tempdir().unwrap();
+    let (config, templates, mut store) = setup(dir.path());
+    let ingestor = Ingestor {
+        config: &config,
+        templates: &templates,
+    };
+    let raw = mail(8, 1_000_000);
+    let mut again = b"Received: from relay2.example.test by mx.example.test\r\n".to_vec();
+    again.extend_from_slice(&raw);
+    let first = ingestor
+        .ingest_batch(&mut store, &incoming(&[&raw]), chrono::Utc::now())
+        .unwrap();
+    assert!(matches!(first[0], Outcome::Filed { .. }), "{first:?}");
+    let files = blob_files(&config.data_dir);
+    assert_eq!(files, vec![blob_path(&config.data_dir, &raw_name(&raw))]);
+    // In a batch with other mail, and in one of its own.
+    let other = mail(9, 1_000_000);
+    for batch in [vec![&again[..], &other[..]], vec![&again[..]]] {
+        let outcomes = ingestor
+            .ingest_batch(&mut store, &incoming(&batch), chrono::Utc::now())
+            .unwrap();
+        assert_eq!(outcomes[0], Outcome::Duplicate);
+    }
+    assert_eq!(
+        blob_files(&config.data_dir),
+        {
+            let mut want = vec![
+                blob_path(&config.data_dir, &raw_name(&raw)),
+                blob_path(&config.data_dir, &raw_name(&other)),
+            ];
+            want.sort();
+            want
+        },
+        "only the filed mails' files are kept"
+    );
+    assert!(store.read_blob(&raw_name(&raw)).unwrap() == raw);
+    assert!(store.read_blob(&raw_name(&other)).unwrap() == other);
 }

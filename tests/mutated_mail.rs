@@ -137,7 +137,7 @@ fn file_mutated(seed: usize, mutations: &[Mutation]) -> Result<(), TestCaseError
         _ => prop_assert_eq!(after, before + 1),
     }
     // The raw bytes are kept, whatever could be parsed.
-    let sha = ticketd::core::parse::sha256_hex(&raw);
+    let sha = ticketd::core::parse::raw_name(&raw);
     if outcome != Outcome::Duplicate {
         prop_assert_eq!(store.read_blob(&sha).unwrap(), raw.clone());
     }

@@ -871,7 +871,7 @@ fn agents_page_over_http() {
         assert_safe_headers(&r, name);
     }
     // Only digests the attachments table knows are served.
-    let raw_sha = sha256(photo_mail().as_bytes());
+    let raw_sha = ticketd::core::parse::raw_name(photo_mail().as_bytes());
     for path in [
         format!("/attachments/{}", "0".repeat(64)),
         format!("/attachments/{raw_sha}"),

@@ -777,6 +777,17 @@ impl Cached for Connection {
 /// Who sent the stored message filed under `dedupe_key`, if there is one:
 /// `None` inside when it is our own (an ack or an agent's reply, whose
 /// copy coming back is always the same mail), else its From address.
+/// The blob name of the raw mail stored under this dedupe key.
+pub fn stored_raw_blob(conn: &Connection, dedupe_key: &str) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .row_cached(
+            "SELECT raw_sha256 FROM messages WHERE message_id = ?1",
+            [dedupe_key],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
 pub fn stored_sender(
     conn: &Connection,
     dedupe_key: &str,

@@ -27,7 +27,7 @@ CREATE TABLE participants (
 CREATE TABLE messages (
     id           INTEGER PRIMARY KEY,
     ticket_id    INTEGER REFERENCES tickets(id),   -- NULL: stored, not filed
-    message_id   TEXT NOT NULL UNIQUE,             -- Message-ID, or sha256:<raw hash>
+    message_id   TEXT NOT NULL UNIQUE,             -- Message-ID, or sha256:<sha256 of the raw bytes>
     direction    TEXT NOT NULL CHECK (direction IN ('in', 'out')),
     kind         TEXT NOT NULL,                    -- human, autoreply, ..., ack
     from_addr    TEXT,
@@ -41,7 +41,7 @@ CREATE TABLE messages (
     new_text     TEXT NOT NULL,                    -- without quoted history
     html_body    TEXT,
     issue_type   TEXT,
-    raw_sha256   TEXT NOT NULL,                    -- blobs/ file of the raw bytes
+    raw_sha256   TEXT NOT NULL,                    -- blob name of the raw bytes: parse::raw_name (sha256 in older rows)
     raw_size     INTEGER NOT NULL,
     language     TEXT,
     mailbox      TEXT,
