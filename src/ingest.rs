@@ -894,6 +894,13 @@ fn insert_facts(tx: &Connection, ticket: i64, message: i64, f: &Facts) -> Result
     Ok(())
 }
 
+/// The text of mails a person attached whole, for the ticket page and
+/// the search. A bounce or an autoreply attaches our own ack: not that.
+fn attached_text(msg: &InboundMessage, kind: MessageKind) -> Option<&str> {
+    let person = matches!(kind, MessageKind::Human | MessageKind::Agent);
+    (person && !msg.attached_text.trim().is_empty()).then_some(msg.attached_text.as_str())
+}
+
 #[allow(clippy::too_many_arguments)]
 fn insert_message(
     tx: &Connection,
@@ -909,9 +916,9 @@ fn insert_message(
     tx.exec_cached(
         "INSERT INTO messages (ticket_id, message_id, direction, kind, from_addr, from_name, subject,
          date_header, received_at, in_reply_to, refs, text_body, new_text, html_body, issue_type,
-         raw_sha256, raw_size, language, mailbox, uid, problems)
+         raw_sha256, raw_size, language, mailbox, uid, problems, attached_text)
          VALUES (?1, ?2, 'in', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-                 ?19, ?20)",
+                 ?19, ?20, ?21)",
         params![
             ticket,
             msg.dedupe_key,
@@ -932,7 +939,8 @@ fn insert_message(
             facts.language.map(|l| l.code()),
             position.map(|p| p.mailbox.as_str()),
             position.map(|p| p.last_uid),
-            problems
+            problems,
+            attached_text(msg, kind),
         ],
     )?;
     let id = tx.last_insert_rowid();
@@ -950,11 +958,7 @@ fn insert_message(
     } else {
         new_text
     };
-    let attached = if person {
-        msg.attached_text.as_str()
-    } else {
-        ""
-    };
+    let attached = attached_text(msg, kind).unwrap_or_default();
     tx.exec_cached(
         "INSERT INTO messages_fts (rowid, subject, body) VALUES (?1, ?2, ?3)",
         params![

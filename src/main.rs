@@ -780,6 +780,12 @@ fn real_main(cli: Cli) -> Result<()> {
                 for line in m.text.lines() {
                     writeln!(out, "   | {line}")?;
                 }
+                if let Some(attached) = &m.attached_text {
+                    writeln!(out, "   attached mail:")?;
+                    for line in attached.trim_end().lines() {
+                        writeln!(out, "   > {line}")?;
+                    }
+                }
                 for a in &m.attachments {
                     let location = match store.blob_location(&a.sha256)? {
                         ticketd::store::BlobLocation::Database => {

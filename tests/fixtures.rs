@@ -38,6 +38,7 @@ const DERIVED_KEYS: &[&str] = &[
     "duplicate",
     "text_contains",
     "text_excludes",
+    "attached_text_contains",
     "ticket_status",
     "problems_contains",
 ];
@@ -463,10 +464,16 @@ fn check(c: &Checked<'_>, failures: &mut Vec<Failure>) -> Option<Value> {
                     }
                 }
             }
-            "text_contains" | "text_excludes" => match message_view(key) {
+            "text_contains" | "text_excludes" | "attached_text_contains" => match message_view(key)
+            {
                 Ok(m) => {
-                    let text = m["text"].as_str().unwrap_or("");
-                    let contains = key == "text_contains";
+                    let field = if key == "attached_text_contains" {
+                        "attached_text"
+                    } else {
+                        "text"
+                    };
+                    let text = m[field].as_str().unwrap_or("");
+                    let contains = key != "text_excludes";
                     for s in strings(want).unwrap_or_default() {
                         if text.contains(&s) != contains {
                             let verb = if contains {

@@ -958,6 +958,42 @@ fn agents_page_over_http() {
     );
     assert!(!body.contains("tracker.example"), "{body}");
     assert!(!body.contains("onclick"), "{body}");
+
+    // Sam forwards the shop's mail as an attachment: its text is on the
+    // page under Sam's, escaped like everything else.
+    let forward = web.dir.path().join("forward.eml");
+    std::fs::write(
+        &forward,
+        "From: Sam Carter <sam@buyer.test>\r\nTo: support@example.test\r\n\
+         Subject: Fwd: your order has shipped\r\nMessage-ID: <fwd-1@buyer.test>\r\n\
+         In-Reply-To: <html-1@buyer.test>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"f\"\r\n\r\n\
+         --f\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nSee the shop's mail.\r\n\
+         --f\r\nContent-Type: message/rfc822\r\n\r\n\
+         From: Card Shop <orders@shop.test>\r\nSubject: Shipped <b>today</b>\r\n\
+         Date: Tue, 05 May 2026 09:30:00 +0200\r\n\r\n\
+         Your parcel is on its way, tracking 3SKAHU0099887766.\r\n\
+         --f--\r\n",
+    )
+    .unwrap();
+    let out = ticketd(&web.config(), &["ingest", forward.to_str().unwrap()], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page = http.get("/tickets/WN-000002", Some(&cookie)).text();
+    let attached = page
+        .find("Mail attached to this message")
+        .expect("the attached mail on the page");
+    let shown = &page[attached..];
+    for want in [
+        "From: Card Shop &lt;orders@shop.test&gt;",
+        "Subject: Shipped &lt;b&gt;today&lt;/b&gt;\n\nYour parcel",
+        "Your parcel is on its way, tracking 3SKAHU0099887766.",
+    ] {
+        assert!(shown.contains(want), "{want} in {shown}");
+    }
     let csp = r.header("content-security-policy").unwrap();
     assert!(
         csp.contains("sandbox") && csp.contains("default-src 'none'"),

@@ -510,14 +510,30 @@ fn attached_messages(msg: &mail_parser::Message<'_>) -> (String, usize) {
     let mut text = String::new();
     let mut photos = 0;
     for nested in msg.attachments().filter_map(|p| p.message()) {
+        // Who wrote it and when, as a mail client heads a forward.
+        if let Some(from) = nested.from().and_then(|a| a.first()) {
+            let address = from.address().unwrap_or_default();
+            text.push_str("From: ");
+            match from.name().filter(|n| !n.trim().is_empty()) {
+                Some(name) => text.push_str(&format!("{name} <{address}>")),
+                None => text.push_str(address),
+            }
+            text.push('\n');
+        }
+        if let Some(date) = nested.date() {
+            text.push_str("Date: ");
+            text.push_str(&date.to_rfc822());
+            text.push('\n');
+        }
         if let Some(subject) = nested.subject() {
             text.push_str("Subject: ");
             text.push_str(subject);
             text.push('\n');
         }
         if let Some(body) = body_text(nested) {
-            text.push_str(&body);
             text.push('\n');
+            text.push_str(body.trim_end());
+            text.push_str("\n\n");
         }
         photos += nested
             .attachments()

@@ -32,6 +32,8 @@ pub struct MessageView {
     pub subject: String,
     pub received_at: i64,
     pub text: String,
+    /// The text of mails attached whole (forwarded as attachment).
+    pub attached_text: Option<String>,
     pub attachments: Vec<AttachmentView>,
     pub ack: Option<AckView>,
 }
@@ -162,7 +164,8 @@ pub fn ticket(
     view.delivery_dates = facts("delivery_date")?;
     let body = if full { "text_body" } else { "new_text" };
     let mut stmt = conn.prepare(&format!(
-        "SELECT id, message_id, direction, kind, from_addr, subject, received_at, {body}, ack_skip
+        "SELECT id, message_id, direction, kind, from_addr, subject, received_at, {body}, ack_skip,
+                attached_text
          FROM messages WHERE ticket_id = ?1 ORDER BY received_at, id"
     ))?;
     let rows: Vec<(i64, MessageView, Option<String>)> = stmt
@@ -177,6 +180,7 @@ pub fn ticket(
                     subject: r.get(5)?,
                     received_at: r.get(6)?,
                     text: r.get(7)?,
+                    attached_text: r.get(9)?,
                     attachments: vec![],
                     ack: None,
                 },

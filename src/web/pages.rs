@@ -237,6 +237,8 @@ struct MessageItem {
     subject: String,
     when: String,
     text: String,
+    /// The text of mails attached whole.
+    attached_text: Option<String>,
     images: Vec<FileLink>,
     files: Vec<FileLink>,
     /// The sanitized HTML part, for the sandboxed frame.
@@ -350,6 +352,7 @@ pub(crate) async fn ticket(
                         subject: m.subject,
                         when: fmt_time(config, m.received_at),
                         text: m.text,
+                        attached_text: m.attached_text,
                         images,
                         files,
                     }
