@@ -194,6 +194,45 @@ fn a_clean_photo_mail_is_decoded_outside_mail_parser() {
             assert_eq!(msg.attachments[0].data, data(300_000, 1));
             assert_eq!(msg.attachments[1].data, data(90_000, 2));
             assert_eq!(msg.text.trim(), "Zie de foto's");
+            // Read back alone, as a download asks for them.
+            for (seed, len) in [(1, 300_000), (2, 90_000)] {
+                let want = data(len, seed);
+                assert!(large_parts::find(&raw, &sha256_hex(&want)) == Some(want));
+            }
+            assert_eq!(large_parts::find(&raw, &sha256_hex(b"not in it")), None);
         }
     }
+}
+
+#[test]
+fn a_part_left_to_mail_parser_is_not_found_alone() {
+    // A small photo, and large base64 text: both are mail-parser's to
+    // decode (the text is no attachment at all), so reading them back
+    // needs the parse.
+    let parts = [
+        Part::Binary {
+            content_type: "image/png",
+            len: 9_000,
+            seed: 3,
+            inline: false,
+        },
+        Part::Base64Text(120_000),
+        Part::Binary {
+            content_type: "image/jpeg",
+            len: 200_000,
+            seed: 4,
+            inline: false,
+        },
+    ];
+    let raw = build(&parts, false, 76, "\r\n", true);
+    let msg = parse(&raw);
+    assert_eq!(msg.attachments.len(), 2);
+    let small = &msg.attachments[0].data;
+    assert!(small == &data(9_000, 3));
+    assert_eq!(large_parts::find(&raw, &sha256_hex(small)), None);
+    let text = msg.text.as_bytes();
+    assert!(text.len() > 60_000);
+    assert_eq!(large_parts::find(&raw, &sha256_hex(text)), None);
+    let photo = data(200_000, 4);
+    assert!(large_parts::find(&raw, &sha256_hex(&photo)) == Some(photo));
 }

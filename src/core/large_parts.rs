@@ -71,6 +71,69 @@ fn mask_with(raw: &[u8], nonce: &str, digest: bool) -> Option<Masked> {
     }
     let mut out: Option<Masked> = None;
     let mut copied = 0; // raw[..copied] is already in out.raw
+    each_body(raw, |blank, next| {
+        let mut out_part = if digest {
+            Decoded::Digest(Sha256::new(), 0)
+        } else {
+            Decoded::Bytes(Vec::new())
+        };
+        let end = decode_body(raw, next, &mut out_part)?;
+        let m = out.get_or_insert_with(|| Masked {
+            raw: Vec::with_capacity(raw.len() / 8),
+            parts: Vec::new(),
+        });
+        let marker = format!("\0ticketd large part {} {nonce}\0", m.parts.len()).into_bytes();
+        m.raw.extend_from_slice(&raw[copied..next]);
+        m.raw.extend_from_slice(LENIENT.encode(&marker).as_bytes());
+        m.raw.extend_from_slice(line_ending(blank));
+        m.parts.push(match out_part {
+            Decoded::Bytes(data) => Part {
+                marker,
+                data,
+                digest: None,
+            },
+            Decoded::Digest(hasher, len) => Part {
+                marker,
+                data: Vec::new(),
+                digest: Some((hex(&hasher.finalize()), len)),
+            },
+        });
+        copied = end;
+        Some(end)
+    });
+    let mut m = out?;
+    m.raw.extend_from_slice(&raw[copied..]);
+    Some(m)
+}
+
+/// The content of the large base64 part of `raw` whose bytes hash to
+/// `sha256` (hex), decoded as `mask` decodes it: an attachment read back
+/// from its raw mail without parsing the whole mail. `None` when no large
+/// part of it does (a small part, one left to mail-parser): parse then.
+pub fn find(raw: &[u8], sha256: &str) -> Option<Vec<u8>> {
+    if raw.len() < MIN_MAIL {
+        return None;
+    }
+    let mut found = None;
+    each_body(raw, |_, next| {
+        let mut part = Decoded::Bytes(Vec::new());
+        let end = decode_body(raw, next, &mut part)?;
+        match part {
+            Decoded::Bytes(data) if hex(&Sha256::digest(&data)) == sha256 => {
+                found = Some(data);
+                // Nothing more to read.
+                Some(raw.len())
+            }
+            _ => Some(end),
+        }
+    });
+    found
+}
+
+/// Walks the MIME parts of `raw`. For the body of each part whose headers
+/// say binary base64, `take(blank line, body start)` returns where the
+/// body ends when it took it, or `None` to read on line by line.
+fn each_body(raw: &[u8], mut take: impl FnMut(&[u8], usize) -> Option<usize>) {
     let mut pos = 0;
     let mut in_headers = true;
     let mut headers = PartHeaders::default();
@@ -80,34 +143,7 @@ fn mask_with(raw: &[u8], nonce: &str, digest: bool) -> Option<Masked> {
             if is_blank(line) {
                 in_headers = false;
                 if headers.binary_base64() {
-                    let mut out_part = if digest {
-                        Decoded::Digest(Sha256::new(), 0)
-                    } else {
-                        Decoded::Bytes(Vec::new())
-                    };
-                    if let Some(end) = decode_body(raw, next, &mut out_part) {
-                        let m = out.get_or_insert_with(|| Masked {
-                            raw: Vec::with_capacity(raw.len() / 8),
-                            parts: Vec::new(),
-                        });
-                        let marker = format!("\0ticketd large part {} {nonce}\0", m.parts.len())
-                            .into_bytes();
-                        m.raw.extend_from_slice(&raw[copied..next]);
-                        m.raw.extend_from_slice(LENIENT.encode(&marker).as_bytes());
-                        m.raw.extend_from_slice(line_ending(line));
-                        m.parts.push(match out_part {
-                            Decoded::Bytes(data) => Part {
-                                marker,
-                                data,
-                                digest: None,
-                            },
-                            Decoded::Digest(hasher, len) => Part {
-                                marker,
-                                data: Vec::new(),
-                                digest: Some((hex(&hasher.finalize()), len)),
-                            },
-                        });
-                        copied = end;
+                    if let Some(end) = take(line, next) {
                         pos = end;
                         continue;
                     }
@@ -121,9 +157,6 @@ fn mask_with(raw: &[u8], nonce: &str, digest: bool) -> Option<Masked> {
         }
         pos = next;
     }
-    let mut m = out?;
-    m.raw.extend_from_slice(&raw[copied..]);
-    Some(m)
 }
 
 /// The line starting at `pos` (with its line ending) and where the next

@@ -270,6 +270,11 @@ impl Store {
             let Ok(raw) = self.read_blob(&raw_sha) else {
                 continue;
             };
+            // A photo or document is one of the large parts, read without
+            // parsing the rest of the mail; anything else needs the parse.
+            if let Some(data) = crate::core::large_parts::find(&raw, sha256) {
+                return Ok(Some(data));
+            }
             let found = crate::core::parse::parse(&raw)
                 .attachments
                 .into_iter()
