@@ -834,6 +834,8 @@ fn remove_unnamed(store: &Store, names: &[String], written: &[std::path::PathBuf
             Ok(()) => {
                 debug!(path = %path.display(), "removed the raw file of a mail filed already")
             }
+            // Two such copies in one batch share the file.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
                 warn!(path = %path.display(), error = %e, "could not remove the raw file of a mail filed already")
             }

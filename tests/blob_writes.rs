@@ -274,4 +274,21 @@ fn a_large_mail_delivered_again_with_other_headers_leaves_no_file_behind() {
     );
     assert!(store.read_blob(&raw_name(&raw)).unwrap() == raw);
     assert!(store.read_blob(&raw_name(&other)).unwrap() == other);
+
+    // Both deliveries in one batch, the second one twice.
+    let third = mail(10, 1_000_000);
+    let mut third_again = b"Received: from relay2.example.test by mx.example.test\r\n".to_vec();
+    third_again.extend_from_slice(&third);
+    let outcomes = ingestor
+        .ingest_batch(
+            &mut store,
+            &incoming(&[&third, &third_again, &third_again]),
+            chrono::Utc::now(),
+        )
+        .unwrap();
+    assert!(matches!(outcomes[0], Outcome::Filed { .. }), "{outcomes:?}");
+    assert_eq!(outcomes[1..], [Outcome::Duplicate, Outcome::Duplicate]);
+    assert!(!blob_path(&config.data_dir, &raw_name(&third_again)).exists());
+    assert!(store.read_blob(&raw_name(&third)).unwrap() == third);
+    assert_eq!(blob_files(&config.data_dir).len(), 3);
 }
