@@ -98,7 +98,7 @@ impl AckContext {
         new_text: &str,
         facts: &Facts,
     ) -> AckContext {
-        let photos = msg.attachments.iter().filter(|a| a.is_photo()).count() + msg.attached_photos;
+        let photos = msg.attachments.iter().filter(|a| a.is_photo()).count();
         let words = new_text.split_whitespace().count();
         let known = Known::from_facts(facts, photos, words);
         let today = now.with_timezone(&cfg.time_zone).date_naive();

@@ -25,6 +25,8 @@ const HTML_ORDER: &str = "7TgWq2LmPz4XcVb8NnRs1K";
 const JPEG_B64: &str = "/9j/4AAQSkZJRgABAQAAAQABAAD/4gHYSUNDX1BST0ZJTEUAAQEAAAHIAAAAAAQwAABtbnRyUkdCIFhZWiAH4AABAAEAAAAAAABhY3NwAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAQAA9tYAAQAAAADTLQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAlkZXNjAAAA8AAAACRyWFlaAAABFAAAABRnWFlaAAABKAAAABRiWFlaAAABPAAAABR3dHB0AAABUAAAABRyVFJDAAABZAAAAChnVFJDAAABZAAAAChiVFJDAAABZAAAAChjcHJ0AAABjAAAADxtbHVjAAAAAAAAAAEAAAAMZW5VUwAAAAgAAAAcAHMAUgBHAEJYWVogAAAAAAAAb6IAADj1AAADkFhZWiAAAAAAAABimQAAt4UAABjaWFlaIAAAAAAAACSgAAAPhAAAts9YWVogAAAAAAAA9tYAAQAAAADTLXBhcmEAAAAAAAQAAAACZmYAAPKnAAANWQAAE9AAAApbAAAAAAAAAABtbHVjAAAAAAAAAAEAAAAMZW5VUwAAACAAAAAcAEcAbwBvAGcAbABlACAASQBuAGMALgAgADIAMAAxADb/2wBDAA0JCgsKCA0LCgsODg0PEyAVExISEyccHhcgLikxMC4pLSwzOko+MzZGNywtQFdBRkxOUlNSMj5aYVpQYEpRUk//2wBDAQ4ODhMREyYVFSZPNS01T09PT09PT09PT09PT09PT09PT09PT09PT09PT09PT09PT09PT09PT09PT09PT09PT0//wAARCABQAHgDASIAAhEBAxEB/8QAGgAAAwADAQAAAAAAAAAAAAAAAAECAwQFBv/EAC8QAAICAgECAwYFBQAAAAAAAAABAgMEBREhMQYSQRMUYXGRwURRgYKhMjRzksL/xAAYAQEAAwEAAAAAAAAAAAAAAAADAgQFBv/EABwRAQEBAQACAwAAAAAAAAAAAAEAAhEDMRIhIv/aAAwDAQACEQMRAD8A7TJYMTMHJaqyZLG2Sx8kawyWwZLHyRrDJY2yWPkjWTEwZLHyRrDJY2Sx8kayZLGyWx8kawwJYDBGt2GS2Nks5TJbKwyWNktj5I1kyWNksfJGsmJgxMbJGsmyWNksfJGsmxMGSx8kawyWNksfJGsmAmAwRrdhsljZLOUyW0t3vDH4r9n3M+tzbNnO6nKx63XFd0nx37dTX8L/AIr9n3NTI3+bJShH2dfpzGPX+WXsPMlV0d02/oK405ewqg+Ywmor5JyNXW6rOo2ld1tHlrjJtvzxfo/iZfCrbeW2+W/J/wBGnqszKs3FVdmTdKDk+Yym2uzJ5PoovetsbHFWb4ljRJ8RcU5fJLkvY7aOsyfc8PGqUa0vNyvz6mPY5SwvE0L5f0KKUvk1wZNjqY7PJ97w8qlxml5uX+XTnoIFGnaU03a6ncY1ca7IuMpLjo+vHX9TZ0e3yNjkW13wqioR5XkTXr8Wae6ycfE1NesosVk+im0+yXX+WYvCP97f/j+5Pn57Ro2e5y8q2/XezpUJWezTSfPSXT1+Bu511Ph3EpqxaK53Wc8zmu/Hdv6nns2br2t84943ya/2PRZ9NPiLEotxciuF0O8JPtz3T+gvxDnfVDtMFR4h1Ntk6IVZVXKUor145+jPItnroOjw9p7q53wsyreWoxfrxwv0R49ljwHvnqPbDATAthEt2GS2DJZymS2VhksbZLHyRrJiYMlj5I1hksbJY+SNZMljZLY+SNYZLBibHyRrJksbJY+SJYYEsBgoLdhksbJZymS2VkxMGJjZI1k2Sxslj5I1k2JgyWPkjWGSxslj5I1kyWNksfJGsMlsbJY+SNZMBMBgjW//2Q==";
 const PDF: &[u8] =
     b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n";
+/// A photo inside a mail attached whole.
+const BOX_PNG: &[u8] = b"\x89PNG\r\n\x1a\n a dented box";
 const HEIC: &[u8] = b"\0\0\0\x18ftypheic\0\0\0\0mif1heic not really an image";
 
 fn jpeg() -> Vec<u8> {
@@ -959,21 +961,39 @@ fn agents_page_over_http() {
     assert!(!body.contains("tracker.example"), "{body}");
     assert!(!body.contains("onclick"), "{body}");
 
+    let csp = r.header("content-security-policy").unwrap();
+    assert!(
+        csp.contains("sandbox") && csp.contains("default-src 'none'"),
+        "{csp}"
+    );
+    assert!(
+        !csp.contains("img-src"),
+        "the mail frame loads no images: {csp}"
+    );
+    assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+
     // Sam forwards the shop's mail as an attachment: its text is on the
-    // page under Sam's, escaped like everything else.
+    // page under Sam's, escaped like everything else, and its photo with
+    // Sam's files.
     let forward = web.dir.path().join("forward.eml");
     std::fs::write(
         &forward,
-        "From: Sam Carter <sam@buyer.test>\r\nTo: support@example.test\r\n\
+        format!(
+            "From: Sam Carter <sam@buyer.test>\r\nTo: support@example.test\r\n\
          Subject: Fwd: your order has shipped\r\nMessage-ID: <fwd-1@buyer.test>\r\n\
          In-Reply-To: <html-1@buyer.test>\r\nMIME-Version: 1.0\r\n\
          Content-Type: multipart/mixed; boundary=\"f\"\r\n\r\n\
          --f\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nSee the shop's mail.\r\n\
          --f\r\nContent-Type: message/rfc822\r\n\r\n\
          From: Card Shop <orders@shop.test>\r\nSubject: Shipped <b>today</b>\r\n\
-         Date: Tue, 05 May 2026 09:30:00 +0200\r\n\r\n\
+         Date: Tue, 05 May 2026 09:30:00 +0200\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"s\"\r\n\r\n\
+         --s\r\nContent-Type: text/plain\r\n\r\n\
          Your parcel is on its way, tracking 3SKAHU0099887766.\r\n\
-         --f--\r\n",
+         --s\r\nContent-Type: image/png; name=\"box.png\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{}\r\n--s--\r\n--f--\r\n",
+            b64_lines(BOX_PNG)
+        ),
     )
     .unwrap();
     let out = ticketd(&web.config(), &["ingest", forward.to_str().unwrap()], None);
@@ -994,16 +1014,11 @@ fn agents_page_over_http() {
     ] {
         assert!(shown.contains(want), "{want} in {shown}");
     }
-    let csp = r.header("content-security-policy").unwrap();
-    assert!(
-        csp.contains("sandbox") && csp.contains("default-src 'none'"),
-        "{csp}"
-    );
-    assert!(
-        !csp.contains("img-src"),
-        "the mail frame loads no images: {csp}"
-    );
-    assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+    let box_url = format!("/attachments/{}", sha256(BOX_PNG));
+    assert!(page.contains(&format!("src=\"{box_url}\"")), "{page}");
+    let r = http.get(&box_url, Some(&cookie));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, BOX_PNG);
 
     // A reply goes into the thread and the outbox.
     let r = http.post(

@@ -91,7 +91,6 @@ pub struct InboundMessage {
     /// search and for the facts the buyer did not type.
     pub attached_text: String,
     /// Photos inside those attached mails: sent, if not at the top.
-    pub attached_photos: usize,
     pub machine: MachineHeaders,
     /// What could not be read; the message is still filed with its raw bytes.
     pub problems: Vec<String>,
@@ -325,7 +324,6 @@ fn parse_whole(raw: &[u8], raw_blob: String) -> InboundMessage {
             html: None,
             attachments: vec![],
             attached_text: String::new(),
-            attached_photos: 0,
             machine: MachineHeaders::default(),
             problems: vec!["not a parseable e-mail message".to_string()],
         };
@@ -405,12 +403,35 @@ fn from_tree(
         }
     }
 
+    // A large part taken out of a mail attached whole would leave its
+    // placeholder in that mail's own bytes (the .eml download): such a
+    // mail is parsed as it is.
+    if let Some(parts) = large.as_deref() {
+        let nested_placeholder = msg
+            .attachments()
+            .filter_map(|p| p.message())
+            .flat_map(|m| m.attachments())
+            .any(|a| parts.iter().any(|p| p.marker == a.contents()));
+        if nested_placeholder {
+            return None;
+        }
+    }
     let mut put_back = 0;
+    // The files of a mail attached whole (the shop's mail with its photos,
+    // forwarded as an attachment) are this message's too: shown on the
+    // ticket page, and counted as photos sent. One level down.
+    let nested = msg.attachments().filter_map(|p| p.message()).flat_map(|m| {
+        m.attachments()
+            .filter(|a| a.message().is_none())
+            .map(move |a| (m, a))
+    });
     let attachments = msg
         .attachments()
         .enumerate()
         .filter(|(i, _)| Some(*i) != recovered_part)
-        .map(|(_, part)| {
+        .map(|(_, part)| (msg, part))
+        .chain(nested)
+        .map(|(owner, part)| {
             let (data, digest) = match large.as_deref_mut().and_then(|l| {
                 l.iter_mut()
                     .find(|p| !p.marker.is_empty() && p.marker == part.contents())
@@ -422,15 +443,15 @@ fn from_tree(
                 }
                 None => (part.contents().to_vec(), None),
             };
-            (part, data, digest)
+            (owner, part, data, digest)
         })
-        .map(|(part, data, digest)| InboundAttachment {
+        .map(|(owner, part, data, digest)| InboundAttachment {
             data,
             digest,
             filename: part
                 .attachment_name()
                 .map(|name| match name.contains('\u{FFFD}') {
-                    true => msg
+                    true => owner
                         .raw_message()
                         .get(part.raw_header_offset() as usize..part.raw_body_offset() as usize)
                         .and_then(continued_filename)
@@ -453,7 +474,7 @@ fn from_tree(
         return None;
     }
 
-    let (attached_text, attached_photos) = attached_messages(msg);
+    let attached_text = attached_messages(msg);
     let return_path = msg.header_raw("Return-Path").map(strip_id);
     let machine = MachineHeaders {
         auto_submitted: header_text(msg, "Auto-Submitted"),
@@ -497,18 +518,15 @@ fn from_tree(
         html,
         attachments,
         attached_text,
-        attached_photos,
         machine,
         problems,
     })
 }
 
-/// The Subject line and text of each mail attached whole, one after
-/// another, and how many photos they hold (images over 16 KiB, or named
-/// as photos: not logos).
-fn attached_messages(msg: &mail_parser::Message<'_>) -> (String, usize) {
+/// Who wrote each mail attached whole, when, its Subject and its text,
+/// one after another. (Its files are the message's attachments.)
+fn attached_messages(msg: &mail_parser::Message<'_>) -> String {
     let mut text = String::new();
-    let mut photos = 0;
     for nested in msg.attachments().filter_map(|p| p.message()) {
         // Who wrote it and when, as a mail client heads a forward.
         if let Some(from) = nested.from().and_then(|a| a.first()) {
@@ -535,17 +553,8 @@ fn attached_messages(msg: &mail_parser::Message<'_>) -> (String, usize) {
             text.push_str(body.trim_end());
             text.push_str("\n\n");
         }
-        photos += nested
-            .attachments()
-            .filter(|a| {
-                let image = a
-                    .content_type()
-                    .is_some_and(|ct| ct.ctype().eq_ignore_ascii_case("image"));
-                image && (a.contents().len() >= 16 * 1024 || a.attachment_name().is_some())
-            })
-            .count();
     }
-    (text, photos)
+    text
 }
 
 /// The text of every inline text part, in order: iOS Mail puts what the
@@ -1233,8 +1242,22 @@ mod tests {
         );
         let m = parse(raw.as_bytes());
         assert_eq!(m.text.trim(), "Zie bijlage.");
-        assert_eq!(m.attachments.len(), 1);
-        assert_eq!(m.attached_photos, 2);
+        let names: Vec<_> = m
+            .attachments
+            .iter()
+            .map(|a| a.filename.as_deref())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                Some("Kapotte kaart.eml"),
+                Some("IMG_1.jpeg"),
+                Some("IMG_2.jpeg")
+            ]
+        );
+        assert_eq!(m.attachments.iter().filter(|a| a.is_photo()).count(), 2);
+        assert_eq!(m.attachments[1].data, m.attachments[2].data);
+        assert_eq!(m.attachments[1].content_type, "image/jpeg");
         assert!(
             m.attached_text.contains("Subject: Kapotte kaart"),
             "{}",
@@ -1246,10 +1269,8 @@ mod tests {
             m.attached_text
         );
         let plain = parse(b"From: a@b.test\r\nSubject: x\r\n\r\nhoi\r\n");
-        assert_eq!(
-            (plain.attached_text.as_str(), plain.attached_photos),
-            ("", 0)
-        );
+        assert_eq!(plain.attached_text, "");
+        assert!(plain.attachments.is_empty());
     }
 
     #[test]
