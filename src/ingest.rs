@@ -813,12 +813,6 @@ fn received_at(
     }
 }
 
-/// Whether the message is a re-delivery of one already stored under its
-/// dedupe key (its Message-ID, or the hash of its bytes). Another sender's
-/// mail under a Message-ID already used (a careless mailer, or someone
-/// copying a known one) is a different mail: it gets a key of its own, the
-/// Message-ID and its sender, and is filed unless that is stored too. A
-/// copy of our own mail coming back is always the same mail.
 /// Removes the files a batch wrote for mail that was filed already with
 /// other bytes: the same mail delivered again (another Received line, a
 /// second alias) has a file name of its own, which no row names and
@@ -843,6 +837,12 @@ fn remove_unnamed(store: &Store, names: &[String], written: &[std::path::PathBuf
     }
 }
 
+/// Whether the message is a re-delivery of one already stored under its
+/// dedupe key (its Message-ID, or the hash of its bytes). Another sender's
+/// mail under a Message-ID already used (a careless mailer, or someone
+/// copying a known one) is a different mail: it gets a key of its own, the
+/// Message-ID and its sender, and is filed unless that is stored too. A
+/// copy of our own mail coming back is always the same mail.
 fn already_filed(tx: &Connection, msg: &mut InboundMessage) -> Result<bool, StoreError> {
     let Some(stored) = store::stored_sender(tx, &msg.dedupe_key)? else {
         return Ok(false);

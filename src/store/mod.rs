@@ -780,9 +780,6 @@ impl Cached for Connection {
 // Queries used inside the per-message transaction. They take a plain
 // connection so the caller decides the transaction boundary.
 
-/// Who sent the stored message filed under `dedupe_key`, if there is one:
-/// `None` inside when it is our own (an ack or an agent's reply, whose
-/// copy coming back is always the same mail), else its From address.
 /// The blob name of the raw mail stored under this dedupe key.
 pub fn stored_raw_blob(conn: &Connection, dedupe_key: &str) -> Result<Option<String>, StoreError> {
     Ok(conn
@@ -794,6 +791,9 @@ pub fn stored_raw_blob(conn: &Connection, dedupe_key: &str) -> Result<Option<Str
         .optional()?)
 }
 
+/// Who sent the stored message filed under `dedupe_key`, if there is one:
+/// `None` inside when it is our own (an ack or an agent's reply, whose
+/// copy coming back is always the same mail), else its From address.
 pub fn stored_sender(
     conn: &Connection,
     dedupe_key: &str,
