@@ -626,6 +626,7 @@ async fn deliver_locked(
                                         &message,
                                         next,
                                         AttemptFailure::Unreachable,
+                                        false,
                                     )?;
                                     stats.failed += 1;
                                 }
@@ -681,16 +682,14 @@ async fn deliver_locked(
                         ));
                     }
                     let next = now + backoff(item.attempts);
-                    let failure = if give_up {
-                        AttemptFailure::GivenUp
-                    } else if unreachable {
+                    let failure = if unreachable {
                         AttemptFailure::Unreachable
                     } else if uncertain {
                         AttemptFailure::Uncertain
                     } else {
                         AttemptFailure::Refused
                     };
-                    store.outbox_failed_attempt(item.id, &message, next, failure)?;
+                    store.outbox_failed_attempt(item.id, &message, next, failure, give_up)?;
                     warn!(message_id = %item.message_id, attempt = item.attempts + 1, refused, give_up, error = %message, "send failed");
                     stats.failed += 1;
                 }

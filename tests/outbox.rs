@@ -665,4 +665,11 @@ fn sends_that_may_have_been_delivered_are_bounded_apart() {
         .query_row("SELECT last_error FROM outbox", [], |r| r.get(0))
         .unwrap();
     assert!(error.contains("outbox retry"), "{error}");
+    // Every one of them counted, the last one too.
+    let uncertain: i64 = d
+        .store()
+        .conn()
+        .query_row("SELECT uncertain FROM outbox", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(uncertain, smtp::MAX_UNCERTAIN);
 }

@@ -105,8 +105,6 @@ pub enum AttemptFailure {
     /// No answer after the message went out: it may have been delivered
     /// (counted in `failures` and `uncertain`).
     Uncertain,
-    /// Refused, and for good: the item is marked failed.
-    GivenUp,
 }
 
 pub struct Store {
@@ -362,17 +360,17 @@ impl Store {
         Ok(())
     }
 
-    /// Records an attempt that did not deliver outbox item `id`, due again
-    /// at `next_attempt` unless `failure` gives it up.
+    /// Records an attempt that did not deliver outbox item `id`: due again
+    /// at `next_attempt`, or with `give_up` marked failed for good.
     pub fn outbox_failed_attempt(
         &self,
         id: i64,
         error: &str,
         next_attempt: i64,
         failure: AttemptFailure,
+        give_up: bool,
     ) -> Result<(), StoreError> {
         let refused = failure != AttemptFailure::Unreachable;
-        let give_up = failure == AttemptFailure::GivenUp;
         let uncertain = failure == AttemptFailure::Uncertain;
         self.conn.execute(
             "UPDATE outbox SET attempts = attempts + 1, failures = failures + ?4,
