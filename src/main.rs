@@ -438,6 +438,17 @@ fn real_main(cli: Cli) -> Result<()> {
         return Ok(());
     }
     let config = load(&cli)?;
+    if matches!(
+        cli.command,
+        Command::Poll { .. } | Command::Run | Command::Ingest { .. }
+    ) {
+        // The regexes that read a mail compile while the store opens and
+        // the daemon logs in; a failed spawn only leaves that to the first
+        // mail.
+        let _ = std::thread::Builder::new()
+            .name("warm-up".into())
+            .spawn(ticketd::core::warm_up);
+    }
     match &cli.command {
         Command::Poll { dry_run, .. } => {
             let templates = load_templates(&config)?;

@@ -10,3 +10,10 @@ pub mod parse;
 pub mod policy;
 pub mod quote;
 pub mod thread;
+
+/// Builds what reading a mail needs (the regexes of `extract` and `quote`)
+/// ahead of the first mail, so it is not paid by the first one filed.
+pub fn warm_up() {
+    extract::warm_up();
+    quote::warm_up();
+}
