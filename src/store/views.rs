@@ -483,9 +483,9 @@ fn fts_phrase(w: &str) -> String {
 /// consonant made single (pakketten, kapotte), a long vowel written twice
 /// again and z/v back to s/f (dozen, brieven, boten), and those stems with
 /// each ending put on, spelled the same way back (doos/dozen, prijs/
-/// prijzen, straat/straten). Irregular plurals (schip/schepen, stad/
-/// steden) are not among them. English needs none of this: the index
-/// stems it (porter).
+/// prijzen, straat/straten). Irregular plurals come from a list
+/// (`IRREGULAR`: schip/schepen, kind/kinderen, glas/glazen). English
+/// needs none of this: the index stems it (porter).
 /// A form that no mail contains costs one index lookup.
 fn inflections(word: &str) -> Vec<String> {
     const OFF: [&str; 10] = ["tjes", "jes", "tje", "je", "en", "de", "te", "es", "s", "e"];
@@ -537,6 +537,25 @@ fn inflections(word: &str) -> Vec<String> {
             stems.push(cs[..n - 1].iter().collect());
         }
     }
+    // An irregular plural and its singular (the diminutive too), both
+    // ways; the rules above still add the regular forms, as for gaten.
+    // Short ones included (eitje is ei).
+    let short: Vec<&str> = OFF.iter().filter_map(|o| w.strip_suffix(o)).collect();
+    let irregular: Vec<(&str, &str)> = IRREGULAR
+        .iter()
+        .filter(|(one, many)| {
+            let named = |s: &str| s == *one || s == *many;
+            stems.iter().any(|s| named(s)) || short.iter().any(|s| named(s))
+        })
+        .copied()
+        .collect();
+    for (one, many) in irregular {
+        for form in [one, many] {
+            if !stems.iter().any(|s| s == form) {
+                stems.push(form.to_string());
+            }
+        }
+    }
     let mut forms: Vec<String> = Vec::new();
     let mut add = |f: String| {
         if !forms.contains(&f) {
@@ -585,6 +604,37 @@ fn inflections(word: &str) -> Vec<String> {
     }
     forms
 }
+
+/// Dutch plurals the rules of `inflections` do not make: a vowel that
+/// changes (schip/schepen), a short vowel that lengthens with a voiced
+/// consonant (glas/glazen), -eren (kind/kinderen), and a few more; the
+/// words buyers write about parcels, goods and addresses first.
+const IRREGULAR: [(&str, &str); 24] = [
+    ("schip", "schepen"),
+    ("stad", "steden"),
+    ("lid", "leden"),
+    ("smid", "smeden"),
+    ("weg", "wegen"),
+    ("glas", "glazen"),
+    ("graf", "graven"),
+    ("hof", "hoven"),
+    ("staf", "staven"),
+    ("kind", "kinderen"),
+    ("ei", "eieren"),
+    ("blad", "bladeren"),
+    ("kalf", "kalveren"),
+    ("lam", "lammeren"),
+    ("rund", "runderen"),
+    ("goed", "goederen"),
+    ("lied", "liederen"),
+    ("volk", "volkeren"),
+    ("been", "beenderen"),
+    ("gelid", "gelederen"),
+    ("koe", "koeien"),
+    ("vlo", "vlooien"),
+    ("oog", "ogen"),
+    ("lot", "loten"),
+];
 
 fn full_text(
     conn: &Connection,
@@ -915,6 +965,24 @@ mod tests {
             ("grote", "groot"),
             ("hoes", "hoezen"),
             ("hoezen", "hoes"),
+            // Irregular plurals, from the list.
+            ("schip", "schepen"),
+            ("schepen", "schip"),
+            ("stad", "steden"),
+            ("steden", "stad"),
+            ("glas", "glazen"),
+            ("glazen", "glas"),
+            ("kind", "kinderen"),
+            ("kinderen", "kind"),
+            ("kinderen", "kindje"),
+            ("goederen", "goed"),
+            ("goed", "goederen"),
+            ("ei", "eieren"),
+            ("eitje", "eieren"),
+            ("koe", "koeien"),
+            ("oog", "ogen"),
+            ("dag", "dagen"),
+            ("dagen", "dag"),
         ] {
             assert!(has(w, f), "{w} -> {f}: {:?}", inflections(w));
         }
