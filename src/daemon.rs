@@ -334,6 +334,17 @@ pub async fn run(
         })
     });
     let ready = AtomicBool::new(false);
+    // READY once, and only with what reading a mail needs built (the
+    // warm-up thread main started has usually done so by then): the
+    // daemon's memory at READY is what it idles with.
+    let become_ready = |what: &str| {
+        let first = !ready.swap(true, Ordering::SeqCst);
+        if first {
+            crate::core::warm_up();
+            service::ready(what);
+        }
+        first
+    };
     let notify = wake.clone();
     let on_filed = move || notify.notify_one();
     let notify = wake.clone();
@@ -343,16 +354,12 @@ pub async fn run(
     let on_committed = |filed: usize| {
         notify.notify_one();
         let what = format!("filing mail: {filed} filed in this pass so far");
-        if !ready.swap(true, Ordering::SeqCst) {
-            service::ready(&what);
-        }
+        become_ready(&what);
         service::alive(&what);
     };
     let on_alive = |mailbox: &str, what: &str| {
         live.synced(mailbox);
-        if !ready.swap(true, Ordering::SeqCst) {
-            service::ready(what);
-        } else {
+        if !become_ready(what) {
             service::status(what);
         }
         service::watchdog();
@@ -361,9 +368,7 @@ pub async fn run(
     // up all the same (its web page, metrics and outbox run, and it keeps
     // trying); systemd hears why, and does not restart it in a loop.
     let on_down = |what: &str| {
-        if !ready.swap(true, Ordering::SeqCst) {
-            service::ready(what);
-        } else {
+        if !become_ready(what) {
             service::status(what);
         }
         service::watchdog();
