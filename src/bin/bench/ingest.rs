@@ -38,6 +38,8 @@ struct Cost {
     count: usize,
     ticketd: Duration,
     raw: Duration,
+    /// The least a store must do (`least_store`), per message, if run.
+    floor: Option<Duration>,
 }
 
 pub fn run(ctx: &mut Ctx) -> Result<Section> {
@@ -329,6 +331,7 @@ fn run_case(ctx: &mut Ctx, case: &Case, s: &mut Section, costs: &mut Vec<Cost>) 
                 count: case.count,
                 ticketd: filed / case.count as u32,
                 raw: raw.total / case.count as u32,
+                floor: floor.as_ref().map(|f| f.total / case.count as u32),
             });
             if case.diagnose {
                 diagnose(ctx, s, &label, &user, &run, case.count)?;
@@ -683,8 +686,16 @@ fn growth(costs: &[Cost], s: &mut Section) {
                 )
                 .target("<= 1.2x of 1k (linear, 20% noise)", grow <= 1.2),
             );
+            let floor = match (c.floor, base.floor) {
+                (Some(f), Some(b)) => format!(
+                    "; the least a store must do {} ({} of its 1k figure)",
+                    dur(f),
+                    ratio_text(f.as_secs_f64() / b.as_secs_f64())
+                ),
+                _ => String::new(),
+            };
             s.note(format!(
-                "{}k {}: the raw fetch's cost per message is {} ({} of its 1k figure).",
+                "{}k {}: the raw fetch's cost per message is {} ({} of its 1k figure){floor}.",
                 c.count / 1000,
                 mix.name(),
                 dur(c.raw),
