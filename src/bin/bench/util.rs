@@ -293,11 +293,9 @@ impl Machine {
                 .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         };
         let mut commit = git(&["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "unknown".into());
-        let changed: Vec<String> = git(&["status", "--porcelain", "--untracked-files=no"])
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.get(3..).map(str::to_string))
-            .collect();
+        let changed = changed_paths(
+            &git(&["status", "--porcelain", "--untracked-files=no"]).unwrap_or_default(),
+        );
         // Changes to the bench or its report do not change what is measured.
         let bench_only = changed
             .iter()
@@ -375,6 +373,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn changed_paths_survive_a_trimmed_first_line() {
+        assert_eq!(
+            changed_paths("M BENCHMARKS.md\n M src/ingest.rs\nMM src/bin/bench/util.rs"),
+            ["BENCHMARKS.md", "src/ingest.rs", "src/bin/bench/util.rs"]
+        );
+    }
+
+    #[test]
     fn base64_matches_the_standard_alphabet_and_padding() {
         let mut out = Vec::new();
         base64_lines(b"Man", &mut out);
@@ -410,4 +416,14 @@ mod tests {
             assert!(s.bytes().any(|b| b.is_ascii_lowercase()));
         }
     }
+}
+
+/// The paths `git status --porcelain` names ("XY path" lines; trimmed
+/// output may have lost the leading space of " M path").
+fn changed_paths(status: &str) -> Vec<String> {
+    status
+        .lines()
+        .filter_map(|l| l.trim_start().split_once(' '))
+        .map(|(_, path)| path.trim_start().to_string())
+        .collect()
 }
