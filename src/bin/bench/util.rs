@@ -368,6 +368,16 @@ pub fn dir_size(dir: &Path) -> u64 {
         .sum()
 }
 
+/// The paths `git status --porcelain` names ("XY path" lines; trimmed
+/// output may have lost the leading space of " M path").
+fn changed_paths(status: &str) -> Vec<String> {
+    status
+        .lines()
+        .filter_map(|l| l.trim_start().split_once(' '))
+        .map(|(_, path)| path.trim_start().to_string())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -416,14 +426,4 @@ mod tests {
             assert!(s.bytes().any(|b| b.is_ascii_lowercase()));
         }
     }
-}
-
-/// The paths `git status --porcelain` names ("XY path" lines; trimmed
-/// output may have lost the leading space of " M path").
-fn changed_paths(status: &str) -> Vec<String> {
-    status
-        .lines()
-        .filter_map(|l| l.trim_start().split_once(' '))
-        .map(|(_, path)| path.trim_start().to_string())
-        .collect()
 }
