@@ -90,7 +90,6 @@ pub struct InboundMessage {
     /// "forward as attachment"): each one's Subject line and text, for
     /// search and for the facts the buyer did not type.
     pub attached_text: String,
-    /// Photos inside those attached mails: sent, if not at the top.
     pub machine: MachineHeaders,
     /// What could not be read; the message is still filed with its raw bytes.
     pub problems: Vec<String>,
