@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use ticketd::rig::{MailRig, RIG_PASSWORD};
 
-use crate::util::{cpu_of, mem_of, rss_split, settle_disk, signal};
+use crate::util::{cpu_of, machine_busy, mem_of, rss_split, settle_disk, signal, CpuUse};
 
 /// The support address every scenario's config uses as its own address.
 pub const SUPPORT: &str = "support@example.test";
@@ -291,6 +291,9 @@ pub struct PollRun {
     /// Largest RssAnon and RssFile seen (heap vs mapped files).
     pub peak_anon_file: Option<(u64, u64)>,
     pub cpu: Option<Duration>,
+    /// ticketd's and the machine's CPU from exec to "mailbox synced" (not
+    /// taken under perf).
+    pub cpu_use: Option<CpuUse>,
     pub problems: Vec<String>,
 }
 
@@ -304,6 +307,7 @@ pub fn poll_once(
     until_synced: bool,
 ) -> Result<PollRun> {
     settle_disk();
+    let busy_before = machine_busy();
     let mut t = Ticketd::start(&Launch {
         binary,
         config,
@@ -316,13 +320,27 @@ pub fn poll_once(
     let mut cpu = None;
     let mut cut_short = false;
     let mut split: Option<(u64, u64)> = None;
+    let mut synced = false;
+    let mut cpu_use = None;
     let status = loop {
         if let Some(s) = t.try_wait() {
             break s;
         }
-        if until_synced && !cut_short && t.line_with("mailbox synced").is_some() {
-            signal(t.pid, "TERM");
-            cut_short = true;
+        if !synced && t.line_with("mailbox synced").is_some() {
+            synced = true;
+            if perf.is_none() {
+                cpu_use = cpu_of(t.pid).zip(machine_busy().zip(busy_before)).map(
+                    |(own, (now, before))| CpuUse {
+                        own,
+                        machine: now.saturating_sub(before),
+                        window: t.started.elapsed(),
+                    },
+                );
+            }
+            if until_synced {
+                signal(t.pid, "TERM");
+                cut_short = true;
+            }
         }
         if perf.is_none() {
             if let Some((hwm, _)) = mem_of(t.pid) {
@@ -353,6 +371,7 @@ pub fn poll_once(
         peak_rss: peak,
         peak_anon_file: split,
         cpu,
+        cpu_use,
         problems: t.problems(),
     })
 }

@@ -12,6 +12,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use futures::TryStreamExt;
 use ticketd::net::MailStream;
 use ticketd::rig::RIG_PASSWORD;
+
+use crate::util::CpuUse;
 use tokio::net::TcpStream;
 
 /// How to reach the rig's IMAP server.
@@ -89,6 +91,9 @@ pub struct RawFetch {
     pub bytes: u64,
     /// From connect to the last byte, login included (as ticketd's wall time).
     pub total: Duration,
+    /// The bench's and the machine's CPU over the fetch, logout included
+    /// (where the caller measured it).
+    pub cpu: Option<CpuUse>,
 }
 
 pub async fn fetch_all(conn: Conn<'_>, user: &str) -> Result<RawFetch> {
@@ -122,6 +127,7 @@ async fn fetch_items(conn: Conn<'_>, user: &str, items: &str) -> Result<RawFetch
         messages,
         bytes,
         total,
+        cpu: None,
     })
 }
 
@@ -201,6 +207,7 @@ pub async fn fetch_wire(conn: Conn<'_>, user: &str) -> Result<RawFetch> {
         messages,
         bytes,
         total,
+        cpu: None,
     })
 }
 
@@ -281,5 +288,6 @@ pub async fn fetch_and_keep(conn: Conn<'_>, user: &str, file: &Path) -> Result<R
         messages,
         bytes,
         total,
+        cpu: None,
     })
 }

@@ -18,7 +18,7 @@ use crate::child::{self, PollRun, Tls};
 use crate::imapraw::{self, Conn, RawFetch};
 use crate::mailgen::{self, Filled, Mix};
 use crate::report::{ratio_text, Row, Section};
-use crate::util::{dir_size, dur, mib, rate};
+use crate::util::{cores, cpu_of, dir_size, dur, machine_busy, mib, rate, CpuUse};
 use crate::{fresh_dir, mailbox_for, shared, Ctx};
 
 pub const TITLE: &str = "1. Ingest: ticketd poll --once vs the raw IMAP fetch";
@@ -308,6 +308,7 @@ fn run_case(ctx: &mut Ctx, case: &Case, s: &mut Section, costs: &mut Vec<Cost>) 
             run.peak_rss.map(mib).unwrap_or_default()
         ));
         throughput_rows(s, &tag, &filled, &raw, &run, stored, used);
+        cpu_rows(s, &tag, &raw, floor.as_ref(), &run);
         if let Some(floor) = &floor {
             floor_rows(s, &tag, &raw, floor, filed_time(&run), stored);
         }
@@ -349,7 +350,7 @@ pub fn best_raw_fetch(ctx: &Ctx, user: &str, tls: Tls, expect: usize) -> Result<
             Tls::None => Conn::Plain(ctx.rig.imap_port()),
             Tls::Implicit => Conn::Tls(ctx.rig.imaps_port(), ctx.rig.ca_file()),
         };
-        let r = ctx.rt.block_on(imapraw::fetch_all(conn, user))?;
+        let r = with_cpu(|| ctx.rt.block_on(imapraw::fetch_all(conn, user)))?;
         if r.messages != expect {
             bail!("the raw fetch got {} of {expect} messages", r.messages);
         }
@@ -358,6 +359,22 @@ pub fn best_raw_fetch(ctx: &Ctx, user: &str, tls: Tls, expect: usize) -> Result<
         }
     }
     best.context("no raw fetch ran")
+}
+
+/// Runs a fetch in the bench and notes the CPU the bench and the whole
+/// machine spent on it.
+fn with_cpu(fetch: impl FnOnce() -> Result<RawFetch>) -> Result<RawFetch> {
+    let (own, busy, started) = (cpu_of(std::process::id()), machine_busy(), Instant::now());
+    let mut r = fetch()?;
+    r.cpu = match (own, busy, cpu_of(std::process::id()), machine_busy()) {
+        (Some(own0), Some(busy0), Some(own1), Some(busy1)) => Some(CpuUse {
+            own: own1.saturating_sub(own0),
+            machine: busy1.saturating_sub(busy0),
+            window: started.elapsed(),
+        }),
+        _ => None,
+    };
+    Ok(r)
 }
 
 /// The raw fetch plus the least any store must do with each message
@@ -372,7 +389,7 @@ fn least_store(ctx: &Ctx, user: &str, tls: Tls, expect: usize) -> Result<RawFetc
             Tls::None => Conn::Plain(ctx.rig.imap_port()),
             Tls::Implicit => Conn::Tls(ctx.rig.imaps_port(), ctx.rig.ca_file()),
         };
-        let r = ctx.rt.block_on(imapraw::fetch_and_keep(conn, user, &file));
+        let r = with_cpu(|| ctx.rt.block_on(imapraw::fetch_and_keep(conn, user, &file)));
         let _ = std::fs::remove_file(&file);
         let r = r?;
         if r.messages != expect {
@@ -413,6 +430,55 @@ fn floor_rows(
         rate(t),
         rate(per_s(floor)),
         Some(t / per_s(floor)),
+    ));
+}
+
+/// Where the machine's CPU went until everything was committed, against
+/// the raw fetch's, and what 0.5x of the raw fetch leaves ticketd of it:
+/// on a machine with few cores the IMAP server and ticketd share them.
+fn cpu_rows(s: &mut Section, tag: &str, raw: &RawFetch, floor: Option<&RawFetch>, run: &PollRun) {
+    let (Some(t), Some(r)) = (run.cpu_use, raw.cpu) else {
+        return;
+    };
+    let cores = cores();
+    let split = |who: &str, c: &CpuUse| {
+        format!(
+            "{who} {} + rest {} = {:.0}% of {cores} cores",
+            dur(c.own),
+            dur(c.rest()),
+            c.busy() * 100.0
+        )
+    };
+    s.row(Row::vs(
+        format!("{tag}: CPU until all committed, ticketd + the rest of the machine"),
+        split("ticketd", &t),
+        split("fetch", &r),
+        Some(t.machine.as_secs_f64() / r.machine.as_secs_f64().max(1e-9)),
+    ));
+    if let Some(f) = floor.and_then(|f| f.cpu) {
+        s.row(Row::vs(
+            format!("{tag}: CPU of the least a store must do"),
+            split("fetch + sha256 + file", &f),
+            split("fetch", &r),
+            Some(f.machine.as_secs_f64() / r.machine.as_secs_f64().max(1e-9)),
+        ));
+    }
+    let half = raw.total * 2;
+    let budget = (half * cores as u32).saturating_sub(t.rest());
+    s.note(format!(
+        "{tag}: CPU. 0.5x of the raw fetch is everything committed within {}: {} of CPU on \
+         {cores} cores. The rest of the machine (the IMAP server, the kernel's writeback, the \
+         bench's sampling) took {} while ticketd ran ({} in the raw fetch), which leaves ticketd \
+         at most {} even with every core busy all the time; it used {} ({} of that). CPU from /proc \
+         (ticketd's own, and the machine's busy time over all cores) from exec to its `mailbox \
+         synced` line; the raw fetch's over its best run, connect to logout.",
+        dur(half),
+        dur(half * cores as u32),
+        dur(t.rest()),
+        dur(r.rest()),
+        dur(budget),
+        dur(t.own),
+        ratio_text(t.own.as_secs_f64() / budget.as_secs_f64().max(1e-9)),
     ));
 }
 

@@ -229,6 +229,62 @@ pub fn cpu_of(pid: u32) -> Option<Duration> {
     ))
 }
 
+/// CPU time spent in one window of wall time: by the process measured
+/// and by the whole machine (every core and process, the IMAP server and
+/// the kernel's writeback included).
+#[derive(Debug, Clone, Copy)]
+pub struct CpuUse {
+    pub own: Duration,
+    pub machine: Duration,
+    pub window: Duration,
+}
+
+impl CpuUse {
+    /// What the rest of the machine spent in the window.
+    pub fn rest(&self) -> Duration {
+        self.machine.saturating_sub(self.own)
+    }
+
+    /// How busy the machine's cores were on average, 0 to 1.
+    pub fn busy(&self) -> f64 {
+        self.machine.as_secs_f64() / (self.window.as_secs_f64() * cores() as f64).max(1e-9)
+    }
+}
+
+/// The busy CPU time of the whole machine since boot, all cores together
+/// (user, nice, system, irq, softirq and steal of /proc/stat's first line;
+/// guest time is counted in user already).
+pub fn machine_busy() -> Option<Duration> {
+    let stat = fs::read_to_string("/proc/stat").ok()?;
+    parse_machine_busy(&stat)
+}
+
+fn parse_machine_busy(stat: &str) -> Option<Duration> {
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    let busy = [0, 1, 2, 5, 6, 7]
+        .iter()
+        .map(|&i| f.get(i).copied().unwrap_or(0))
+        .sum::<u64>();
+    Some(Duration::from_secs_f64(busy as f64 / clock_ticks()))
+}
+
+/// The cores /proc/stat counts (its `cpuN` lines): what `machine_busy`
+/// adds up.
+pub fn cores() -> usize {
+    fs::read_to_string("/proc/stat")
+        .map(|s| {
+            s.lines()
+                .filter(|l| l.starts_with("cpu") && !l.starts_with("cpu "))
+                .count()
+        })
+        .unwrap_or(1)
+        .max(1)
+}
+
 fn clock_ticks() -> f64 {
     // USER_HZ is 100 on every Linux configuration this runs on.
     100.0
@@ -388,6 +444,14 @@ mod tests {
             changed_paths("M BENCHMARKS.md\n M src/ingest.rs\nMM src/bin/bench/util.rs"),
             ["BENCHMARKS.md", "src/ingest.rs", "src/bin/bench/util.rs"]
         );
+    }
+
+    #[test]
+    fn machine_busy_leaves_idle_and_iowait_out() {
+        // user nice system idle iowait irq softirq steal guest guest_nice
+        let stat = "cpu  100 20 30 5000 400 5 6 7 50 0\ncpu0 50 10 15 2500 200 2 3 3 25 0\n";
+        assert_eq!(parse_machine_busy(stat), Some(Duration::from_millis(1680)));
+        assert_eq!(parse_machine_busy("cpu0 1 2 3\n"), None);
     }
 
     #[test]
