@@ -133,6 +133,13 @@ pub fn run(ctx: &mut Ctx) -> Result<Section> {
          this machine. ticketd against it shows how much of the gap to the raw fetch is its own.",
     );
     s.note(
+        "CPU rows: ticketd's own CPU (/proc/PID/stat) from exec to its `mailbox synced` line, and \
+         the machine's busy time over all cores (/proc/stat) in the same window; \"rest\" is the \
+         machine's less ticketd's: the IMAP server above all, the kernel's writeback threads, the \
+         bench's sampling. For the raw fetch and the floor: the bench process's CPU and the \
+         machine's over their best run, connect to logout.",
+    );
+    s.note(
         "The mailboxes are written straight into the rig's maildir (`new/`, names with `,S=,W=` \
          sizes, owned by `mail`, mode 0600, LF line endings: the same as a mail delivered through \
          Postfix and LMTP), then Dovecot indexes them once before anything is timed.",
@@ -466,12 +473,10 @@ fn cpu_rows(s: &mut Section, tag: &str, raw: &RawFetch, floor: Option<&RawFetch>
     let half = raw.total * 2;
     let budget = (half * cores as u32).saturating_sub(t.rest());
     s.note(format!(
-        "{tag}: CPU. 0.5x of the raw fetch is everything committed within {}: {} of CPU on \
-         {cores} cores. The rest of the machine (the IMAP server, the kernel's writeback, the \
-         bench's sampling) took {} while ticketd ran ({} in the raw fetch), which leaves ticketd \
-         at most {} even with every core busy all the time; it used {} ({} of that). CPU from /proc \
-         (ticketd's own, and the machine's busy time over all cores) from exec to its `mailbox \
-         synced` line; the raw fetch's over its best run, connect to logout.",
+        "{tag}: 0.5x of the raw fetch is everything committed within {}: {} of CPU on {cores} \
+         cores. The rest of the machine took {} of it while ticketd ran ({} in the raw fetch), \
+         which leaves ticketd at most {} even with every core busy all the time; it used {} ({} \
+         of that).",
         dur(half),
         dur(half * cores as u32),
         dur(t.rest()),
