@@ -106,21 +106,35 @@ pub async fn fetch_headers(conn: Conn<'_>, user: &str) -> Result<RawFetch> {
     fetch_items(conn, user, "BODY.PEEK[HEADER]").await
 }
 
+/// `UID FETCH 1:* items`, each message's response (with a body or a
+/// header) handed to `each` as it comes, until `each` says stop; returns
+/// the messages and their bytes.
+async fn fetch_each(
+    s: &mut Session,
+    items: &str,
+    mut each: impl FnMut(async_imap::types::Fetch) -> bool,
+) -> Result<(usize, u64)> {
+    let mut messages = 0;
+    let mut bytes = 0u64;
+    let mut stream = s.uid_fetch("1:*", items).await?;
+    while let Some(f) = stream.try_next().await? {
+        let Some(len) = f.body().or_else(|| f.header()).map(|b| b.len()) else {
+            continue;
+        };
+        messages += 1;
+        bytes += len as u64;
+        if !each(f) {
+            break;
+        }
+    }
+    Ok((messages, bytes))
+}
+
 async fn fetch_items(conn: Conn<'_>, user: &str, items: &str) -> Result<RawFetch> {
     let started = Instant::now();
     let mut s = login(conn, user).await?;
     s.examine("INBOX").await?;
-    let mut messages = 0;
-    let mut bytes = 0u64;
-    {
-        let mut stream = s.uid_fetch("1:*", items).await?;
-        while let Some(f) = stream.try_next().await? {
-            if let Some(b) = f.body().or_else(|| f.header()) {
-                messages += 1;
-                bytes += b.len() as u64;
-            }
-        }
-    }
+    let (messages, bytes) = fetch_each(&mut s, items, |_| true).await?;
     let total = started.elapsed();
     let _ = s.logout().await;
     Ok(RawFetch {
@@ -261,22 +275,9 @@ pub async fn fetch_and_keep(conn: Conn<'_>, user: &str, file: &Path) -> Result<R
             })
         })
         .collect();
-    let mut messages = 0;
-    let mut bytes = 0u64;
-    {
-        let mut stream = s.uid_fetch("1:*", "BODY.PEEK[]").await?;
-        while let Some(f) = stream.try_next().await? {
-            if let Some(b) = f.body() {
-                messages += 1;
-                bytes += b.len() as u64;
-                // Blocks this (bench) runtime thread while both workers
-                // are busy and eight messages wait: the fetch waits too.
-                if tx.send(f).is_err() {
-                    break;
-                }
-            }
-        }
-    }
+    // A send blocks this (bench) runtime thread while both workers are
+    // busy and eight messages wait: the fetch waits too.
+    let (messages, bytes) = fetch_each(&mut s, "BODY.PEEK[]", |f| tx.send(f).is_ok()).await?;
     drop(tx);
     for w in workers {
         w.join().map_err(|_| anyhow!("a worker panicked"))??;
