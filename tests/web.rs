@@ -35,6 +35,17 @@ fn jpeg() -> Vec<u8> {
         .unwrap()
 }
 
+/// The page's link to the attachment with these bytes (the first, when
+/// several rows have them): `/attachments/SHA256?id=ROW`.
+fn link_to(html: &str, sha: &str) -> String {
+    let start = format!("\"/attachments/{sha}?id=");
+    let at = html
+        .find(&start)
+        .unwrap_or_else(|| panic!("no link to {sha} in {html}"));
+    let rest = &html[at + 1..];
+    rest[..rest.find('"').unwrap()].to_string()
+}
+
 fn b64_lines(bytes: &[u8]) -> String {
     let text = base64::engine::general_purpose::STANDARD.encode(bytes);
     text.as_bytes()
@@ -654,6 +665,59 @@ fn a_new_password_ends_the_sessions_of_the_old_one() {
 }
 
 #[test]
+fn the_same_bytes_under_another_name_download_under_that_name() {
+    let web = Web::start();
+    let http = Http::new(&web.base);
+    let cookie = web.log_in(&http).unwrap_or_else(|r| panic!("{}", r.text()));
+    // Another buyer sends the very photo of WN-000001, under a name and a
+    // type of their own.
+    let mail = web.dir.path().join("same-photo.eml");
+    std::fs::write(
+        &mail,
+        format!(
+            "From: Noor Bakker <noor@buyer.test>\r\nTo: support@example.test\r\n\
+             Subject: Foto van de schade\r\nMessage-ID: <same-photo@buyer.test>\r\n\
+             MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"n\"\r\n\r\n\
+             --n\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nZie de foto.\r\n\
+             --n\r\nContent-Type: application/octet-stream; name=\"voorkant-doos.jpeg\"\r\n\
+             Content-Disposition: attachment; filename=\"voorkant-doos.jpeg\"\r\n\
+             Content-Transfer-Encoding: base64\r\n\r\n{}\r\n--n--\r\n",
+            b64_lines(&jpeg())
+        ),
+    )
+    .unwrap();
+    let out = ticketd(&web.config(), &["ingest", mail.to_str().unwrap()], None);
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(said.contains("new ticket WN-000003"), "{said}");
+
+    let sha = sha256(&jpeg());
+    let first = link_to(&http.get("/tickets/WN-000001", Some(&cookie)).text(), &sha);
+    let second = link_to(&http.get("/tickets/WN-000003", Some(&cookie)).text(), &sha);
+    assert_ne!(first, second);
+    for (url, name, kind) in [
+        (&first, "IMG_0001.jpg", "inline"),
+        (&second, "voorkant-doos.jpeg", "attachment"),
+    ] {
+        let r = http.get(url, Some(&cookie));
+        assert_eq!(r.status, 200, "{url}");
+        assert_eq!(r.body, jpeg());
+        let disposition = r.header("content-disposition").unwrap();
+        assert!(
+            disposition.starts_with(kind) && disposition.contains(&format!("filename=\"{name}\"")),
+            "{url}: {disposition}"
+        );
+    }
+    // A row of other bytes names no attachment of these.
+    let pdf_row = link_to(
+        &http.get("/tickets/WN-000001", Some(&cookie)).text(),
+        &sha256(PDF),
+    );
+    let id = pdf_row.rsplit('=').next().unwrap();
+    let r = http.get(&format!("/attachments/{sha}?id={id}"), Some(&cookie));
+    assert_eq!(r.status, 404);
+}
+
+#[test]
 fn agents_page_over_http() {
     let web = Web::start();
     let http = Http::new(&web.base);
@@ -814,22 +878,22 @@ fn agents_page_over_http() {
     assert_eq!(page.status, 200);
     let html = page.text();
     assert!(html.contains(ORDER), "{html}");
-    assert!(
-        html.contains(&format!("<img src=\"/attachments/{jpeg_sha}\"")),
-        "{html}"
-    );
+    let jpeg_url = link_to(&html, &jpeg_sha);
+    assert!(html.contains(&format!("<img src=\"{jpeg_url}\"")), "{html}");
     let pdf_sha = sha256(PDF);
     let heic_sha = sha256(HEIC);
+    let pdf_url = link_to(&html, &pdf_sha);
+    let heic_url = link_to(&html, &heic_sha);
     assert!(
-        html.contains(&format!("href=\"/attachments/{pdf_sha}\" download")),
+        html.contains(&format!("href=\"{pdf_url}\" download")),
         "{html}"
     );
     assert!(
-        html.contains(&format!("href=\"/attachments/{heic_sha}\" download")),
+        html.contains(&format!("href=\"{heic_url}\" download")),
         "{html}"
     );
     assert!(
-        !html.contains(&format!("src=\"/attachments/{heic_sha}\"")),
+        !html.contains(&format!("src=\"{heic_url}\"")),
         "HEIC is not shown inline"
     );
     assert!(!html.contains("<script"), "the page runs no script");
@@ -837,7 +901,7 @@ fn agents_page_over_http() {
     assert_ne!(csrf, login_csrf);
 
     // Attachments: the JPEG inline as what it is, everything else a download.
-    let r = http.get(&format!("/attachments/{jpeg_sha}"), Some(&cookie));
+    let r = http.get(&jpeg_url, Some(&cookie));
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-type"), Some("image/jpeg"));
     assert!(r
@@ -855,13 +919,12 @@ fn agents_page_over_http() {
     );
     let etag = format!("\"{jpeg_sha}\"");
     assert_eq!(r.header("etag"), Some(etag.as_str()));
-    let attachment = format!("/attachments/{jpeg_sha}");
     let again = [("If-None-Match", etag.as_str())];
-    let r = http.get_with(&attachment, Some(&cookie), &again);
+    let r = http.get_with(&jpeg_url, Some(&cookie), &again);
     assert_eq!(r.status, 304);
     assert!(r.body.is_empty());
-    for (sha, name) in [(&pdf_sha, "receipt.pdf"), (&heic_sha, "IMG_0002.HEIC")] {
-        let r = http.get(&format!("/attachments/{sha}"), Some(&cookie));
+    for (url, name) in [(&pdf_url, "receipt.pdf"), (&heic_url, "IMG_0002.HEIC")] {
+        let r = http.get(url, Some(&cookie));
         assert_eq!(r.status, 200);
         assert_eq!(r.header("content-type"), Some("application/octet-stream"));
         let disposition = r.header("content-disposition").unwrap();
@@ -1014,7 +1077,7 @@ fn agents_page_over_http() {
     ] {
         assert!(shown.contains(want), "{want} in {shown}");
     }
-    let box_url = format!("/attachments/{}", sha256(BOX_PNG));
+    let box_url = link_to(&page, &sha256(BOX_PNG));
     assert!(page.contains(&format!("src=\"{box_url}\"")), "{page}");
     let r = http.get(&box_url, Some(&cookie));
     assert_eq!(r.status, 200);
@@ -1059,7 +1122,7 @@ fn agents_page_over_http() {
     let r = http.get("/", Some(&cookie));
     assert_eq!(r.status, 303);
     assert_eq!(r.header("location"), Some("/login"));
-    let r = http.get_with(&attachment, Some(&cookie), &again);
+    let r = http.get_with(&jpeg_url, Some(&cookie), &again);
     assert_eq!(
         r.status, 303,
         "a cached photo is not confirmed after logout"

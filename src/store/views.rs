@@ -10,6 +10,9 @@ use crate::core::thread::{subject_tokens, ticket_token};
 
 #[derive(Debug, Serialize)]
 pub struct AttachmentView {
+    /// The attachment's row: the same bytes may be stored under other
+    /// names and types too (`sha256` is shared by them).
+    pub id: i64,
     pub filename: Option<String>,
     pub content_type: String,
     pub size: i64,
@@ -64,14 +67,15 @@ pub struct TicketView {
 
 fn attachments(conn: &Connection, message: i64) -> Result<Vec<AttachmentView>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT filename, content_type, size, sha256 FROM attachments WHERE message = ?1 ORDER BY id",
+        "SELECT id, filename, content_type, size, sha256 FROM attachments WHERE message = ?1 ORDER BY id",
     )?;
     let rows = stmt.query_map([message], |r| {
         Ok(AttachmentView {
-            filename: r.get(0)?,
-            content_type: r.get(1)?,
-            size: r.get(2)?,
-            sha256: r.get(3)?,
+            id: r.get(0)?,
+            filename: r.get(1)?,
+            content_type: r.get(2)?,
+            size: r.get(3)?,
+            sha256: r.get(4)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)

@@ -111,10 +111,20 @@ fn disposition(kind: &str, filename: Option<&str>, content_type: &str) -> Header
     .unwrap_or_else(|_| HeaderValue::from_static("attachment"))
 }
 
-/// `/attachments/{sha256}`: the bytes of a stored attachment.
+#[derive(Deserialize)]
+pub(crate) struct AttachmentParams {
+    /// The attachment row the link was made for.
+    id: Option<i64>,
+}
+
+/// `/attachments/{sha256}?id=N`: the bytes of a stored attachment, under
+/// the name and type of row N. The same bytes can arrive under several
+/// names (one photo sent twice, a logo in many mails); without `id` the
+/// first row's are used.
 pub(crate) async fn attachment(
     State(app): State<App>,
     Path(sha256): Path<String>,
+    Query(params): Query<AttachmentParams>,
     headers: HeaderMap,
 ) -> Result<Response, WebError> {
     if !is_sha256(&sha256) {
@@ -142,12 +152,16 @@ pub(crate) async fn attachment(
         .any(|t| t.trim().trim_start_matches("W/") == etag);
     let (content_type, filename, bytes) = app
         .db(move |store, _| {
+            // A row of other bytes is no such attachment either.
             let meta: Option<(String, Option<String>)> = store
                 .conn()
                 .prepare_cached(
-                    "SELECT content_type, filename FROM attachments WHERE sha256 = ?1 ORDER BY id LIMIT 1",
+                    "SELECT content_type, filename FROM attachments
+                     WHERE sha256 = ?1 AND (?2 IS NULL OR id = ?2) ORDER BY id LIMIT 1",
                 )?
-                .query_row([&sha256], |r| Ok((r.get(0)?, r.get(1)?)))
+                .query_row(rusqlite::params![&sha256, params.id], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
                 .optional()?;
             let Some((content_type, filename)) = meta else {
                 return Err(WebError::NotFound("There is no such attachment.".into()));

@@ -324,7 +324,9 @@ pub(crate) async fn ticket(
                         .attachments
                         .iter()
                         .map(|a| FileLink {
-                            url: format!("/attachments/{}", a.sha256),
+                            // The row names which of the names and types
+                            // the same bytes may have here is this one's.
+                            url: format!("/attachments/{}?id={}", a.sha256, a.id),
                             name: a
                                 .filename
                                 .clone()
