@@ -406,9 +406,8 @@ fn from_tree(
     // placeholder in that mail's own bytes (the .eml download): such a
     // mail is parsed as it is.
     if let Some(parts) = large.as_deref() {
-        let nested_placeholder = msg
-            .attachments()
-            .filter_map(|p| p.message())
+        let nested_placeholder = attached_mails(msg)
+            .into_iter()
             .flat_map(|m| m.attachments())
             .any(|a| parts.iter().any(|p| p.marker == a.contents()));
         if nested_placeholder {
@@ -417,9 +416,11 @@ fn from_tree(
     }
     let mut put_back = 0;
     // The files of a mail attached whole (the shop's mail with its photos,
-    // forwarded as an attachment) are this message's too: shown on the
-    // ticket page, and counted as photos sent. One level down.
-    let nested = msg.attachments().filter_map(|p| p.message()).flat_map(|m| {
+    // forwarded as an attachment), and of the mails attached to that one,
+    // are this message's too: shown on the ticket page, and counted as
+    // photos sent. (The attached mails themselves are files of the level
+    // above: the .eml of the first level holds the rest.)
+    let nested = attached_mails(msg).into_iter().flat_map(|m| {
         m.attachments()
             .filter(|a| a.message().is_none())
             .map(move |a| (m, a))
@@ -522,11 +523,35 @@ fn from_tree(
     })
 }
 
+/// How deep mails attached to attached mails are read: a forward of a
+/// forward of the shop's mail is three.
+const ATTACHED_DEPTH: usize = 5;
+
+/// The mails attached whole to `msg`, and those attached to them, down to
+/// ATTACHED_DEPTH levels, each followed by its own (as a mail client would
+/// list them).
+fn attached_mails<'a>(msg: &'a mail_parser::Message<'a>) -> Vec<&'a mail_parser::Message<'a>> {
+    let attached = |m: &'a mail_parser::Message<'a>| {
+        m.attachments()
+            .filter_map(|p| p.message())
+            .collect::<Vec<_>>()
+    };
+    let mut out = Vec::new();
+    let mut next: Vec<_> = attached(msg).into_iter().rev().map(|m| (m, 1)).collect();
+    while let Some((m, depth)) = next.pop() {
+        out.push(m);
+        if depth < ATTACHED_DEPTH {
+            next.extend(attached(m).into_iter().rev().map(|n| (n, depth + 1)));
+        }
+    }
+    out
+}
+
 /// Who wrote each mail attached whole, when, its Subject and its text,
 /// one after another. (Its files are the message's attachments.)
 fn attached_messages(msg: &mail_parser::Message<'_>) -> String {
     let mut text = String::new();
-    for nested in msg.attachments().filter_map(|p| p.message()) {
+    for nested in attached_mails(msg) {
         // Who wrote it and when, as a mail client heads a forward.
         if let Some(from) = nested.from().and_then(|a| a.first()) {
             let address = from.address().unwrap_or_default();
@@ -1270,6 +1295,75 @@ mod tests {
         let plain = parse(b"From: a@b.test\r\nSubject: x\r\n\r\nhoi\r\n");
         assert_eq!(plain.attached_text, "");
         assert!(plain.attachments.is_empty());
+    }
+
+    #[test]
+    fn a_forward_of_a_forward_keeps_the_photos_and_text_two_levels_down() {
+        // The buyer forwards, as an attachment, their own forward (also as
+        // an attachment) of the mail to the seller, which holds a small
+        // photo and one large enough to be taken out of the raw mail.
+        let large: Vec<u8> = (0..100_000u32).map(|i| (i * 13 % 251) as u8).collect();
+        let large_b64 = {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.encode(&large)
+        };
+        let large_lines: String = large_b64
+            .as_bytes()
+            .chunks(76)
+            .map(|c| format!("{}\r\n", std::str::from_utf8(c).unwrap()))
+            .collect();
+        let raw = format!(
+            "From: Anna <anna@buyer.test>\r\nSubject: FW: FW: Kapotte kaart\r\n\
+             Message-ID: <ff1@buyer.test>\r\nMIME-Version: 1.0\r\n\
+             Content-Type: multipart/mixed; boundary=L0\r\n\r\n\
+             --L0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nNog een keer.\r\n\
+             --L0\r\nContent-Type: message/rfc822\r\n\r\n\
+             From: Anna <anna@buyer.test>\r\nTo: support@example.test\r\nSubject: FW: Kapotte kaart\r\n\
+             MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=L1\r\n\r\n\
+             --L1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nZie bijlage.\r\n\
+             --L1\r\nContent-Type: message/rfc822\r\n\r\n\
+             From: Anna <anna@buyer.test>\r\nTo: shop@seller.test\r\nSubject: Kapotte kaart\r\n\
+             MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=L2\r\n\r\n\
+             --L2\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\
+             Bestelling BenQtYh5Xj8TPQxjq4i9Do kwam geknakt aan.\r\n\
+             --L2\r\nContent-Type: image/jpeg\r\n\
+             Content-Disposition: attachment; filename=klein.jpeg\r\n\
+             Content-Transfer-Encoding: base64\r\n\r\n/9j/4AAQSkZJRgABAQ==\r\n\
+             --L2\r\nContent-Type: image/jpeg\r\n\
+             Content-Disposition: attachment; filename=groot.jpeg\r\n\
+             Content-Transfer-Encoding: base64\r\n\r\n{large_lines}\
+             --L2--\r\n--L1--\r\n--L0--\r\n"
+        );
+        for (m, digested) in [
+            (parse(raw.as_bytes()), false),
+            (parse_lean(raw.as_bytes()), true),
+        ] {
+            assert_eq!(m.text.trim(), "Nog een keer.");
+            let names: Vec<_> = m
+                .attachments
+                .iter()
+                .map(|a| a.filename.as_deref())
+                .collect();
+            assert_eq!(names, [None, Some("klein.jpeg"), Some("groot.jpeg")]);
+            assert_eq!(m.attachments.iter().filter(|a| a.is_photo()).count(), 2);
+            let groot = &m.attachments[2];
+            match digested {
+                false => assert_eq!(groot.data, large),
+                true => assert_eq!(
+                    groot
+                        .digest
+                        .clone()
+                        .unwrap_or_else(|| (sha256_hex(&groot.data), groot.data.len())),
+                    (sha256_hex(&large), large.len())
+                ),
+            }
+            // Both forwards' headers and the shop mail's text, in order.
+            let text = &m.attached_text;
+            let first = text.find("Subject: FW: Kapotte kaart").expect(text);
+            let second = text.find("Subject: Kapotte kaart").expect(text);
+            assert!(first < second, "{text}");
+            assert!(text.contains("BenQtYh5Xj8TPQxjq4i9Do"), "{text}");
+        }
     }
 
     #[test]
