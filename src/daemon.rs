@@ -82,6 +82,9 @@ pub enum DaemonError {
         addr: std::net::SocketAddr,
         error: std::io::Error,
     },
+    /// A mailbox watcher's task ended without finishing (cancelled).
+    #[error("a mailbox watcher stopped: {0}")]
+    Watcher(String),
 }
 
 /// Reconnect delay after the n-th consecutive failure: 1 s doubling to 60 s.
@@ -173,6 +176,60 @@ fn keepalive() -> Duration {
     service::watchdog_interval()
         .map(|w| (w / 3).max(Duration::from_secs(1)))
         .unwrap_or(Duration::from_secs(120))
+}
+
+/// What the mailbox watchers of `run` share: READY once, the outbox's
+/// wake-up, the live figures.
+struct Watchers {
+    ready: AtomicBool,
+    wake: Arc<Notify>,
+    live: Arc<metrics::Live>,
+}
+
+impl Watchers {
+    /// READY once, and only with what reading a mail needs built (the
+    /// warm-up thread main started has usually done so by then): the
+    /// daemon's memory at READY is what it idles with.
+    fn become_ready(&self, what: &str) -> bool {
+        let first = !self.ready.swap(true, Ordering::SeqCst);
+        if first {
+            crate::core::warm_up();
+            service::ready(what);
+        }
+        first
+    }
+
+    fn on_filed(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Through a backlog, batch by batch: READY does not wait for the
+    /// whole of it (TimeoutStartSec), the watchdog hears of progress, and
+    /// the acks of what is filed go out meanwhile.
+    fn on_committed(&self, filed: usize) {
+        self.wake.notify_one();
+        let what = format!("filing mail: {filed} filed in this pass so far");
+        self.become_ready(&what);
+        service::alive(&what);
+    }
+
+    fn on_alive(&self, mailbox: &str, what: &str) {
+        self.live.synced(mailbox);
+        if !self.become_ready(what) {
+            service::status(what);
+        }
+        service::watchdog();
+    }
+
+    /// The mail server down or refusing the login at start: the service is
+    /// up all the same (its web page, metrics and outbox run, and it keeps
+    /// trying); systemd hears why, and does not restart it in a loop.
+    fn on_down(&self, what: &str) {
+        if !self.become_ready(what) {
+            service::status(what);
+        }
+        service::watchdog();
+    }
 }
 
 /// Watches one mailbox until `stop`, reconnecting after any failure.
@@ -293,7 +350,7 @@ pub async fn run(
     shutdown: Shutdown,
     mut reload: watch::Receiver<u64>,
 ) -> Result<(), DaemonError> {
-    let mut templates = AckTemplates::load(&config.tickets.templates_dir)?;
+    let mut templates = Arc::new(AckTemplates::load(&config.tickets.templates_dir)?);
     config.imap.as_ref().ok_or(DaemonError::NoImap)?;
     let metrics_listener = match config.metrics_listen {
         Some(addr) => Some(
@@ -333,56 +390,14 @@ pub async fn run(
             }
         })
     });
-    let ready = AtomicBool::new(false);
-    // READY once, and only with what reading a mail needs built (the
-    // warm-up thread main started has usually done so by then): the
-    // daemon's memory at READY is what it idles with.
-    let become_ready = |what: &str| {
-        let first = !ready.swap(true, Ordering::SeqCst);
-        if first {
-            crate::core::warm_up();
-            service::ready(what);
-        }
-        first
-    };
-    let notify = wake.clone();
-    let on_filed = move || notify.notify_one();
-    let notify = wake.clone();
-    // Through a backlog, batch by batch: READY does not wait for the
-    // whole of it (TimeoutStartSec), the watchdog hears of progress, and
-    // the acks of what is filed go out meanwhile.
-    let on_committed = |filed: usize| {
-        notify.notify_one();
-        let what = format!("filing mail: {filed} filed in this pass so far");
-        become_ready(&what);
-        service::alive(&what);
-    };
-    let on_alive = |mailbox: &str, what: &str| {
-        live.synced(mailbox);
-        if !become_ready(what) {
-            service::status(what);
-        }
-        service::watchdog();
-    };
-    // The mail server down or refusing the login at start: the service is
-    // up all the same (its web page, metrics and outbox run, and it keeps
-    // trying); systemd hears why, and does not restart it in a loop.
-    let on_down = |what: &str| {
-        if !become_ready(what) {
-            service::status(what);
-        }
-        service::watchdog();
-    };
+    let shared = Arc::new(Watchers {
+        ready: AtomicBool::new(false),
+        wake: wake.clone(),
+        live: live.clone(),
+    });
     loop {
         let Some(imap_cfg) = config.imap.clone() else {
             return Err(DaemonError::NoImap);
-        };
-        let hooks = Hooks {
-            on_filed: &on_filed,
-            on_alive: &on_alive,
-            on_committed: &on_committed,
-            keepalive: keepalive(),
-            report: None,
         };
         info!(mailboxes = ?imap_cfg.mailboxes, host = %imap_cfg.host, "watching");
         let (round_trigger, round) = shutdown_channel();
@@ -393,11 +408,55 @@ pub async fn run(
             }
             round_trigger.trigger();
         };
-        let watchers = futures::future::join_all(imap_cfg.mailboxes.iter().map(|m| {
-            mailbox_loop(
-                &config, &imap_cfg, m, &templates, &round, &hooks, &on_down, &live,
-            )
-        }));
+        // A task of its own for each mailbox: filing blocks its task's
+        // thread (block_in_place), and a second mailbox in the same task
+        // was seen to sit on its server's answer until the first one's
+        // server sent something (11 s, and longer).
+        let mut watchers = tokio::task::JoinSet::new();
+        for mailbox in &imap_cfg.mailboxes {
+            let (shared, config, imap_cfg, templates, round, mailbox) = (
+                shared.clone(),
+                config.clone(),
+                imap_cfg.clone(),
+                templates.clone(),
+                round.clone(),
+                mailbox.clone(),
+            );
+            watchers.spawn(async move {
+                let on_filed = || shared.on_filed();
+                let on_alive = |mailbox: &str, what: &str| shared.on_alive(mailbox, what);
+                let on_committed = |filed: usize| shared.on_committed(filed);
+                let on_down = |what: &str| shared.on_down(what);
+                let hooks = Hooks {
+                    on_filed: &on_filed,
+                    on_alive: &on_alive,
+                    on_committed: &on_committed,
+                    keepalive: keepalive(),
+                    report: None,
+                };
+                mailbox_loop(
+                    &config,
+                    &imap_cfg,
+                    &mailbox,
+                    &templates,
+                    &round,
+                    &hooks,
+                    &on_down,
+                    &shared.live,
+                )
+                .await
+            });
+        }
+        let watchers = async {
+            let mut results = Vec::new();
+            while let Some(r) = watchers.join_next().await {
+                results.push(r.unwrap_or_else(|e| match e.try_into_panic() {
+                    Ok(panic) => std::panic::resume_unwind(panic),
+                    Err(e) => Err(DaemonError::Watcher(e.to_string())),
+                }));
+            }
+            results
+        };
         let (_, results) = tokio::join!(forward, watchers);
         for r in results {
             if let Err(e) = r {
@@ -411,7 +470,7 @@ pub async fn run(
         match reload_config(config_path, &config) {
             Ok((c, t)) => {
                 config = c;
-                templates = t;
+                templates = Arc::new(t);
                 info!("configuration and templates reloaded");
             }
             Err(e) => error!(error = %e, "reload failed; keeping the running configuration"),

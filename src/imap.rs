@@ -997,7 +997,9 @@ async fn after_filing(
     cfg: &ImapConfig,
     session: &mut ImapSession,
     mailbox: &str,
-    store: &Store,
+    // `&mut`: a shared reference held across the awaits below would need
+    // the store to be Sync for the watcher's task to be sent to a thread.
+    store: &mut Store,
     mover: Option<Mover>,
 ) -> Result<(), ImapError> {
     let Some(pos) = store.position(mailbox)? else {
