@@ -69,7 +69,7 @@ pub fn run(ctx: &mut Ctx) -> Result<Section> {
     let (peak, largest) = match ctx.ingest_memory {
         Some(m) => {
             s.note(
-                "Ingest peak taken from the 1k full-mix plain run of the ingest scenario above.",
+                "Ingest peak: the highest of the 1k full-mix plain runs of the ingest scenario above.",
             );
             m
         }
