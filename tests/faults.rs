@@ -1392,6 +1392,80 @@ fn two_mailboxes_are_watched_together() {
     finish(&mut run);
 }
 
+/// One mailbox's server slow to send a mail (the proxy holds back its
+/// body's FETCH for 8 s) holds up no other mailbox: each is watched by a
+/// task of its own, so INBOX's mail is filed as it comes, while the other
+/// watcher waits for its bytes. (With both watchers in one task, INBOX's
+/// mail waited until the held FETCH was read, or longer.)
+#[test]
+fn a_mailbox_slow_to_send_holds_up_no_other_mailbox() {
+    const HOLD: Duration = Duration::from_secs(8);
+    let _serial = serial();
+    let rig = MailRig::start().unwrap();
+    let p = Proxy::start(rig.imap_port());
+    let s = env(
+        &rig,
+        p.port(),
+        "\n[[imap.mailboxes]]\nname = \"INBOX\"\n\n[[imap.mailboxes]]\nname = \"Klantenservice\"\n",
+    );
+    support_session(&s.config, async |session| {
+        session.create("Klantenservice").await.unwrap();
+    });
+    let ids: Vec<String> = (0..4).map(|i| mid("held", i)).collect();
+    let buyers: Vec<String> = (0..4).map(|i| buyer("held", i)).collect();
+    let append = |i: usize, text: &str| {
+        let mail = buyer_mail(
+            &buyers[i],
+            "Koper",
+            "Vraag over mijn bestelling",
+            &ids[i],
+            text,
+            "",
+        );
+        support_session(&s.config, async |session| {
+            session
+                .append("Klantenservice", None, None, &mail)
+                .await
+                .unwrap();
+        });
+    };
+    // One mail in each before the start: both watchers have synced and
+    // are waiting in IDLE once both are filed.
+    send_buyer(&rig, &buyers[0], &ids[0]);
+    append(1, "Hallo, waar is mijn pakket?\r\nGroeten");
+    rig.wait_for_mail(SUPPORT, 1, WAIT).unwrap();
+    let mut run = Run::start(&s.config);
+    wait_filed_and_acked(&rig, &s, &run, &ids[..2], &buyers[..2]);
+
+    p.hold("HOLD-THIS-BODY", HOLD);
+    append(
+        2,
+        "Hallo, waar is mijn pakket?\r\nHOLD-THIS-BODY\r\nGroeten",
+    );
+    wait_for("the held FETCH", WAIT, &run, || {
+        (p.held() == 1).then_some(())
+    });
+    let held = Instant::now();
+    send_buyer(&rig, &buyers[3], &ids[3]);
+    wait_for("INBOX's mail filed", WAIT, &run, || {
+        filed(&s).contains(&ids[3]).then_some(())
+    });
+    let took = held.elapsed();
+    eprintln!("INBOX's mail filed {took:?} into the other mailbox's hold");
+    assert!(
+        took < HOLD - Duration::from_secs(3),
+        "INBOX's mail waited {took:?} for the other mailbox's held FETCH; log:\n{}",
+        run.log()
+    );
+    assert!(
+        !filed(&s).contains(&ids[2]),
+        "the held mail was filed before its bytes came"
+    );
+    wait_filed_and_acked(&rig, &s, &run, &ids, &buyers);
+    assert_exactly_once(&rig, &s, &run, &ids, &buyers);
+    finish(&mut run);
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     fs::create_dir_all(to).unwrap();
     for e in fs::read_dir(from).unwrap() {

@@ -11,7 +11,9 @@
 //! UID's body (a server that leaves a message out of its answer, as Gmail
 //! and Exchange do with "Some messages could not be FETCHed"), and
 //! [`Proxy::omit_size`] the one carrying its size; [`Proxy::hide_capability`]
-//! takes an extension out of the server's CAPABILITY lists.
+//! takes an extension out of the server's CAPABILITY lists, and
+//! [`Proxy::hold`] holds back the server's bytes on the one connection
+//! where a marker passes (a server slow to send one mailbox's mail).
 //!
 //! Plain std threads: one accept thread plus two per connection, at most
 //! [`MAX_CONNECTIONS`] connections at a time (more are closed on accept).
@@ -54,6 +56,10 @@ struct Shared {
     omit: Mutex<Option<(u32, usize, &'static str)>>,
     /// Capabilities taken out of the server's CAPABILITY lists.
     hidden: Mutex<Vec<String>>,
+    /// The marker whose first passage downstream is held back, and for how
+    /// long; taken by the connection that carries it.
+    hold: Mutex<Option<(Vec<u8>, Duration)>>,
+    held: AtomicUsize,
     omitted: AtomicUsize,
     next_id: AtomicU64,
     conns: Mutex<Vec<Conn>>,
@@ -98,6 +104,8 @@ impl Proxy {
             delay_us: AtomicU64::new(0),
             omit: Mutex::new(None),
             hidden: Mutex::new(Vec::new()),
+            hold: Mutex::new(None),
+            held: AtomicUsize::new(0),
             omitted: AtomicUsize::new(0),
             next_id: AtomicU64::new(0),
             conns: Mutex::new(Vec::new()),
@@ -193,6 +201,18 @@ impl Proxy {
             .lock()
             .unwrap()
             .push(capability.to_string());
+    }
+
+    /// The first time the server sends `marker` (on any connection), that
+    /// connection's bytes from the server stop for `duration`, from the
+    /// chunk that carries it on; every other connection goes on as before.
+    pub fn hold(&self, marker: &str, duration: Duration) {
+        *self.shared.hold.lock().unwrap() = Some((marker.as_bytes().to_vec(), duration));
+    }
+
+    /// How many times `hold` has held a connection back (0 or 1).
+    pub fn held(&self) -> usize {
+        self.shared.held.load(Ordering::SeqCst)
     }
 
     /// How many FETCH responses `omit_body` and `omit_size` have dropped.
@@ -325,6 +345,8 @@ fn pump(shared: &Shared, mut src: TcpStream, mut dst: TcpStream, upward: bool, d
     // Downstream bytes not yet known to be a whole response, while a body
     // is to be omitted.
     let mut pending: Vec<u8> = Vec::new();
+    // The end of the last chunk, for a `hold` marker cut in two.
+    let mut tail: Vec<u8> = Vec::new();
     while !gone() {
         if stalled() {
             thread::sleep(TICK);
@@ -340,6 +362,9 @@ fn pump(shared: &Shared, mut src: TcpStream, mut dst: TcpStream, upward: bool, d
         let delay = Duration::from_micros(shared.delay_us.load(Ordering::SeqCst));
         if !delay.is_zero() {
             sleep_unless(delay, &gone);
+        }
+        if !upward {
+            hold_if_marked(shared, &mut tail, &buf[..n], &gone);
         }
         // Bytes read just before a stall are held back too.
         while stalled() && !gone() {
@@ -377,6 +402,29 @@ fn pump(shared: &Shared, mut src: TcpStream, mut dst: TcpStream, upward: bool, d
             return;
         }
     }
+}
+
+/// Sleeps `hold`'s time when `chunk` (after `tail`, the end of the chunk
+/// before it) carries its marker and no connection was held yet.
+fn hold_if_marked(shared: &Shared, tail: &mut Vec<u8>, chunk: &[u8], gone: &dyn Fn() -> bool) {
+    let wait = {
+        let mut rule = shared.hold.lock().unwrap();
+        let Some((marker, duration)) = rule.as_ref() else {
+            return;
+        };
+        tail.extend_from_slice(chunk);
+        let found = tail.windows(marker.len()).any(|w| w == marker.as_slice());
+        let keep = marker.len().saturating_sub(1).min(tail.len());
+        tail.drain(..tail.len() - keep);
+        if !found {
+            return;
+        }
+        let duration = *duration;
+        *rule = None;
+        duration
+    };
+    shared.held.fetch_add(1, Ordering::SeqCst);
+    sleep_unless(wait, gone);
 }
 
 /// The length of the first whole IMAP response in `buf` (its line, and
