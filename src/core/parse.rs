@@ -402,12 +402,13 @@ fn from_tree(
         }
     }
 
+    let attached = attached_mails(msg);
     // A large part taken out of a mail attached whole would leave its
     // placeholder in that mail's own bytes (the .eml download): such a
     // mail is parsed as it is.
     if let Some(parts) = large.as_deref() {
-        let nested_placeholder = attached_mails(msg)
-            .into_iter()
+        let nested_placeholder = attached
+            .iter()
             .flat_map(|m| m.attachments())
             .any(|a| parts.iter().any(|p| p.marker == a.contents()));
         if nested_placeholder {
@@ -420,7 +421,7 @@ fn from_tree(
     // are this message's too: shown on the ticket page, and counted as
     // photos sent. (The attached mails themselves are files of the level
     // above: the .eml of the first level holds the rest.)
-    let nested = attached_mails(msg).into_iter().flat_map(|m| {
+    let nested = attached.iter().flat_map(|&m| {
         m.attachments()
             .filter(|a| a.message().is_none())
             .map(move |a| (m, a))
@@ -474,7 +475,7 @@ fn from_tree(
         return None;
     }
 
-    let attached_text = attached_messages(msg);
+    let attached_text = attached_messages(&attached);
     let return_path = msg.header_raw("Return-Path").map(strip_id);
     let machine = MachineHeaders {
         auto_submitted: header_text(msg, "Auto-Submitted"),
@@ -547,11 +548,12 @@ fn attached_mails<'a>(msg: &'a mail_parser::Message<'a>) -> Vec<&'a mail_parser:
     out
 }
 
-/// Who wrote each mail attached whole, when, its Subject and its text,
-/// one after another. (Its files are the message's attachments.)
-fn attached_messages(msg: &mail_parser::Message<'_>) -> String {
+/// Who wrote each of these mails attached whole (`attached_mails`), when,
+/// its Subject and its text, one after another. (Its files are the
+/// message's attachments.)
+fn attached_messages(attached: &[&mail_parser::Message<'_>]) -> String {
     let mut text = String::new();
-    for nested in attached_mails(msg) {
+    for &nested in attached {
         // Who wrote it and when, as a mail client heads a forward.
         if let Some(from) = nested.from().and_then(|a| a.first()) {
             let address = from.address().unwrap_or_default();
