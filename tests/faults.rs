@@ -1345,20 +1345,12 @@ fn two_mailboxes_are_watched_together() {
     let ids: Vec<String> = (0..4).map(|i| mid("two", i)).collect();
     let buyers: Vec<String> = (0..4).map(|i| buyer("two", i)).collect();
     let append = |i: usize| {
-        let mail = buyer_mail(
+        append_dutch(
+            &s,
             &buyers[i],
-            "Koper",
-            "Vraag over mijn bestelling",
             &ids[i],
             "Hallo, waar is mijn pakket? Het is nog niet aangekomen.\r\nGroeten",
-            "",
-        );
-        support_session(&s.config, async |session| {
-            session
-                .append("Klantenservice", None, None, &mail)
-                .await
-                .unwrap();
-        });
+        )
     };
     // One in each before start, one in each while running.
     send_buyer(&rig, &buyers[0], &ids[0]);
@@ -1413,22 +1405,7 @@ fn a_mailbox_slow_to_send_holds_up_no_other_mailbox() {
     });
     let ids: Vec<String> = (0..4).map(|i| mid("held", i)).collect();
     let buyers: Vec<String> = (0..4).map(|i| buyer("held", i)).collect();
-    let append = |i: usize, text: &str| {
-        let mail = buyer_mail(
-            &buyers[i],
-            "Koper",
-            "Vraag over mijn bestelling",
-            &ids[i],
-            text,
-            "",
-        );
-        support_session(&s.config, async |session| {
-            session
-                .append("Klantenservice", None, None, &mail)
-                .await
-                .unwrap();
-        });
-    };
+    let append = |i: usize, text: &str| append_dutch(&s, &buyers[i], &ids[i], text);
     // One mail in each before the start: both watchers have synced and
     // are waiting in IDLE once both are filed.
     send_buyer(&rig, &buyers[0], &ids[0]);
@@ -1464,6 +1441,25 @@ fn a_mailbox_slow_to_send_holds_up_no_other_mailbox() {
     wait_filed_and_acked(&rig, &s, &run, &ids, &buyers);
     assert_exactly_once(&rig, &s, &run, &ids, &buyers);
     finish(&mut run);
+}
+
+/// A Dutch buyer's mail with `text`, put straight into the support
+/// account's second mailbox, Klantenservice (IMAP APPEND).
+fn append_dutch(s: &Env, buyer: &str, message_id: &str, text: &str) {
+    let mail = buyer_mail(
+        buyer,
+        "Koper",
+        "Vraag over mijn bestelling",
+        message_id,
+        text,
+        "",
+    );
+    support_session(&s.config, async |session| {
+        session
+            .append("Klantenservice", None, None, &mail)
+            .await
+            .unwrap();
+    });
 }
 
 fn copy_dir(from: &Path, to: &Path) {
