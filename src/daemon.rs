@@ -199,7 +199,8 @@ impl Watchers {
         first
     }
 
-    fn on_filed(&self) {
+    fn on_filed(&self, stats: &imap::SyncStats) {
+        self.live.filed(stats);
         self.wake.notify_one();
     }
 
@@ -313,7 +314,7 @@ pub async fn poll_once(
     let ingestor = Ingestor { config, templates };
     let (_never, shutdown) = shutdown_channel();
     let hooks = Hooks {
-        on_filed: &|| {},
+        on_filed: &|_| {},
         on_alive: &|_, _| {},
         on_committed: &|_| {},
         keepalive: keepalive(),
@@ -423,7 +424,7 @@ pub async fn run(
                 mailbox.clone(),
             );
             watchers.spawn(async move {
-                let on_filed = || shared.on_filed();
+                let on_filed = |stats: &imap::SyncStats| shared.on_filed(stats);
                 let on_alive = |mailbox: &str, what: &str| shared.on_alive(mailbox, what);
                 let on_committed = |filed: usize| shared.on_committed(filed);
                 let on_down = |what: &str| shared.on_down(what);

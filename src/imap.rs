@@ -4,7 +4,7 @@
 //! and wait for more with IDLE, or by polling when the server lacks IDLE.
 
 use std::collections::HashSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_imap::extensions::idle::IdleResponse;
 use async_imap::types::UnsolicitedResponse;
@@ -187,6 +187,14 @@ pub struct SyncStats {
     pub fetched: usize,
     pub filed: usize,
     pub duplicates: usize,
+    /// How long each stage of the pipeline was busy: waiting for the
+    /// server's answers to UID FETCH, parsing (and writing the large raw
+    /// mails' files), and filing (rows, acks, the commit and its syncs).
+    /// The stages overlap, so the one close to the whole sync's time is
+    /// what holds it up.
+    pub fetching: Duration,
+    pub parsing: Duration,
+    pub filing: Duration,
 }
 
 /// Opens the mailbox read-only and files every message past the watermark.
@@ -432,23 +440,33 @@ pub async fn sync(
             if shutdown.is_requested() {
                 break;
             }
+            let t = Instant::now();
             let fetched = fetch_batch(limit, session, batch, max).await?;
-            filer.file(store, batch, max, &fetched, &mut stats)?;
+            stats.fetching += t.elapsed();
+            let t = Instant::now();
+            let ready = filer.prepare(store.data_dir(), batch, max, &fetched)?;
+            stats.parsing += t.elapsed();
+            let t = Instant::now();
+            filer.commit(store, ready, &mut stats)?;
+            stats.filing += t.elapsed();
         }
     } else {
         let handoff = Handoff::new();
         let handoff = &handoff;
-        tokio::task::block_in_place(|| {
+        let (fetching, parsing) = tokio::task::block_in_place(|| {
             std::thread::scope(|scope| {
                 let (tx, rx) = std::sync::mpsc::sync_channel::<(&[(u32, u64)], Vec<Fetched>)>(0);
                 let stats = &mut stats;
                 let data_dir = store.data_dir().to_path_buf();
                 let store = &mut *store;
                 let filer = &filer;
-                let preparing = scope.spawn(move || -> Result<(), ImapError> {
+                let preparing = scope.spawn(move || -> Result<Duration, ImapError> {
                     let _done = handoff.giver();
+                    let mut busy = Duration::ZERO;
                     for (batch, fetched) in rx {
+                        let t = Instant::now();
                         let ready = filer.prepare(&data_dir, batch, max, &fetched)?;
+                        busy += t.elapsed();
                         drop(fetched);
                         // While the filer is busy, the batch joins the one
                         // waiting for it. Refused when the filer stopped
@@ -457,21 +475,27 @@ pub async fn sync(
                             break;
                         }
                     }
-                    Ok(())
+                    Ok(busy)
                 });
                 let filing = scope.spawn(move || -> Result<(), ImapError> {
                     let _done = handoff.taker();
                     while let Some(ready) = handoff.take() {
+                        let t = Instant::now();
                         filer.commit(store, ready, stats)?;
+                        stats.filing += t.elapsed();
                     }
                     Ok(())
                 });
                 let mut fetch_error = None;
+                let mut fetching = Duration::ZERO;
                 for batch in work {
                     if shutdown.is_requested() {
                         break;
                     }
-                    match handle.block_on(fetch_batch(limit, session, batch, max)) {
+                    let t = Instant::now();
+                    let fetched = handle.block_on(fetch_batch(limit, session, batch, max));
+                    fetching += t.elapsed();
+                    match fetched {
                         Ok(fetched) => {
                             // Refused when a later stage stopped early: its
                             // result says why.
@@ -492,13 +516,15 @@ pub async fn sync(
                 filing
                     .join()
                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
-                prepared?;
+                let parsing = prepared?;
                 match fetch_error {
                     Some(e) => Err(e),
-                    None => Ok(()),
+                    None => Ok((fetching, parsing)),
                 }
             })
         })?;
+        stats.fetching += fetching;
+        stats.parsing += parsing;
     }
     // Mail that was not selected (or a rescan that found nothing new, or
     // mail the server left out, now recorded) still moves the watermark.
@@ -860,19 +886,6 @@ impl Filer<'_> {
         }
         Ok(())
     }
-
-    /// `prepare` and `commit` one after the other.
-    fn file(
-        &self,
-        store: &mut Store,
-        batch: &[(u32, u64)],
-        max: u64,
-        fetched: &[Fetched],
-        stats: &mut SyncStats,
-    ) -> Result<(), ImapError> {
-        let ready = self.prepare(store.data_dir(), batch, max, fetched)?;
-        self.commit(store, ready, stats)
-    }
 }
 
 /// Logs messages the server left out of its answer (`what`: of the size
@@ -1202,8 +1215,8 @@ pub async fn logout(mut session: ImapSession) {
 /// One connection's life: sync, wait, sync, ... until shutdown or `once`.
 /// What the watcher tells the daemon as it goes.
 pub struct Hooks<'a> {
-    /// Something was filed: the outbox may have work.
-    pub on_filed: &'a (dyn Fn() + Sync),
+    /// Something was filed (what the sync did): the outbox may have work.
+    pub on_filed: &'a (dyn Fn(&SyncStats) + Sync),
     /// A bounded round trip with the server just succeeded (watchdog).
     pub on_alive: &'a (dyn Fn(&str, &str) + Sync),
     /// A batch was committed in the middle of a sync, with the number of
@@ -1242,6 +1255,7 @@ pub async fn watch(
         hooks.keepalive.min(cfg.poll_interval)
     };
     loop {
+        let started = Instant::now();
         let stats = sync(
             cfg.timeout,
             &mut session,
@@ -1254,14 +1268,22 @@ pub async fn watch(
         .instrument(info_span!("sync", mailbox))
         .await?;
         if stats.fetched > 0 {
+            // Where the time went: the stage whose busy time is close to
+            // took_ms is what holds a backlog up (the server and the link,
+            // parsing, or the store and its disk).
+            let ms = |d: Duration| d.as_millis() as u64;
             info!(
                 mailbox,
                 fetched = stats.fetched,
                 filed = stats.filed,
                 duplicates = stats.duplicates,
+                took_ms = ms(started.elapsed()),
+                fetch_ms = ms(stats.fetching),
+                parse_ms = ms(stats.parsing),
+                file_ms = ms(stats.filing),
                 "mailbox synced"
             );
-            (hooks.on_filed)();
+            (hooks.on_filed)(&stats);
         }
         if cfg.changes_mailbox() && hooks.report.is_none() {
             after_filing(cfg, &mut session, mailbox, store, mover).await?;

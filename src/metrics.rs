@@ -1,8 +1,8 @@
 //! Prometheus metrics at `[metrics] listen`: what was filed by kind, acks
 //! by status and skip reason, outbox depth, the oldest unanswered ticket,
-//! IMAP reconnects and the last successful sync. Counts come from the store
-//! at scrape time (so they survive restarts); the two live figures come
-//! from the running daemon.
+//! IMAP reconnects, the last successful sync and how long each stage of
+//! filing was busy. Counts come from the store at scrape time (so they
+//! survive restarts); the live figures come from the running daemon.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -27,7 +27,13 @@ pub struct Live {
     /// Unix seconds of each mailbox's last successful sync; 0 before the
     /// first. One stuck mailbox of several shows.
     last_sync: Mutex<BTreeMap<String, i64>>,
+    /// Microseconds each stage of filing was busy (see `SyncStats`):
+    /// fetching, parsing, filing.
+    stage_busy_us: [AtomicU64; 3],
 }
+
+/// The stages of `Live::stage_busy_us`, as the metric labels them.
+const STAGES: [&str; 3] = ["fetch", "parse", "file"];
 
 impl Live {
     /// The mailboxes watched, each at 0 until its first sync.
@@ -50,6 +56,14 @@ impl Live {
     }
     pub fn reconnect(&self) {
         self.imap_reconnects.fetch_add(1, Ordering::Relaxed);
+    }
+    /// Adds a sync's busy time per stage.
+    pub fn filed(&self, stats: &crate::imap::SyncStats) {
+        let busy = [stats.fetching, stats.parsing, stats.filing];
+        for (counter, d) in self.stage_busy_us.iter().zip(busy) {
+            let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+            counter.fetch_add(us, Ordering::Relaxed);
+        }
     }
 }
 
@@ -198,6 +212,19 @@ pub fn render(conn: &Connection, live: &Live, now: i64) -> Result<String, StoreE
         live.last_syncs(),
         "mailbox",
     );
+    // Seconds, in a float: not a family of whole numbers.
+    let name = "ticketd_ingest_busy_seconds_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} How long each stage of filing new mail was busy since start: fetch \
+         (waiting for the server's answers), parse (and writing large raw mails), file (rows, \
+         acks, commits and their syncs). The stages run at once; the one that grows as fast as \
+         the time a backlog takes is what holds it up.\n# TYPE {name} counter"
+    );
+    for (stage, us) in STAGES.iter().zip(&live.stage_busy_us) {
+        let secs = us.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}{{stage=\"{stage}\"}} {secs:.6}");
+    }
     Ok(out)
 }
 
@@ -376,6 +403,36 @@ mod tests {
                 "ticketd_last_sync_timestamp_seconds{mailbox=\"Support/Retouren\"} "
             ),
             Some(0),
+            "{text}"
+        );
+    }
+
+    /// Each stage's busy time adds up over syncs, in seconds.
+    #[test]
+    fn busy_time_adds_up_per_stage() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let live = Live::default();
+        let ms = std::time::Duration::from_millis;
+        let stats = crate::imap::SyncStats {
+            fetching: ms(1500),
+            parsing: ms(250),
+            filing: ms(2),
+            ..Default::default()
+        };
+        live.filed(&stats);
+        live.filed(&stats);
+        let text = render(store.conn(), &live, 20).unwrap();
+        for (stage, secs) in [
+            ("fetch", "3.000000"),
+            ("parse", "0.500000"),
+            ("file", "0.004000"),
+        ] {
+            let line = format!("ticketd_ingest_busy_seconds_total{{stage=\"{stage}\"}} {secs}\n");
+            assert!(text.contains(&line), "{line:?} not in\n{text}");
+        }
+        assert!(
+            text.contains("# TYPE ticketd_ingest_busy_seconds_total counter"),
             "{text}"
         );
     }

@@ -31,7 +31,7 @@ fn metrics_follow_filing_and_sending() {
     let mut text = std::fs::read_to_string(&s.config).unwrap();
     text.push_str(&format!("\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n"));
     std::fs::write(&s.config, text).unwrap();
-    let _daemon = Daemon::start(&s.config);
+    let daemon = Daemon::start(&s.config);
 
     let anna = "anna@buyer.test";
     rig.send(
@@ -90,4 +90,22 @@ fn metrics_follow_filing_and_sending() {
         body.contains("# TYPE ticketd_imap_left_out_messages gauge"),
         "{body}"
     );
+    // Filing took time in each stage, and the log says how much.
+    for stage in ["fetch", "parse", "file"] {
+        let prefix = format!("ticketd_ingest_busy_seconds_total{{stage=\"{stage}\"}} ");
+        let secs: f64 = body
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix:?} in\n{body}"));
+        assert!(secs > 0.0 && secs < 20.0, "{stage}: {secs} s\n{body}");
+    }
+    let log = daemon.log();
+    let synced = log
+        .lines()
+        .find(|l| l.contains("mailbox synced"))
+        .unwrap_or_else(|| panic!("no `mailbox synced` in\n{log}"));
+    for field in ["took_ms=", "fetch_ms=", "parse_ms=", "file_ms="] {
+        assert!(synced.contains(field), "{field} not in {synced:?}");
+    }
 }
