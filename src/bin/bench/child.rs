@@ -294,7 +294,38 @@ pub struct PollRun {
     /// ticketd's and the machine's CPU from exec to "mailbox synced" (not
     /// taken under perf).
     pub cpu_use: Option<CpuUse>,
+    /// From the `mailbox synced` line: milliseconds of the sync, and how
+    /// long its fetch, parse and file stages were busy.
+    pub stages: Option<Stages>,
     pub problems: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Stages {
+    pub took_ms: u64,
+    pub fetch_ms: u64,
+    pub parse_ms: u64,
+    pub file_ms: u64,
+}
+
+impl Stages {
+    /// The fields of a `mailbox synced` log line (text format).
+    pub fn from_line(line: &str) -> Option<Stages> {
+        let field = |name: &str| -> Option<u64> {
+            let at = line.find(&format!(" {name}="))? + name.len() + 2;
+            let digits: String = line[at..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            digits.parse().ok()
+        };
+        Some(Stages {
+            took_ms: field("took_ms")?,
+            fetch_ms: field("fetch_ms")?,
+            parse_ms: field("parse_ms")?,
+            file_ms: field("file_ms")?,
+        })
+    }
 }
 
 /// Runs `ticketd poll --once`, sampling memory and CPU every few ms. With
@@ -359,9 +390,11 @@ pub fn poll_once(
     };
     let wall = t.started.elapsed();
     t.stop(Duration::from_secs(1));
-    let filed = t
-        .line_with("mailbox synced")
+    let synced_line = t.line_with("mailbox synced");
+    let filed = synced_line
+        .as_ref()
         .map(|(at, _)| at.duration_since(t.started));
+    let stages = synced_line.and_then(|(_, l)| Stages::from_line(&l));
     if !status.success() && !cut_short {
         bail!("ticketd poll --once failed ({status}):\n{}", t.log_dump());
     }
@@ -372,6 +405,7 @@ pub fn poll_once(
         peak_anon_file: split,
         cpu,
         cpu_use,
+        stages,
         problems: t.problems(),
     })
 }

@@ -136,6 +136,13 @@ pub fn run(ctx: &mut Ctx) -> Result<Section> {
          this machine. ticketd against it shows how much of the gap to the raw fetch is its own.",
     );
     s.note(
+        "Stages: from ticketd's `mailbox synced` line, how long each stage of its pipeline was \
+         busy during the sync (the part of the run after start-up, login and the size listing): \
+         fetch (waiting for Dovecot's answers to UID FETCH), parse (parsing, hashing, writing \
+         large raw mails), file (SQLite rows, full-text index, acks, commits and their syncs). \
+         They run at once on their own threads; the one close to the sync's time holds it up.",
+    );
+    s.note(
         "CPU rows: ticketd's own CPU (/proc/PID/stat) from exec to its `mailbox synced` line, and \
          the machine's busy time over all cores (/proc/stat) in the same window; \"rest\" is the \
          machine's less ticketd's: the IMAP server above all, the kernel's writeback threads, the \
@@ -719,6 +726,15 @@ fn throughput_rows(
         ));
     }
     s.row(Row::info(format!("{tag}: ticketd detail"), detail));
+    if let Some(st) = run.stages {
+        s.row(Row::info(
+            format!("{tag}: ticketd's stages busy, of the sync's time"),
+            format!(
+                "fetch {} ms, parse {} ms, file {} ms, of {} ms",
+                st.fetch_ms, st.parse_ms, st.file_ms, st.took_ms
+            ),
+        ));
+    }
     if !run.problems.is_empty() {
         s.note(format!(
             "{tag}: ticketd logged: {}",
