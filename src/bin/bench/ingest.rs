@@ -306,7 +306,8 @@ fn run_case(ctx: &mut Ctx, case: &Case, s: &mut Section, costs: &mut Vec<Cost>) 
         let runs = best_run(runs);
         let (run, data, times) = (&runs.best, &runs.data, &runs.times);
         let acks = (ctx.sink.count() - acks_before) / times.len().max(1);
-        let stored = check_store(data, case.count)?;
+        // ticketd_runs checked that every run's store holds them all.
+        let stored = case.count;
         let used = dir_size(data);
         let filed = filed_time(run);
         throughput_rows(s, &tag, &filled, &raw, &runs, stored, used);
@@ -755,10 +756,21 @@ fn diagnose(
 ) -> Result<()> {
     let shm = Path::new("/dev/shm");
     if shm.is_dir() {
-        let data = fresh_dir(shm, &format!("tdbench-{}", std::process::id()))?;
-        let run = ticketd_poll(ctx, user, Tls::None, &data, None, true);
-        let _ = std::fs::remove_dir_all(&data);
-        let run = run?;
+        // As many runs as on disk, the best compared with the best there.
+        let mut best: Option<PollRun> = None;
+        for _ in 0..raw_runs(count) {
+            let data = fresh_dir(shm, &format!("tdbench-{}", std::process::id()))?;
+            let run = ticketd_poll(ctx, user, Tls::None, &data, None, true);
+            let _ = std::fs::remove_dir_all(&data);
+            let run = run?;
+            if best
+                .as_ref()
+                .is_none_or(|b| filed_time(&run) < filed_time(b))
+            {
+                best = Some(run);
+            }
+        }
+        let run = best.context("no run on tmpfs")?;
         let on_disk = filed_time(disk);
         let on_tmpfs = filed_time(&run);
         ctx.progress(&format!(
@@ -774,7 +786,7 @@ fn diagnose(
         ));
         s.note(format!(
             "Diagnosis: with the data_dir on tmpfs (syncs cost nothing) the same poll takes {} instead of {} \
-             ({} faster); CPU time {} vs {}. The difference is time spent waiting for the disk to \
+             ({} faster; best runs of each); CPU time {} vs {}. The difference is time spent waiting for the disk to \
              make blobs and commits durable; the rest is CPU and the IMAP round trips.",
             dur(on_tmpfs),
             dur(on_disk),
