@@ -354,12 +354,14 @@ impl Ingestor<'_> {
             forwarded.push_str(&msg.attached_text);
         }
         if !forwarded.trim().is_empty() {
-            let forwarded = extract::extract(&msg.subject, &forwarded, today);
+            // Only its numbers are taken: the rest of `extract` (dates,
+            // issue type, category, language) is not read for it.
+            let forwarded = format!("{}\n{forwarded}", msg.subject);
             if facts.order_numbers.is_empty() {
-                facts.order_numbers = forwarded.order_numbers;
+                facts.order_numbers = extract::order_numbers(&forwarded);
             }
             if facts.shipment_numbers.is_empty() {
-                facts.shipment_numbers = forwarded.shipment_numbers;
+                facts.shipment_numbers = extract::shipment_numbers(&forwarded);
             }
         }
         PreparedMessage {
