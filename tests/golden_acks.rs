@@ -146,6 +146,15 @@ fn what_each_case_asks_for() {
     // Bought 10 Nov, damaged on arrival (day unknown): 7 days after the
     // delivery may end before 30 days after the purchase, so 10 Dec is
     // only the latest day.
+    // Outlook's winmail.dat with the same photos inside: nothing is asked
+    // again either.
+    for lang in ["nl", "en"] {
+        assert_eq!(
+            read("damaged-photos-in-winmail-dat", lang),
+            read("damaged-complete", lang),
+            "photos in winmail.dat count ({lang})"
+        );
+    }
     let bought = read("damaged-bought-only", "en");
     assert!(
         bought.contains("whichever comes first; by 10 December 2026 at the latest"),

@@ -474,6 +474,40 @@ fn attachments_come_out_byte_for_byte_small_and_large() {
     }
 }
 
+/// The photos inside Outlook's winmail.dat are decoded out of the raw mail
+/// when asked for, like any other attachment.
+#[test]
+fn photos_inside_winmail_dat_come_out_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path(), "");
+    let eml = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/single/outlook_winmail_dat_photos_nl.eml");
+    assert!(ticketd(&config, &["ingest", eml.to_str().unwrap()])
+        .status
+        .success());
+    let show = ticketd(&config, &["show", "WN-000001"]);
+    let text = String::from_utf8_lossy(&show.stdout);
+    assert!(text.contains("IMG_20261118_142233.jpg"), "{text}");
+    assert!(!text.contains("winmail.dat"), "{text}");
+    for (sha, size) in [
+        (
+            "9c73d08d3bb7ba9918b847459dc1d929683b02c090ed6b9d1d67971d046caa76",
+            90_022,
+        ),
+        (
+            "e84260596869d669ddfe7934c98e3ae04b329f3095058762189a7b37c5fe3d8f",
+            420,
+        ),
+    ] {
+        let out = dir.path().join(sha);
+        let r = ticketd(&config, &["attachment", sha, "-o", out.to_str().unwrap()]);
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        let bytes = std::fs::read(&out).unwrap();
+        assert_eq!(bytes.len(), size);
+        assert_eq!(ticketd::core::parse::sha256_hex(&bytes), sha);
+    }
+}
+
 /// An operator who files a mail by hand as root (`sudo ticketd ingest`)
 /// must not leave blob directories only root can write: the service,
 /// running as the data directory's owner, could then no longer file any

@@ -242,6 +242,9 @@ impl PartHeaders {
                 && !["text", "multipart", "message"]
                     .iter()
                     .any(|t| ctype.eq_ignore_ascii_case(t))
+                // Outlook's winmail.dat is opened by `parse`, which needs
+                // its bytes (`mask_digested` would keep only a digest).
+                && !crate::core::tnef::is_tnef(ct.split(';').next().unwrap_or(""), None)
         });
         base64 && binary
     }

@@ -10,6 +10,7 @@ pub mod parse;
 pub mod policy;
 pub mod quote;
 pub mod thread;
+pub mod tnef;
 
 /// Builds what reading a mail needs (the regexes of `extract` and `quote`)
 /// ahead of the first mail, so it is not paid by the first one filed.

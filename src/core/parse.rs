@@ -474,6 +474,7 @@ fn from_tree(
     if large.is_some_and(|l| l.len() != put_back) {
         return None;
     }
+    let attachments = unpack_winmail(attachments, &mut problems);
 
     let attached_text = attached_messages(&attached);
     let return_path = msg.header_raw("Return-Path").map(strip_id);
@@ -522,6 +523,56 @@ fn from_tree(
         machine,
         problems,
     })
+}
+
+/// Outlook's `winmail.dat` gives way to the files inside it (the buyer's
+/// photos, with their names), so an agent sees them and the ack counts
+/// them. It stays as it came when it cannot be read, holds no file, or
+/// holds an item that is not a file (an embedded Outlook item, an OLE
+/// object), which only it carries.
+fn unpack_winmail(
+    attachments: Vec<InboundAttachment>,
+    problems: &mut Vec<String>,
+) -> Vec<InboundAttachment> {
+    if !attachments
+        .iter()
+        .any(|a| super::tnef::is_tnef(&a.content_type, a.filename.as_deref()))
+    {
+        return attachments;
+    }
+    let mut out = Vec::with_capacity(attachments.len());
+    for a in attachments {
+        if !super::tnef::is_tnef(&a.content_type, a.filename.as_deref()) || a.digest.is_some() {
+            out.push(a);
+            continue;
+        }
+        match super::tnef::files(&a.data) {
+            Ok(contents) if !contents.files.is_empty() => {
+                out.extend(contents.files.into_iter().map(|f| InboundAttachment {
+                    filename: f.name.as_deref().and_then(clean_filename),
+                    content_type: f.content_type,
+                    content_id: None,
+                    data: f.data,
+                    digest: None,
+                }));
+                if contents.skipped > 0 {
+                    problems.push(format!(
+                        "winmail.dat holds {} item(s) that are not files; kept as it came",
+                        contents.skipped
+                    ));
+                    out.push(a);
+                }
+            }
+            Ok(_) => out.push(a),
+            Err(e) => {
+                problems.push(format!(
+                    "winmail.dat could not be read ({e}); kept as it came"
+                ));
+                out.push(a);
+            }
+        }
+    }
+    out
 }
 
 /// How deep mails attached to attached mails are read: a forward of a
@@ -1366,6 +1417,65 @@ mod tests {
             assert!(first < second, "{text}");
             assert!(text.contains("BenQtYh5Xj8TPQxjq4i9Do"), "{text}");
         }
+    }
+
+    #[test]
+    fn winmail_dat_gives_way_to_its_files_unless_it_holds_more() {
+        use crate::core::tnef::tests::Writer;
+        use base64::Engine;
+        let mail = |tnef: &[u8]| -> InboundMessage {
+            let b64 = base64::engine::general_purpose::STANDARD.encode(tnef);
+            parse(
+                format!(
+                    "From: a@buyer.test\r\nMessage-ID: <w@buyer.test>\r\n\
+                     Content-Type: multipart/mixed; boundary=b\r\n\r\n\
+                     --b\r\nContent-Type: text/plain\r\n\r\nKapot.\r\n\
+                     --b\r\nContent-Type: application/ms-tnef; name=winmail.dat\r\n\
+                     Content-Transfer-Encoding: base64\r\n\r\n{b64}\r\n--b--\r\n"
+                )
+                .as_bytes(),
+            )
+        };
+        let jpeg = b"\xFF\xD8\xFF\xE0 photo".as_slice();
+        let names = |m: &InboundMessage| -> Vec<String> {
+            m.attachments
+                .iter()
+                .map(|a| {
+                    format!(
+                        "{} {}",
+                        a.filename.as_deref().unwrap_or("?"),
+                        a.content_type
+                    )
+                })
+                .collect()
+        };
+
+        let mut w = Writer::new();
+        w.file("IMG_20~1.JPG", "IMG_2026.jpg", None, jpeg);
+        let m = mail(&w.0);
+        assert_eq!(names(&m), ["IMG_2026.jpg image/jpeg"]);
+        assert_eq!(m.attachments.iter().filter(|a| a.is_photo()).count(), 1);
+        assert!(m.problems.is_empty(), "{:?}", m.problems);
+
+        // An OLE object beside the photo: winmail.dat is kept for it.
+        let mut rend = 2u16.to_le_bytes().to_vec();
+        rend.extend_from_slice(&[0; 12]);
+        w.attr(2, 0x0006_9002, &rend);
+        let m = mail(&w.0);
+        assert_eq!(
+            names(&m),
+            ["IMG_2026.jpg image/jpeg", "winmail.dat application/ms-tnef"]
+        );
+        assert!(m.problems[0].contains("not files"), "{:?}", m.problems);
+
+        // Cut short: kept as it came, and said.
+        let m = mail(&w.0[..w.0.len() - 5]);
+        assert_eq!(names(&m), ["winmail.dat application/ms-tnef"]);
+        assert!(
+            m.problems[0].contains("could not be read"),
+            "{:?}",
+            m.problems
+        );
     }
 
     #[test]
