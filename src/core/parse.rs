@@ -1457,7 +1457,8 @@ mod tests {
         assert_eq!(m.attachments.iter().filter(|a| a.is_photo()).count(), 1);
         assert!(m.problems.is_empty(), "{:?}", m.problems);
 
-        // An OLE object beside the photo: winmail.dat is kept for it.
+        // An OLE object beside the photo (a picture pasted into the rich
+        // text): winmail.dat is kept for it.
         let mut rend = 2u16.to_le_bytes().to_vec();
         rend.extend_from_slice(&[0; 12]);
         w.attr(2, 0x0006_9002, &rend);

@@ -122,6 +122,8 @@ impl<'a> Reader<'a> {
 /// An attachment being read: attAttachRendData starts one.
 #[derive(Default)]
 struct Pending {
+    /// An OLE object (a picture pasted into rich text), not a file.
+    ole: bool,
     title: Option<String>,
     data: Option<Vec<u8>>,
     long_name: Option<String>,
@@ -130,7 +132,7 @@ struct Pending {
 
 impl Pending {
     fn finish(self, out: &mut Contents) {
-        let Some(data) = self.data else {
+        let Some(data) = self.data.filter(|_| !self.ole) else {
             out.skipped += 1;
             return;
         };
@@ -179,7 +181,11 @@ pub fn files(bytes: &[u8]) -> Result<Contents, Error> {
             }
             LEVEL_ATTACHMENT => match id {
                 ATT_ATTACH_REND_DATA => {
-                    if let Some(done) = pending.replace(Pending::default()) {
+                    let next = Pending {
+                        ole: data.get(..2) == Some(&[2, 0]),
+                        ..Pending::default()
+                    };
+                    if let Some(done) = pending.replace(next) {
                         done.finish(&mut out);
                     }
                 }
@@ -493,18 +499,29 @@ pub(crate) mod tests {
         let mut w = Writer::new();
         let mut rend = 1u16.to_le_bytes().to_vec();
         rend.extend_from_slice(&[0; 12]);
+        let mut ole = rend.clone();
+        ole[0] = 2;
         w.attr(LEVEL_ATTACHMENT, ATT_ATTACH_REND_DATA, &rend)
             .attr(LEVEL_ATTACHMENT, ATT_ATTACH_TITLE, b"Kapotte munt \xe9\0")
             .attr(LEVEL_ATTACHMENT, ATT_ATTACH_DATA, JPEG)
-            // An OLE object: no attAttachData, so only winmail.dat has it.
-            .attr(LEVEL_ATTACHMENT, ATT_ATTACH_REND_DATA, &rend)
+            // An OLE object: its data is an OLE storage, not a file, so
+            // only winmail.dat has it.
+            .attr(LEVEL_ATTACHMENT, ATT_ATTACH_REND_DATA, &ole)
             .attr(
                 LEVEL_ATTACHMENT,
                 ATT_ATTACH_TITLE,
                 b"Picture (Device Independent Bitmap)\0",
-            );
+            )
+            .attr(
+                LEVEL_ATTACHMENT,
+                ATT_ATTACH_DATA,
+                b"\xD0\xCF\x11\xE0 storage",
+            )
+            // An attached Outlook item: no attAttachData at all.
+            .attr(LEVEL_ATTACHMENT, ATT_ATTACH_REND_DATA, &rend)
+            .attr(LEVEL_ATTACHMENT, ATT_ATTACH_TITLE, b"Re: bestelling\0");
         let got = files(&w.0).unwrap();
-        assert_eq!(got.skipped, 1);
+        assert_eq!(got.skipped, 2);
         assert_eq!(got.files.len(), 1);
         assert_eq!(got.files[0].name.as_deref(), Some("Kapotte munt é"));
         assert_eq!(got.files[0].content_type, "image/jpeg");
