@@ -730,10 +730,10 @@ fn damage_denied(text: &str, start: usize, end: usize) -> bool {
 }
 
 static PURCHASE_LABEL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)(?-u:\b)(?:gekocht|besteld|aangeschaft|aankoopdatum|datum\s+van\s+aankoop|bestelddatum|besteldatum|purchased|bought|ordered|purchase\s+date|date\s+of\s+purchase|order\s+date)(?-u:\b)").expect("static regex")
+    Regex::new(r"(?i)(?-u:\b)(?:gekocht|kocht|kochten|besteld|bestelde|bestelden|aangeschaft|aankoopdatum|datum\s+van\s+aankoop|bestelddatum|besteldatum|purchased|bought|ordered|purchase\s+date|date\s+of\s+purchase|order\s+date)(?-u:\b)").expect("static regex")
 });
 static DELIVERY_LABEL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)(?-u:\b)(?:geleverd|bezorgd|ontvangen|aangekomen|leverdatum|bezorgdatum|delivered|received|arrived|delivery\s+date)(?-u:\b)").expect("static regex")
+    Regex::new(r"(?i)(?-u:\b)(?:geleverd|bezorgd|bezorgde|ontvangen|ontving|ontvingen|aangekomen|leverdatum|bezorgdatum|delivered|received|arrived|delivery\s+date)(?-u:\b)").expect("static regex")
 });
 
 static DATE_NUMERIC: LazyLock<Regex> = LazyLock::new(|| {
@@ -1877,6 +1877,22 @@ mod tests {
         assert_eq!(f.purchase_date, d(2026, 11, 9));
         let f = extract("", "ontvangen gisteren", today());
         assert_eq!(f.delivery_date, d(2026, 11, 24));
+        // The simple past as well as the participle.
+        let f = extract(
+            "",
+            "De munt die ik op 16-11-2026 kocht, is met een diepe kras aangekomen.",
+            today(),
+        );
+        assert_eq!(f.purchase_date, d(2026, 11, 16));
+        assert_eq!(f.delivery_date, None);
+        let f = extract("", "Ik bestelde op 3 november een booster box.", today());
+        assert_eq!(f.purchase_date, d(2026, 11, 3));
+        let f = extract(
+            "",
+            "Ik ontving het pakket op 20 november, de doos was nat.",
+            today(),
+        );
+        assert_eq!(f.delivery_date, d(2026, 11, 20));
     }
 
     #[test]
