@@ -9,6 +9,7 @@ pub mod large_parts;
 pub mod parse;
 pub mod policy;
 pub mod quote;
+pub mod rtf;
 pub mod thread;
 pub mod tnef;
 

@@ -474,7 +474,13 @@ fn from_tree(
     if large.is_some_and(|l| l.len() != put_back) {
         return None;
     }
-    let attachments = unpack_winmail(attachments, &mut problems);
+    let text_missing = text.trim().is_empty();
+    let (attachments, tnef_body) = unpack_winmail(attachments, text_missing, &mut problems);
+    if let Some(body) = tnef_body {
+        // Outlook put the whole body in winmail.dat.
+        text = body;
+        problems.retain(|p| p != "no text body");
+    }
 
     let attached_text = attached_messages(&attached);
     let return_path = msg.header_raw("Return-Path").map(strip_id);
@@ -529,17 +535,22 @@ fn from_tree(
 /// photos, with their names), so an agent sees them and the ack counts
 /// them. It stays as it came when it cannot be read, holds no file, or
 /// holds an item that is not a file (an embedded Outlook item, an OLE
-/// object), which only it carries.
+/// object), which only it carries. For a mail without text of its own
+/// (`text_missing`), the body inside it is returned as the text; one that
+/// cannot be read keeps `winmail.dat` too.
 fn unpack_winmail(
     attachments: Vec<InboundAttachment>,
+    text_missing: bool,
     problems: &mut Vec<String>,
-) -> Vec<InboundAttachment> {
+) -> (Vec<InboundAttachment>, Option<String>) {
+    use super::tnef::Body;
     if !attachments
         .iter()
         .any(|a| super::tnef::is_tnef(&a.content_type, a.filename.as_deref()))
     {
-        return attachments;
+        return (attachments, None);
     }
+    let mut body = None;
     let mut out = Vec::with_capacity(attachments.len());
     for a in attachments {
         if !super::tnef::is_tnef(&a.content_type, a.filename.as_deref()) || a.digest.is_some() {
@@ -547,7 +558,21 @@ fn unpack_winmail(
             continue;
         }
         match super::tnef::files(&a.data) {
-            Ok(contents) if !contents.files.is_empty() => {
+            Ok(contents) => {
+                let mut keep = contents.files.is_empty();
+                if text_missing && body.is_none() {
+                    match contents.body {
+                        Body::Text(t) => body = Some(t),
+                        Body::Unreadable => {
+                            problems.push(
+                                "the text in winmail.dat could not be read; kept as it came"
+                                    .to_string(),
+                            );
+                            keep = true;
+                        }
+                        Body::None => {}
+                    }
+                }
                 out.extend(contents.files.into_iter().map(|f| InboundAttachment {
                     filename: f.name.as_deref().and_then(clean_filename),
                     content_type: f.content_type,
@@ -560,10 +585,12 @@ fn unpack_winmail(
                         "winmail.dat holds {} item(s) that are not files; kept as it came",
                         contents.skipped
                     ));
+                    keep = true;
+                }
+                if keep {
                     out.push(a);
                 }
             }
-            Ok(_) => out.push(a),
             Err(e) => {
                 problems.push(format!(
                     "winmail.dat could not be read ({e}); kept as it came"
@@ -572,7 +599,7 @@ fn unpack_winmail(
             }
         }
     }
-    out
+    (out, body)
 }
 
 /// How deep mails attached to attached mails are read: a forward of a
@@ -1474,6 +1501,51 @@ mod tests {
         assert_eq!(names(&m), ["winmail.dat application/ms-tnef"]);
         assert!(
             m.problems[0].contains("could not be read"),
+            "{:?}",
+            m.problems
+        );
+
+        // The whole mail in winmail.dat: its body is the text; a body that
+        // cannot be read keeps winmail.dat beside the photo.
+        let only_tnef = |tnef: &[u8]| -> InboundMessage {
+            let b64 = base64::engine::general_purpose::STANDARD.encode(tnef);
+            parse(
+                format!(
+                    "From: a@buyer.test\r\nMessage-ID: <w@buyer.test>\r\n\
+                     Content-Type: application/ms-tnef; name=winmail.dat\r\n\
+                     Content-Transfer-Encoding: base64\r\n\r\n{b64}\r\n"
+                )
+                .as_bytes(),
+            )
+        };
+        let rtf = compressed_rtf::compress_rtf("{\\rtf1\\ansi Kapot aangekomen.\\par}").unwrap();
+        let with_body = |rtf: &[u8]| {
+            let mut props = 1u32.to_le_bytes().to_vec();
+            props.extend_from_slice(&0x0102u16.to_le_bytes());
+            props.extend_from_slice(&0x1009u16.to_le_bytes());
+            props.extend_from_slice(&1u32.to_le_bytes());
+            props.extend_from_slice(&(rtf.len() as u32).to_le_bytes());
+            props.extend_from_slice(rtf);
+            props.resize(props.len().next_multiple_of(4), 0);
+            let mut w = Writer::new();
+            w.attr(1, 0x0006_9003, &props);
+            w.file("IMG_20~1.JPG", "IMG_2026.jpg", None, jpeg);
+            w.0
+        };
+        let m = only_tnef(&with_body(&rtf));
+        assert_eq!(m.text, "Kapot aangekomen.");
+        assert_eq!(names(&m), ["IMG_2026.jpg image/jpeg"]);
+        assert!(m.problems.is_empty(), "{:?}", m.problems);
+        let mut bad = rtf.clone();
+        bad[12] ^= 1;
+        let m = only_tnef(&with_body(&bad));
+        assert_eq!(m.text, "");
+        assert_eq!(
+            names(&m),
+            ["IMG_2026.jpg image/jpeg", "winmail.dat application/ms-tnef"]
+        );
+        assert!(
+            m.problems.iter().any(|p| p.contains("text in winmail.dat")),
             "{:?}",
             m.problems
         );

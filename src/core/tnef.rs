@@ -25,6 +25,8 @@ const LEVEL_ATTACHMENT: u8 = 2;
 
 // Attribute ids (type in the high word, id in the low word).
 const ATT_OEM_CODEPAGE: u32 = 0x0006_9007;
+const ATT_BODY: u32 = 0x0002_800C;
+const ATT_MSG_PROPS: u32 = 0x0006_9003;
 const ATT_ATTACH_REND_DATA: u32 = 0x0006_9002;
 const ATT_ATTACH_TITLE: u32 = 0x0001_8010;
 const ATT_ATTACH_DATA: u32 = 0x0006_800F;
@@ -33,6 +35,9 @@ const ATT_ATTACHMENT: u32 = 0x0006_9005;
 // MAPI property ids and types in attAttachment.
 const PR_ATTACH_LONG_FILENAME: u16 = 0x3707;
 const PR_ATTACH_MIME_TAG: u16 = 0x370E;
+const PR_BODY: u16 = 0x1000;
+const PR_RTF_COMPRESSED: u16 = 0x1009;
+const PR_BODY_HTML: u16 = 0x1013;
 const PT_STRING8: u16 = 0x001E;
 const PT_UNICODE: u16 = 0x001F;
 const PT_BINARY: u16 = 0x0102;
@@ -47,13 +52,87 @@ pub struct File {
     pub data: Vec<u8>,
 }
 
-/// What the stream holds: its files, and how many of its attachments had
-/// no file data (an embedded Outlook item or an OLE object), which only
-/// `winmail.dat` itself still carries.
+/// What the stream holds: its files, how many of its attachments are not
+/// files (an embedded Outlook item or an OLE object), which only
+/// `winmail.dat` itself still carries, and the text of the message's own
+/// body, for a mail that has no text part beside `winmail.dat`.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Contents {
     pub files: Vec<File>,
     pub skipped: usize,
+    pub body: Body,
+}
+
+/// The message's body as the stream has it.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub enum Body {
+    #[default]
+    None,
+    Text(String),
+    /// A body there is, in a form that could not be read (compressed RTF
+    /// that does not decompress).
+    Unreadable,
+}
+
+/// A property's value: a string, or bytes.
+enum Value<'a> {
+    Text(String),
+    Bytes(&'a [u8]),
+}
+
+/// The body properties met so far.
+#[derive(Default)]
+struct Bodies {
+    text: Option<String>,
+    html: Option<String>,
+    rtf: Option<Vec<u8>>,
+}
+
+impl Bodies {
+    /// Plain text first (Outlook writes it beside the others), then HTML,
+    /// then compressed RTF.
+    fn best(self) -> Body {
+        if let Some(t) = self.text.filter(|t| !t.trim().is_empty()) {
+            return Body::Text(t);
+        }
+        if let Some(h) = self.html {
+            let t = super::html::to_text(&h);
+            if !t.trim().is_empty() {
+                return Body::Text(t);
+            }
+        }
+        match self.rtf.map(|r| decompress_rtf(&r)) {
+            Some(Some(rtf)) => {
+                let t = super::rtf::to_text(&rtf);
+                if t.trim().is_empty() {
+                    Body::None
+                } else {
+                    Body::Text(t)
+                }
+            }
+            Some(None) => Body::Unreadable,
+            None => Body::None,
+        }
+    }
+}
+
+/// PR_RTF_COMPRESSED's bytes (MS-OXRTFCP) as RTF.
+pub fn decompress_rtf(data: &[u8]) -> Option<Vec<u8>> {
+    // The crate indexes the header and an uncompressed body by the sizes
+    // it declares, and reserves the size it is told: check them first.
+    // LZFu makes at most 17 bytes of 2, 8 such in 17 bytes.
+    let header = data.get(..16)?;
+    let raw_size = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
+    let most = match &header[8..12] {
+        b"MELA" => data.len() - 16,
+        _ => data.len() * 8 + 4096,
+    };
+    if raw_size > most {
+        return None;
+    }
+    let rtf = compressed_rtf::decompress_rtf(data).ok()?;
+    // One char per byte (it reads each byte as U+0000 to U+00FF).
+    Some(rtf.chars().map(|c| c as u32 as u8).collect())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,6 +239,7 @@ pub fn files(bytes: &[u8]) -> Result<Contents, Error> {
     let mut code_page = 1252;
     let mut out = Contents::default();
     let mut pending: Option<Pending> = None;
+    let mut bodies = Bodies::default();
     while !r.at_end() {
         let at = r.pos;
         let level = r.take(1)?[0];
@@ -177,6 +257,21 @@ pub fn files(bytes: &[u8]) -> Result<Contents, Error> {
             LEVEL_MESSAGE => {
                 if id == ATT_OEM_CODEPAGE && data.len() >= 4 {
                     code_page = u32::from_le_bytes([data[0], data[1], data[2], data[3]]);
+                } else if id == ATT_BODY {
+                    bodies.text = Some(oem_string(data, code_page));
+                } else if id == ATT_MSG_PROPS {
+                    let _ = read_props(data, code_page, |id, value| match (id, value) {
+                        (PR_BODY, Value::Text(t)) => bodies.text = Some(t),
+                        (PR_BODY_HTML, Value::Text(t)) => bodies.html = Some(t),
+                        (PR_BODY_HTML, Value::Bytes(b)) => {
+                            bodies.html = Some(match std::str::from_utf8(b) {
+                                Ok(t) => t.to_string(),
+                                Err(_) => oem_string(b, code_page),
+                            })
+                        }
+                        (PR_RTF_COMPRESSED, Value::Bytes(b)) => bodies.rtf = Some(b.to_vec()),
+                        _ => {}
+                    });
                 }
             }
             LEVEL_ATTACHMENT => match id {
@@ -199,9 +294,9 @@ pub fn files(bytes: &[u8]) -> Result<Contents, Error> {
                     let p = pending.get_or_insert_default();
                     // Properties that do not parse leave the title and a
                     // guessed type: the file itself is in attAttachData.
-                    let _ = read_props(data, code_page, |id, value| match id {
-                        PR_ATTACH_LONG_FILENAME => p.long_name = Some(value),
-                        PR_ATTACH_MIME_TAG => p.mime_tag = Some(value),
+                    let _ = read_props(data, code_page, |id, value| match (id, value) {
+                        (PR_ATTACH_LONG_FILENAME, Value::Text(t)) => p.long_name = Some(t),
+                        (PR_ATTACH_MIME_TAG, Value::Text(t)) => p.mime_tag = Some(t),
                         _ => {}
                     });
                 }
@@ -213,6 +308,7 @@ pub fn files(bytes: &[u8]) -> Result<Contents, Error> {
     if let Some(done) = pending {
         done.finish(&mut out);
     }
+    out.body = bodies.best();
     Ok(out)
 }
 
@@ -258,12 +354,12 @@ fn fixed_size(ptype: u16) -> Option<usize> {
 }
 
 /// Walks a MAPI property list (MS-OXTNEF 2.1.3.4), calling `found` with
-/// each single string property's id and value. Stops at the first type it
-/// cannot size.
-fn read_props(
-    data: &[u8],
+/// each single-valued string or binary property's id and value. Stops at
+/// the first type it cannot size.
+fn read_props<'a>(
+    data: &'a [u8],
     code_page: u32,
-    mut found: impl FnMut(u16, String),
+    mut found: impl FnMut(u16, Value<'a>),
 ) -> Result<(), Error> {
     let mut r = Reader {
         bytes: data,
@@ -300,8 +396,9 @@ fn read_props(
                     .unwrap_or_default();
                 if values == 1 && ptype & MV_FLAG == 0 {
                     match base {
-                        PT_STRING8 => found(id, oem_string(value, code_page)),
-                        PT_UNICODE => found(id, utf16_string(value)),
+                        PT_STRING8 => found(id, Value::Text(oem_string(value, code_page))),
+                        PT_UNICODE => found(id, Value::Text(utf16_string(value))),
+                        PT_BINARY => found(id, Value::Bytes(value)),
                         _ => {}
                     }
                 }
@@ -377,7 +474,7 @@ pub(crate) mod tests {
             cp.extend_from_slice(&[0; 4]);
             w.attr(LEVEL_MESSAGE, ATT_OEM_CODEPAGE, &cp);
             w.attr(LEVEL_MESSAGE, 0x0007_8008, b"IPM.Microsoft Mail.Note\0"); // attMessageClass
-            w.attr(LEVEL_MESSAGE, 0x0002_800C, b"{\\rtf1 }\0"); // attBody
+            w.attr(LEVEL_MESSAGE, ATT_BODY, b"\0"); // attBody, empty
             w
         }
 
@@ -463,7 +560,67 @@ pub(crate) mod tests {
         }
     }
 
+    /// attMsgProps with one single-valued variable-size property.
+    fn msg_prop(ptype: u16, id: u16, value: &[u8]) -> Vec<u8> {
+        let mut list = 2u32.to_le_bytes().to_vec();
+        // PR_MESSAGE_FLAGS first, a PT_LONG.
+        list.extend_from_slice(&0x0003u16.to_le_bytes());
+        list.extend_from_slice(&0x0E07u16.to_le_bytes());
+        list.extend_from_slice(&0x11u32.to_le_bytes());
+        list.extend_from_slice(&ptype.to_le_bytes());
+        list.extend_from_slice(&id.to_le_bytes());
+        list.extend_from_slice(&1u32.to_le_bytes());
+        list.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        list.extend_from_slice(value);
+        list.resize(list.len().next_multiple_of(4), 0);
+        list
+    }
+
     const JPEG: &[u8] = b"\xFF\xD8\xFF\xE0\0\x10JFIF\0 a photo of a cracked slab";
+
+    #[test]
+    fn the_body_is_read_from_plain_text_html_or_compressed_rtf() {
+        let rtf = "{\\rtf1\\ansi\\ansicpg1252 Mijn kaart is kapot.\\par Bestelling dQzGdHsKxwaEyrQfCdcCs8, caf\\'e9\\par}";
+        let compressed = compressed_rtf::compress_rtf(rtf).unwrap();
+        let cases = [
+            (
+                msg_prop(PT_STRING8, PR_BODY, b"Plain text.\r\n\0"),
+                "Plain text.",
+            ),
+            (
+                msg_prop(PT_BINARY, PR_BODY_HTML, b"<p>Some <b>HTML</b></p>"),
+                "Some HTML",
+            ),
+            (
+                msg_prop(PT_BINARY, PR_RTF_COMPRESSED, &compressed),
+                "Mijn kaart is kapot.\nBestelling dQzGdHsKxwaEyrQfCdcCs8, café",
+            ),
+        ];
+        for (props, want) in cases {
+            let mut w = Writer::new();
+            w.attr(LEVEL_MESSAGE, ATT_MSG_PROPS, &props);
+            let got = files(&w.0).unwrap();
+            assert_eq!(got.body, Body::Text(want.to_string()));
+        }
+        // Compressed RTF whose check sum is wrong: a body there is, unread.
+        let mut bad = compressed.clone();
+        bad[12] ^= 1;
+        let mut w = Writer::new();
+        w.attr(
+            LEVEL_MESSAGE,
+            ATT_MSG_PROPS,
+            &msg_prop(PT_BINARY, PR_RTF_COMPRESSED, &bad),
+        );
+        assert_eq!(files(&w.0).unwrap().body, Body::Unreadable);
+        // Sizes that point past the end are not read.
+        for header in [
+            &b"\x10\0\0\0\xff\xff\0\0MELA\0\0\0\0"[..],
+            b"\x10\0\0\0\xff\xff\xff\xffLZFu\0\0\0\0",
+            b"LZFu",
+        ] {
+            assert_eq!(decompress_rtf(header), None);
+        }
+    }
 
     #[test]
     fn reads_each_file_with_its_long_name_and_type() {
