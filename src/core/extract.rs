@@ -622,19 +622,22 @@ pub fn category(text: &str) -> Option<Category> {
 }
 
 static ISSUE_DAMAGED: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)(?-u:\b)(beschadigd\w*|beschadiging\w*|gebarsten|barst(?:je|jes|en)?|schade|kapot|gebroken|geknakt|geknikt|gekreukt|ingedeukt|deuk(?:en)?|gescheurd|krassen|kras|damaged?|broken|cracked|dented|dent|bent|creased|scratch(?:ed|es)?|torn|crushed|smashed|defect(?:e|en|ive)?|(?:is|was|zijn|waren|kwam|kwamen|raakte|helemaal|compleet|totaal)\s+stuk|stuk\s+(?:aangekomen|geleverd|bezorgd|ontvangen|binnengekomen|gegaan)|stukgegaan|in\s+stukken)(?-u:\b)").expect("static regex")
+    Regex::new(r"(?i)(?-u:\b)(beschadigd\w*|beschadiging\w*|gebarsten|barst(?:je|jes|en)?|schade|kapot|gebroken|geknakt|geknikt|gekreukt|ingedeukt|gebogen|verbogen|geplet|waterschade|vochtschade|nat|doorweekt|soaked|water[-\s]damaged?|deuk(?:en)?|gescheurd|krassen|kras|damaged?|broken|cracked|dented|dent|bent|creased|scratch(?:ed|es)?|torn|crushed|smashed|defect(?:e|en|ive)?|(?:is|was|zijn|waren|kwam|kwamen|raakte|helemaal|compleet|totaal)\s+stuk|stuk\s+(?:aangekomen|geleverd|bezorgd|ontvangen|binnengekomen|gegaan)|stukgegaan|in\s+stukken)(?-u:\b)").expect("static regex")
 });
 static ISSUE_MISSING: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)(?-u:\b)(ontbre\w*|mist(?:te)?|ontbrak|niet\s+in\s+(?:het|de)\s+(?:pakket|doos)|zat\s+niet\s+in|zat(?:en)?\s+er\s+niet\s+bij|niet\s+meegeleverd|was\s+not\s+in\s+(?:the\s+)?(?:package|parcel|box|order)|leeg\w*\s+(?:pakket|doos)|verkeerde?\s+(?:artikel|product|item|kaart)|missing|not\s+included|wasn'?t\s+(?:in|included)|empty\s+(?:box|package)|wrong\s+(?:item|product|card))(?-u:\b)").expect("static regex")
+    Regex::new(r"(?i)(?-u:\b)(ontbre\w*|mist(?:te)?|ontbrak|niet\s+in\s+(?:het|de)\s+(?:pakket|doos)|zat\s+niet\s+in|zat(?:en)?\s+er\s+niet\s+bij|niet\s+meegeleverd|was\s+not\s+in\s+(?:the\s+)?(?:package|parcel|box|order)|leeg\w*\s+(?:pakket|doos)|verkeerde?\s+(?:artikel|product|item|kaart|maat|kleur|versie|editie|set)|niet\s+wat\s+ik\s+(?:heb\s+)?(?:besteld|gekocht)|missing|not\s+included|wasn'?t\s+(?:in|included)|empty\s+(?:box|package)|wrong\s+(?:item|product|card|size|colou?r|version|edition|set)|not\s+what\s+i\s+(?:ordered|bought|paid\s+for))(?-u:\b)").expect("static regex")
 });
 static ISSUE_DELAYED: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r#"(?ix)((?-u:\b)vertraag\w*|(?-u:\b)niet\s+(?:aangekomen|ontvangen|geleverd|bezorgd)|(?-u:\b)nog\s+(?:steeds\s+)?niet\s+(?:binnen|ontvangen|aangekomen|geleverd|bezorgd)|(?-u:\b)waar\s+blijft|(?-u:\b)waar\s+is\s+mijn\s+(?:pakket|bestelling)|(?-u:\b)nog\s+niet\s+verzonden|(?-u:\b)niet\s+verstuurd|(?-u:\b)(?:has|have)(?:n['’]?t|\s+not)\s+(?:yet\s+)?been\s+(?:shipped|sent|posted)|(?-u:\b)wacht\w*\s+(?:al\s+)?(?:nog\s+)?(?:steeds\s+)?(?:al\s+)?(?:\w+\s+){0,3}op\s+(?:mijn|de|het)\s+(?:pakket|bestelling|zending|levering)|(?-u:\b)wacht\w*\s+nog\s+steeds|(?-u:\b)nog\s+steeds\s+niet|(?-u:\b)nog\s+niets\s+(?:ontvangen|binnen)|(?-u:\b)delay\w*|(?-u:\b)not\s+(?:yet\s+)?(?:arrived|received|delivered|shipped)|(?-u:\b)has\s*n[o']t\s+(?:yet\s+)?(?:arrived|shipped|been\s+delivered)|(?-u:\b)hasn'?t\s+(?:arrived|shipped)|(?-u:\b)still\s+(?:waiting|hasn'?t|not)|(?-u:\b)where\s+is\s+my\s+(?:order|package|parcel)|(?-u:\b)late\s+(?:delivery|package)
         # "never arrived", "haven't received", "didn't get my order"
-        |(?-u:\b)never\s+(?:arrived|came|showed\s+up|turned\s+up|reached\s+me|received|got|been\s+delivered|delivered)(?-u:\b)
+        |(?-u:\b)never\s+(?:arrived|came|showed\s+up|turned\s+up|reached\s+me|received|got|been\s+delivered|delivered|shipped|sent|posted|been\s+shipped|been\s+sent)(?-u:\b)
         |(?-u:\b)(?:have|has)(?:n['’]?t|\s+not)\s+(?:yet\s+|ever\s+)?(?:received|gotten|arrived|come|got\s+(?:my|the|it|them|anything)(?-u:\b))
         |(?-u:\b)did(?:n['’]?t|\s+not)\s+(?:yet\s+|ever\s+)?(?:receive|get|arrive|come)(?-u:\b)
         # "nooit aangekomen", "nog niet gekregen", "niets ontvangen"
-        |(?-u:\b)nooit\s+(?:[^\s,.;!?]+\s+){0,2}?(?:aangekomen|ontvangen|geleverd|bezorgd|gekregen|binnengekomen)(?-u:\b)
+        |(?-u:\b)nooit\s+(?:[^\s,.;!?]+\s+){0,2}?(?:aangekomen|ontvangen|geleverd|bezorgd|gekregen|binnengekomen|verzonden|verstuurd)(?-u:\b)
+        # Tracking shows it delivered, the buyer has nothing.
+        |(?-u:\b)(?:toont|staat\s+(?:op|als)|zegt|geeft\s+aan)\s+(?:dat\s+(?:het|hij|ze)\s+)?(?:is\s+)?(?:bezorgd|afgeleverd|geleverd)(?-u:\b)
+        |(?-u:\b)(?:shows|says|showed|said|marked|shown|listed)\s+(?:it\s+)?(?:as\s+|was\s+|is\s+)?delivered(?-u:\b)
         |(?-u:\b)niet\s+gekregen(?-u:\b)
         |(?-u:\b)ni(?:ets|ks)\s+(?:ontvangen|gekregen|binnen)(?-u:\b)
         # "mijn pakket is kwijt", "the parcel got lost in the mail"
@@ -730,10 +733,12 @@ fn damage_denied(text: &str, start: usize, end: usize) -> bool {
 }
 
 static PURCHASE_LABEL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)(?-u:\b)(?:gekocht|kocht|kochten|besteld|bestelde|bestelden|aangeschaft|aankoopdatum|datum\s+van\s+aankoop|bestelddatum|besteldatum|purchased|bought|ordered|purchase\s+date|date\s+of\s+purchase|order\s+date)(?-u:\b)").expect("static regex")
+    Regex::new(r"(?i)(?-u:\b)(?:gekocht|kocht|kochten|besteld|bestelde|bestelden|aangeschaft|betaald|gewonnen|aankoopdatum|datum\s+van\s+aankoop|bestelddatum|besteldatum|purchased|bought|ordered|paid|won\s+(?:(?:an?|the|this|my)\s+)?(?:auction|bid|lot|giveaway|break|it|them)|purchase\s+date|date\s+of\s+purchase|order\s+date)(?-u:\b)").expect("static regex")
 });
 static DELIVERY_LABEL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)(?-u:\b)(?:geleverd|bezorgd|bezorgde|ontvangen|ontving|ontvingen|aangekomen|leverdatum|bezorgdatum|delivered|received|arrived|delivery\s+date)(?-u:\b)").expect("static regex")
+    Regex::new(r"(?ix)(?-u:\b)(?:geleverd|afgeleverd|bezorgd|bezorgde|ontvangen|ontving|ontvingen|aangekomen|binnengekomen|binnengekregen|leverdatum|bezorgdatum|delivered|received|arrived|showed\s+up|turned\s+up|got\s+(?:my|the|our)\s+(?:package|parcel|order|item|box|cards?)|delivery\s+date
+        # Separable verbs: kwam (het pakket) aan, kreeg (het) (gisteren) binnen.
+        |kwam(?:en)?\s+(?:[^\s,.;!?]+\s+){0,3}?aan|kreeg(?:en)?\s+(?:[^\s,.;!?]+\s+){0,4}?binnen)(?-u:\b)").expect("static regex")
 });
 
 static DATE_NUMERIC: LazyLock<Regex> = LazyLock::new(|| {
@@ -1048,8 +1053,9 @@ static COUNTED_AFTER: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)^\s+(?:of\s+|van\s+)?(?:the\s+|de\s+|my\s+|mijn\s+)?(?:cards?|kaart(?:en|jes)?|items?|stuks|packs?|pakjes|boosters?|products?|producten|pieces?)(?-u:\b)").expect("static regex")
 });
 
-static CONJUNCTION: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?i)(?-u:\b)(?:en|and|maar|but)(?-u:\b)").expect("static regex"));
+static CONJUNCTION: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i),|(?-u:\b)(?:en|and|maar|but)(?-u:\b)").expect("static regex")
+});
 
 /// The text after a label up to the end of its sentence (at most 60
 /// bytes), or up to "en", "and", "maar" or "but" when the clause after
@@ -1076,15 +1082,21 @@ fn after_label(text: &str, end: usize) -> &str {
     }
 }
 
+/// A date inside a label of a separable verb: "kreeg het gisteren binnen".
+fn within_label(m: regex::Match<'_>, today: NaiveDate) -> Option<(usize, usize, NaiveDate)> {
+    let (at, len, d) = first_date_at(m.as_str(), today)?;
+    Some((m.start() + at, m.start() + at + len, d))
+}
+
 /// The spans (start, end) of the dates that directly follow a label, as in
 /// "gekocht op 12 november" or "delivered on 2026-11-20".
 fn dates_after_labels(text: &str, label: &Regex, today: NaiveDate) -> Vec<(usize, usize)> {
     label
         .find_iter(text)
         .filter(|m| !negated(text, m.start()))
-        .filter_map(|m| {
-            let (at, len, _) = first_date_at(after_label(text, m.end()), today)?;
-            Some((m.end() + at, m.end() + at + len))
+        .filter_map(|m| match first_date_at(after_label(text, m.end()), today) {
+            Some((at, len, _)) => Some((m.end() + at, m.end() + at + len)),
+            None => within_label(m, today).map(|(s, e, _)| (s, e)),
         })
         .collect()
 }
@@ -1108,6 +1120,9 @@ fn labelled_date(
         }
         if let Some((at, len, d)) = first_date_at(after_label(text, m.end()), today) {
             return Some((m.end() + at, m.end() + at + len, d));
+        }
+        if let Some(found) = within_label(m, today) {
+            return Some(found);
         }
         // Verb last: the nearest date before the label in its sentence.
         let before = &text[..m.start()];
@@ -1746,6 +1761,41 @@ mod tests {
                 "Ik weet niet waarom de kaart beschadigd is.",
                 IssueType::Damaged,
             ),
+            (
+                "Ik kreeg mijn pakketje gisteren binnen maar de kaart was gebogen.",
+                IssueType::Damaged,
+            ),
+            (
+                "De hoes is verbogen en er zit waterschade op.",
+                IssueType::Damaged,
+            ),
+            (
+                "De doos kwam gisteren helemaal nat aan.",
+                IssueType::Damaged,
+            ),
+            ("The box was soaked.", IssueType::Damaged),
+            // A wrong item or size is an item short of what was bought.
+            (
+                "Ze zijn op 19 november geleverd, maar het is de verkeerde maat.",
+                IssueType::Missing,
+            ),
+            ("I got the wrong size.", IssueType::Missing),
+            ("Dit is niet wat ik besteld heb.", IssueType::Missing),
+            ("This is not what I ordered.", IssueType::Missing),
+            // Never sent, or shown as delivered but not there.
+            (
+                "The seller never shipped my item, I paid on November 2nd.",
+                IssueType::Delayed,
+            ),
+            ("De verkoper heeft het nooit verzonden.", IssueType::Delayed),
+            (
+                "Track & trace: 3SABCD1234567 toont bezorgd, maar ik heb niks.",
+                IssueType::Delayed,
+            ),
+            (
+                "Tracking says delivered but there is nothing at my door.",
+                IssueType::Delayed,
+            ),
         ] {
             assert_eq!(issue_type(text), want, "{text}");
         }
@@ -2047,6 +2097,57 @@ mod tests {
         assert_eq!(delivery("Afgelopen zaterdag ontvangen."), d(2026, 11, 21));
         // A week without a day names no date.
         assert_eq!(purchase("Vorige week besteld."), None);
+    }
+
+    #[test]
+    fn dates_as_buyers_also_write_them() {
+        let d = |y, m, d| NaiveDate::from_ymd_opt(y, m, d);
+        let dates = |t: &str| {
+            let f = extract("", t, today());
+            (f.purchase_date, f.delivery_date)
+        };
+        // today() is Wednesday 25 November 2026.
+        // Separable verbs: "kwam ... aan", "kreeg ... binnen".
+        assert_eq!(
+            dates("Afgelopen vrijdag heb ik een funko pop gekocht tijdens een live show, vandaag kwam hij aan en de doos is kapot."),
+            (d(2026, 11, 20), d(2026, 11, 25))
+        );
+        assert_eq!(
+            dates("Ik kreeg mijn pakketje gisteren binnen maar de kaart was gebogen."),
+            (None, d(2026, 11, 24))
+        );
+        assert_eq!(
+            dates("Het pakket kwam op 21 november aan, de munt zat los."),
+            (None, d(2026, 11, 21))
+        );
+        // Won in an auction, paid: the purchase.
+        assert_eq!(
+            dates(
+                "I won an auction on Nov 15 and the package showed up today with the slab cracked."
+            ),
+            (d(2026, 11, 15), d(2026, 11, 25))
+        );
+        assert_eq!(
+            dates("Ik heb de sneakers op 10 november gewonnen in een veiling en ze zijn op 19 november geleverd."),
+            (d(2026, 11, 10), d(2026, 11, 19))
+        );
+        assert_eq!(
+            dates("Ik heb €45 betaald op 12-11 en heb nog niks ontvangen."),
+            (d(2026, 11, 12), None)
+        );
+        assert_eq!(
+            dates("The seller never shipped my item, I paid on November 2nd."),
+            (d(2026, 11, 2), None)
+        );
+        assert_eq!(
+            dates("Got my package on 11/21, the box was crushed."),
+            (None, d(2026, 11, 21))
+        );
+        // "Won't" is no "won".
+        assert_eq!(
+            dates("It won't arrive before 30 november, they say."),
+            (None, None)
+        );
     }
 
     #[test]
