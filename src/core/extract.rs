@@ -361,7 +361,7 @@ pub fn shipment_numbers(text: &str) -> Vec<String> {
 }
 
 static USERNAME_LABEL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)(?-u:\b)(?:gebruikersnaam|username|user\s*name|whatnot[- ]naam|naam\s+op\s+whatnot)(?:\s+op\s+whatnot|\s+on\s+whatnot)?\s*(?::|(?-u:\b)is(?-u:\b)|=)\s*@?([A-Za-z0-9_.]{2,30})")
+    Regex::new(r#"(?i)(?-u:\b)(?:gebruikersnaam|username|user\s*name|whatnot[- ]naam|naam\s+op\s+whatnot)(?:\s+op\s+whatnot|\s+on\s+whatnot)?\s*(?::|(?-u:\b)is(?-u:\b)|=)\s*["'“‘]?@?([A-Za-z0-9_.]{2,30})"#)
         .expect("static regex")
 });
 /// "Gebruikersnaam | x" or "Whatnot username x" as a table row or a line
@@ -625,7 +625,7 @@ static ISSUE_DAMAGED: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)(?-u:\b)(beschadigd\w*|beschadiging\w*|gebarsten|barst(?:je|jes|en)?|schade|kapot|gebroken|geknakt|geknikt|gekreukt|ingedeukt|gebogen|verbogen|geplet|waterschade|vochtschade|nat|doorweekt|soaked|water[-\s]damaged?|deuk(?:en)?|gescheurd|krassen|kras|damaged?|broken|cracked|dented|dent|bent|creased|scratch(?:ed|es)?|torn|crushed|smashed|defect(?:e|en|ive)?|(?:is|was|zijn|waren|kwam|kwamen|raakte|helemaal|compleet|totaal)\s+stuk|stuk\s+(?:aangekomen|geleverd|bezorgd|ontvangen|binnengekomen|gegaan)|stukgegaan|in\s+stukken)(?-u:\b)").expect("static regex")
 });
 static ISSUE_MISSING: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)(?-u:\b)(ontbre\w*|mist(?:te)?|ontbrak|niet\s+in\s+(?:het|de)\s+(?:pakket|doos)|zat\s+niet\s+in|zat(?:en)?\s+er\s+niet\s+bij|niet\s+meegeleverd|was\s+not\s+in\s+(?:the\s+)?(?:package|parcel|box|order)|leeg\w*\s+(?:pakket|doos)|verkeerde?\s+(?:artikel|product|item|kaart|maat|kleur|versie|editie|set)|niet\s+wat\s+ik\s+(?:heb\s+)?(?:besteld|gekocht)|missing|not\s+included|wasn'?t\s+(?:in|included)|empty\s+(?:box|package)|wrong\s+(?:item|product|card|size|colou?r|version|edition|set)|not\s+what\s+i\s+(?:ordered|bought|paid\s+for))(?-u:\b)").expect("static regex")
+    Regex::new(r"(?i)(?-u:\b)(ontbre\w*|mist(?:te)?|ontbrak|niet\s+in\s+(?:het|de)\s+(?:pakket|doos)|zat\s+niet\s+in|zat(?:en)?\s+er\s+niet\s+bij|niet\s+meegeleverd|was\s+not\s+in\s+(?:the\s+)?(?:package|parcel|box|order)|leeg\w*\s+(?:pakket|doos)|verkeerde?\s+(?:artikel|product|item|kaart|maat|kleur|versie|editie|set)|niet\s+wat\s+ik\s+(?:heb\s+)?(?:besteld|gekocht)|(?:ipv|i\.p\.v\.|in\s+plaats\s+van|instead\s+of)\s+(?:de\s+|the\s+)?\d+|zat(?:en)?\s+(?:er\s+)?(?:maar|slechts|alleen)\s+\d+|only\s+(?:got|received|had|came\s+with|contained)\s+\d+|andere?\s+(?:kaart|artikel|product|item|maat|kleur|doos|set)\s+(?:[^\s,.;!?]+\s+){0,2}?(?:gestuurd|gekregen|ontvangen|geleverd|verstuurd|opgestuurd)|(?:received|got|was\s+sent|sent\s+me)\s+(?:someone|somebody)\s+else'?s|(?:received|got|was\s+sent|sent\s+me)\s+(?:the\s+wrong|a\s+different)|iemand\s+anders'?\s+(?:pakket|bestelling)|nep|namaak|vervalst|fake|counterfeit|not\s+(?:authentic|genuine|real)|missing|not\s+included|wasn'?t\s+(?:in|included)|empty\s+(?:box|package)|wrong\s+(?:item|product|card|size|colou?r|version|edition|set)|not\s+what\s+i\s+(?:ordered|bought|paid\s+for))(?-u:\b)").expect("static regex")
 });
 static ISSUE_DELAYED: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r#"(?ix)((?-u:\b)vertraag\w*|(?-u:\b)niet\s+(?:aangekomen|ontvangen|geleverd|bezorgd)|(?-u:\b)nog\s+(?:steeds\s+)?niet\s+(?:binnen|ontvangen|aangekomen|geleverd|bezorgd)|(?-u:\b)waar\s+blijft|(?-u:\b)waar\s+is\s+mijn\s+(?:pakket|bestelling)|(?-u:\b)nog\s+niet\s+verzonden|(?-u:\b)niet\s+verstuurd|(?-u:\b)(?:has|have)(?:n['’]?t|\s+not)\s+(?:yet\s+)?been\s+(?:shipped|sent|posted)|(?-u:\b)wacht\w*\s+(?:al\s+)?(?:nog\s+)?(?:steeds\s+)?(?:al\s+)?(?:\w+\s+){0,3}op\s+(?:mijn|de|het)\s+(?:pakket|bestelling|zending|levering)|(?-u:\b)wacht\w*\s+nog\s+steeds|(?-u:\b)nog\s+steeds\s+niet|(?-u:\b)nog\s+niets\s+(?:ontvangen|binnen)|(?-u:\b)delay\w*|(?-u:\b)not\s+(?:yet\s+)?(?:arrived|received|delivered|shipped)|(?-u:\b)has\s*n[o']t\s+(?:yet\s+)?(?:arrived|shipped|been\s+delivered)|(?-u:\b)hasn'?t\s+(?:arrived|shipped)|(?-u:\b)still\s+(?:waiting|hasn'?t|not)|(?-u:\b)where\s+is\s+my\s+(?:order|package|parcel)|(?-u:\b)late\s+(?:delivery|package)
@@ -642,10 +642,20 @@ static ISSUE_DELAYED: LazyLock<Regex> = LazyLock::new(|| {
         |(?-u:\b)ni(?:ets|ks)\s+(?:ontvangen|gekregen|binnen)(?-u:\b)
         # "mijn pakket is kwijt", "the parcel got lost in the mail"
         |(?-u:\b)(?:pakket(?:je)?|bestelling|zending|doos|package|parcel|order|shipment|box)\s+(?:(?:is|was|got|has|have|been|seems|appears|to|be|probably|apparently|somehow|lijkt|raakte|helaas|blijkbaar|waarschijnlijk|door|de|postnl|dhl|ups|dpd|gls|usps|the|by)\s+){0,3}(?:kwijt(?:geraakt)?|zoek(?:geraakt)?|verloren|lost)(?-u:\b)
-        |(?-u:\b)lost\s+in\s+(?:the\s+)?(?:mail|post|transit)(?-u:\b))"#).expect("static regex")
+        |(?-u:\b)lost\s+in\s+(?:the\s+)?(?:mail|post|transit)(?-u:\b)
+        # Tracking that stands still.
+        |(?-u:\b)staat\s+(?:al\s+)?(?:[^\s,.;!?]+\s+){0,3}?stil(?-u:\b)
+        |(?-u:\b)stuck\s+in\s+(?:transit|the\s+mail|customs)(?-u:\b)
+        |(?-u:\b)no\s+tracking\s+updates?(?-u:\b)
+        |(?-u:\b)(?:tracking|track\s*(?:&|and)\s*trace)\s+(?:[^\s,.;!?]+\s+){0,3}?(?:niet\s+(?:meer\s+)?bijgewerkt|hasn'?t\s+(?:been\s+)?updated|not\s+(?:been\s+)?updated)(?-u:\b))"#).expect("static regex")
 });
 static ISSUE_ACCOUNT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)(?-u:\b)(account|inlog\w*|log\s+in|login|wachtwoord|password|geblokkeerd|blocked|suspended|opgeschort|verifi\w+|tweestaps\w*|two-factor|2fa|gebruikersnaam\s+wijzigen|change\s+(?:my\s+)?username|uitbetaling\w*|payout)(?-u:\b)").expect("static regex")
+});
+
+static PAYOUT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)(?-u:\b)(?:uitbetaling\w*|uitbetaald|payouts?|paid\s+out)(?-u:\b)")
+        .expect("static regex")
 });
 
 /// What follows "haven't received" when it is not the order: "a reply",
@@ -686,6 +696,10 @@ pub fn issue_type(text: &str) -> IssueType {
         .filter(|m| !NOT_THE_ORDER.is_match(&text[m.end()..]))
         .count()
         + gone.len();
+    // "My payout hasn't arrived": a seller's money, not a parcel.
+    if damaged + missing == 0 && PAYOUT.is_match(text) {
+        return IssueType::Account;
+    }
     if damaged + missing + delayed > 0 {
         let best = damaged.max(missing).max(delayed);
         return if damaged == best {
@@ -1329,7 +1343,7 @@ pub fn language(text: &str) -> Option<Language> {
 /// needs them (about 30 ms in all), e.g. on a thread of its own while the
 /// daemon logs in. The language word lists too.
 pub fn warm_up() {
-    let all: [&LazyLock<Regex>; 29] = [
+    let all: [&LazyLock<Regex>; 30] = [
         &ORDER_LABEL,
         &STRONG_SHIPMENT,
         &UPS_GROUPED,
@@ -1348,6 +1362,7 @@ pub fn warm_up() {
         &ISSUE_MISSING,
         &ISSUE_DELAYED,
         &ISSUE_ACCOUNT,
+        &PAYOUT,
         &NOT_THE_ORDER,
         &PACKAGE_MISSING,
         &MISSING_WHAT,
@@ -1511,6 +1526,14 @@ mod tests {
         assert_eq!(
             username("my username is @card_shark").as_deref(),
             Some("card_shark")
+        );
+        assert_eq!(
+            username("My Whatnot username is \"sneakerhead99\" and").as_deref(),
+            Some("sneakerhead99")
+        );
+        assert_eq!(
+            username("Gebruikersnaam: ‘kaartenkoning’").as_deref(),
+            Some("kaartenkoning")
         );
         assert_eq!(username("mail anna@buyer.test please"), None);
         assert_eq!(username("  - Je gebruikersnaam op Whatnot"), None);
@@ -1795,6 +1818,41 @@ mod tests {
             (
                 "Tracking says delivered but there is nothing at my door.",
                 IssueType::Delayed,
+            ),
+            // Fewer than bought, another item, a fake: not what should
+            // have come.
+            (
+                "Ik heb een Topps Chrome box gekocht maar er zaten maar 11 packs in ipv 12.",
+                IssueType::Missing,
+            ),
+            ("I only got 3 cards instead of 5.", IssueType::Missing),
+            (
+                "De verkoper heeft een andere kaart gestuurd dan in de stream werd getoond.",
+                IssueType::Missing,
+            ),
+            (
+                "I received someone else's order, a Funko Pop instead of my Pokemon cards.",
+                IssueType::Missing,
+            ),
+            (
+                "The Jordan 4s I bought are fake, the stitching is off.",
+                IssueType::Missing,
+            ),
+            ("Ik denk dat de kaart namaak is.", IssueType::Missing),
+            // Tracking that stands still.
+            (
+                "Het zendingsnummer is CD123456789NL en het pakket staat al 5 dagen stil.",
+                IssueType::Delayed,
+            ),
+            ("My package is stuck in transit.", IssueType::Delayed),
+            // A seller's payout is the account's, not a parcel's.
+            (
+                "My payout hasn't arrived in my bank account.",
+                IssueType::Account,
+            ),
+            (
+                "Mijn uitbetaling is nog steeds niet binnen.",
+                IssueType::Account,
             ),
         ] {
             assert_eq!(issue_type(text), want, "{text}");
