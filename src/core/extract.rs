@@ -622,7 +622,7 @@ pub fn category(text: &str) -> Option<Category> {
 }
 
 static ISSUE_DAMAGED: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)(?-u:\b)(beschadigd\w*|beschadiging\w*|gebarsten|barst(?:je|jes|en)?|schade|kapot|gebroken|geknakt|geknikt|gekreukt|ingedeukt|gebogen|verbogen|geplet|waterschade|vochtschade|nat|doorweekt|soaked|water[-\s]damaged?|deuk(?:en)?|gescheurd|krassen|kras|damaged?|broken|cracked|dented|dent|bent|creased|scratch(?:ed|es)?|torn|crushed|smashed|defect(?:e|en|ive)?|(?:is|was|zijn|waren|kwam|kwamen|raakte|helemaal|compleet|totaal)\s+stuk|stuk\s+(?:aangekomen|geleverd|bezorgd|ontvangen|binnengekomen|gegaan)|stukgegaan|in\s+stukken)(?-u:\b)").expect("static regex")
+    Regex::new(r"(?i)(?-u:\b)(beschadigd\w*|beschadiging\w*|gebarsten|barst(?:je|jes|en)?|schade|kapot|gebroken|geknakt|geknikt|gekreukt|ingedeukt|gebogen|verbogen|geplet|waterschade|vochtschade|nat|doorweekt|soaked|water[-\s]damaged?|vouw\w*|gevouwen|kreuk\w*|crease[sd]?|folded|chipped|scuff(?:ed|s)?|shattered|bekrast|afgebroken|afgebrokkeld|vlek(?:ken)?|stain(?:ed|s)?|ripped|deuk(?:en)?|gescheurd|krassen|kras|damaged?|broken|cracked|dented|dent|bent|creased|scratch(?:ed|es)?|torn|crushed|smashed|defect(?:e|en|ive)?|(?:is|was|zijn|waren|kwam|kwamen|raakte|helemaal|compleet|totaal)\s+stuk|stuk\s+(?:aangekomen|geleverd|bezorgd|ontvangen|binnengekomen|gegaan)|stukgegaan|in\s+stukken)(?-u:\b)").expect("static regex")
 });
 static ISSUE_MISSING: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)(?-u:\b)(ontbre\w*|mist(?:te)?|ontbrak|niet\s+in\s+(?:het|de)\s+(?:pakket|doos)|zat\s+niet\s+in|zat(?:en)?\s+er\s+niet\s+bij|niet\s+meegeleverd|was\s+not\s+in\s+(?:the\s+)?(?:package|parcel|box|order)|leeg\w*\s+(?:pakket|doos)|verkeerde?\s+(?:artikel|product|item|kaart|maat|kleur|versie|editie|set)|niet\s+wat\s+ik\s+(?:heb\s+)?(?:besteld|gekocht)|(?:ipv|i\.p\.v\.|in\s+plaats\s+van|instead\s+of)\s+(?:de\s+|the\s+)?\d+|zat(?:en)?\s+(?:er\s+)?(?:maar|slechts|alleen)\s+\d+|only\s+(?:got|received|had|came\s+with|contained)\s+\d+|andere?\s+(?:kaart|artikel|product|item|maat|kleur|doos|set)\s+(?:[^\s,.;!?]+\s+){0,2}?(?:gestuurd|gekregen|ontvangen|geleverd|verstuurd|opgestuurd)|(?:received|got|was\s+sent|sent\s+me)\s+(?:someone|somebody)\s+else'?s|(?:received|got|was\s+sent|sent\s+me)\s+(?:the\s+wrong|a\s+different)|iemand\s+anders'?\s+(?:pakket|bestelling)|nep|namaak|vervalst|fake|counterfeit|not\s+(?:authentic|genuine|real)|missing|not\s+included|wasn'?t\s+(?:in|included)|empty\s+(?:box|package)|wrong\s+(?:item|product|card|size|colou?r|version|edition|set)|not\s+what\s+i\s+(?:ordered|bought|paid\s+for))(?-u:\b)").expect("static regex")
@@ -643,6 +643,10 @@ static ISSUE_DELAYED: LazyLock<Regex> = LazyLock::new(|| {
         # "mijn pakket is kwijt", "the parcel got lost in the mail"
         |(?-u:\b)(?:pakket(?:je)?|bestelling|zending|doos|package|parcel|order|shipment|box)\s+(?:(?:is|was|got|has|have|been|seems|appears|to|be|probably|apparently|somehow|lijkt|raakte|helaas|blijkbaar|waarschijnlijk|door|de|postnl|dhl|ups|dpd|gls|usps|the|by)\s+){0,3}(?:kwijt(?:geraakt)?|zoek(?:geraakt)?|verloren|lost)(?-u:\b)
         |(?-u:\b)lost\s+in\s+(?:the\s+)?(?:mail|post|transit)(?-u:\b)
+        # Sent elsewhere, back, or taken.
+        |(?-u:\b)(?:verkeerde?\s+(?:adres|huis(?:nummer)?)|wrong\s+(?:address|house))(?-u:\b)
+        |(?-u:\b)(?:retour\s+afzender|terug\s*gestuurd\s+naar\s+de\s+afzender|return(?:ed)?\s+to\s+(?:the\s+)?sender)(?-u:\b)
+        |(?-u:\b)(?:gestolen|stolen)(?-u:\b)
         # Tracking that stands still.
         |(?-u:\b)staat\s+(?:al\s+)?(?:[^\s,.;!?]+\s+){0,3}?stil(?-u:\b)
         |(?-u:\b)stuck\s+in\s+(?:transit|the\s+mail|customs)(?-u:\b)
@@ -1854,6 +1858,28 @@ mod tests {
                 "Mijn uitbetaling is nog steeds niet binnen.",
                 IssueType::Account,
             ),
+            // Marks on the item.
+            ("De kaart heeft een vouw in het midden.", IssueType::Damaged),
+            ("The card has a crease.", IssueType::Damaged),
+            ("The slab case is chipped and scuffed.", IssueType::Damaged),
+            ("The figure arrived shattered.", IssueType::Damaged),
+            (
+                "De kaart is bekrast en de hoek is afgebroken.",
+                IssueType::Damaged,
+            ),
+            ("Er zit een vlek op de kaart.", IssueType::Damaged),
+            // Never reached the buyer.
+            (
+                "The package was delivered to the wrong address.",
+                IssueType::Delayed,
+            ),
+            (
+                "Mijn pakket is bij het verkeerde adres bezorgd.",
+                IssueType::Delayed,
+            ),
+            ("Het pakket is retour afzender gegaan.", IssueType::Delayed),
+            ("The parcel was returned to sender.", IssueType::Delayed),
+            ("Mijn pakket is gestolen van de stoep.", IssueType::Delayed),
         ] {
             assert_eq!(issue_type(text), want, "{text}");
         }
