@@ -587,11 +587,11 @@ static CAT_SNEAKERS: LazyLock<Regex> = LazyLock::new(|| {
         .expect("static regex")
 });
 static CAT_COINS: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)(?-u:\b)(munt(?:en)?|coins?|bankbiljet(?:ten)?|banknotes?|bullion|zilveren\s*munt|gouden\s*munt|numismati\w*)(?-u:\b)")
+    Regex::new(r"(?i)(?-u:\b)(munt(?:en|je|jes)?|(?:euro|zilver|goud|herdenkings|verzamel|wissel|\w+euro)munt(?:en|je|jes)?|coins?|bankbiljet(?:ten)?|banknotes?|bullion|zilveren\s*munt|gouden\s*munt|numismati\w*|(?:silver|gold|morgan|peace)\s+(?:dollars?|bars?|rounds?)|(?:zilver|goud)\s*(?:baar|baren|staaf|staven)|krugerrands?)(?-u:\b)")
         .expect("static regex")
 });
 static CAT_OTHER: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)(?-u:\b)(funko(?:\s*pops?)?|strips?|comics?|speelgoed|toys?|kleding|clothing|sieraden|jewelry|jewellery|horloges?|watches|vintage|antiek|antiques?|elektronica|electronics|boeken|books?|vinyl|lp'?s|elpees?|grammofoonpla\w*|beauty|make-?up|tassen|handbags?|lego|action\s*figures?|figuren)(?-u:\b)")
+    Regex::new(r"(?i)(?-u:\b)(funko(?:\s*pops?)?|strips?|comics?|speelgoed|toys?|kleding|clothing|sieraden|jewelry|jewellery|horloges?|watches|vintage|antiek|antiques?|elektronica|electronics|boeken|books?|vinyl|lp'?s|elpees?|grammofoonpla\w*|beauty|make-?up|tassen|handbags?|lego|action\s*figures?|figuren|hot\s*wheels|diecast|modelauto'?s?|knuffels?|plush(?:ies)?)(?-u:\b)")
         .expect("static regex")
 });
 
@@ -1750,6 +1750,22 @@ mod tests {
             None
         );
         assert_eq!(category("two vinyl LPs"), Some(Category::Other));
+        // Coins and money by more of their names: 7 days, not 14.
+        for text in [
+            "The Morgan silver dollar has a scratch.",
+            "De euromunten set is beschadigd.",
+            "Een herdenkingsmunt van 2 euro.",
+            "The gold bar arrived scratched.",
+            "Mijn zilverbaar van 1 ounce.",
+            "A Krugerrand in a capsule.",
+        ] {
+            assert_eq!(category(text), Some(Category::CoinsMoney), "{text}");
+        }
+        assert_eq!(
+            category("Mijn Hot Wheels auto is kapot."),
+            Some(Category::Other)
+        );
+        assert_eq!(category("Ik heb dat gemunt."), None);
     }
 
     #[test]
