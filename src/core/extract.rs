@@ -785,6 +785,29 @@ static DATE_WORDS: LazyLock<Regex> = LazyLock::new(|| {
     .expect("static regex")
 });
 
+/// "on the 20th", "op de 23e": a day of the month alone. Taken only when
+/// a clause ends there ("on the 2nd card" counts cards).
+static DAY_ONLY: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)(?-u:\b)(?:on|since|op|sinds)\s+(?:the|de)\s+(\d{1,2})(?:st|nd|rd|th|e|ste|de)(?-u:\b)")
+        .expect("static regex")
+});
+static DAY_ONLY_END: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)^(?:\s*$|\s*[,.;:!?)]|\s+(?:and|but|en|maar|at|om|so|dus|i|ik|it|het|we|wij)(?-u:\b))")
+        .expect("static regex")
+});
+
+/// The most recent day `day` of a month, up to today.
+fn recent_day_of_month(day: u32, today: NaiveDate) -> Option<NaiveDate> {
+    let mut month_start = today.with_day(1)?;
+    for _ in 0..12 {
+        if let Some(d) = month_start.with_day(day).filter(|d| *d <= today) {
+            return Some(d);
+        }
+        month_start = (month_start - chrono::Duration::days(1)).with_day(1)?;
+    }
+    None
+}
+
 const MONTHS: [(&str, &str, u32); 12] = [
     ("januari", "january", 1),
     ("februari", "february", 2),
@@ -922,7 +945,15 @@ fn first_date_at(s: &str, today: NaiveDate) -> Option<(usize, usize, NaiveDate)>
             Some((at, w.len(), today - chrono::Duration::days(*back)))
         })
     };
-    [numeric, words, phrase, relative]
+    let day_only = DAY_ONLY.captures_iter(s).find_map(|c| {
+        let m = c.get(0)?;
+        if !DAY_ONLY_END.is_match(&s[m.end()..]) {
+            return None;
+        }
+        let d = recent_day_of_month(c[1].parse().ok()?, today)?;
+        Some((m.start(), m.len(), d))
+    });
+    [numeric, words, phrase, relative, day_only]
         .into_iter()
         .flatten()
         .filter(|(_, _, d)| *d <= today)
@@ -1347,7 +1378,7 @@ pub fn language(text: &str) -> Option<Language> {
 /// needs them (about 30 ms in all), e.g. on a thread of its own while the
 /// daemon logs in. The language word lists too.
 pub fn warm_up() {
-    let all: [&LazyLock<Regex>; 30] = [
+    let all: [&LazyLock<Regex>; 32] = [
         &ORDER_LABEL,
         &STRONG_SHIPMENT,
         &UPS_GROUPED,
@@ -1375,6 +1406,8 @@ pub fn warm_up() {
         &DATE_NUMERIC,
         &DATE_WORDS,
         &RELATIVE,
+        &DAY_ONLY,
+        &DAY_ONLY_END,
         &PRICE_AFTER,
         &COUNTED_AFTER,
         &CONJUNCTION,
@@ -2197,6 +2230,27 @@ mod tests {
         assert_eq!(delivery("Afgelopen zaterdag ontvangen."), d(2026, 11, 21));
         // A week without a day names no date.
         assert_eq!(purchase("Vorige week besteld."), None);
+        // A day of the month alone: the most recent such day.
+        assert_eq!(
+            delivery("My order arrived on the 20th but one card is missing."),
+            d(2026, 11, 20)
+        );
+        assert_eq!(purchase("I ordered it on the 28th."), d(2026, 10, 28));
+        assert_eq!(
+            delivery("Op de 23e ontvangen, de doos was nat."),
+            d(2026, 11, 23)
+        );
+        assert_eq!(
+            purchase("Besteld op de 2de, nog niks binnen."),
+            d(2026, 11, 2)
+        );
+        assert_eq!(
+            delivery("It arrived on the 20th of November."),
+            d(2026, 11, 20)
+        );
+        // An ordinal that counts something is no day.
+        assert_eq!(delivery("It arrived, but on the 2nd card a scratch."), None);
+        assert_eq!(delivery("Delivered on the 31st."), d(2026, 10, 31));
     }
 
     #[test]
