@@ -933,10 +933,20 @@ fn first_date_at(s: &str, today: NaiveDate) -> Option<(usize, usize, NaiveDate)>
         let l = s.to_lowercase();
         [
             ("eergisteren", 2),
+            ("eergister", 2),
             ("gisteren", 1),
+            // gister, gisteravond, gistermiddag, gisterochtend
+            ("gister", 1),
             ("yesterday", 1),
+            ("last night", 1),
             ("vandaag", 0),
+            ("vanochtend", 0),
+            ("vanmorgen", 0),
+            ("vanmiddag", 0),
+            ("vanavond", 0),
             ("today", 0),
+            ("this morning", 0),
+            ("this afternoon", 0),
         ]
         .iter()
         .find_map(|(w, back)| {
@@ -2251,6 +2261,16 @@ mod tests {
         // An ordinal that counts something is no day.
         assert_eq!(delivery("It arrived, but on the 2nd card a scratch."), None);
         assert_eq!(delivery("Delivered on the 31st."), d(2026, 10, 31));
+        // Parts of a day, and spoken Dutch.
+        assert_eq!(delivery("Ik heb het gister ontvangen."), d(2026, 11, 24));
+        assert_eq!(
+            delivery("Gisteravond bezorgd, doos kapot."),
+            d(2026, 11, 24)
+        );
+        assert_eq!(purchase("Eergister besteld."), d(2026, 11, 23));
+        assert_eq!(delivery("Vanochtend ontvangen."), d(2026, 11, 25));
+        assert_eq!(delivery("It arrived last night, crushed."), d(2026, 11, 24));
+        assert_eq!(delivery("It was delivered this morning."), d(2026, 11, 25));
     }
 
     #[test]
