@@ -6,8 +6,9 @@
 //! included. No mail client outside Outlook opens it, so an agent would see
 //! an opaque file and the ack would ask for photos already sent. `files`
 //! reads the stream's attachment attributes and returns each file with its
-//! name and type; the rest of the stream (the message's own properties, its
-//! rich text) says nothing the plain text part does not.
+//! name and type. It also reads the message's own body (plain text, HTML or
+//! compressed RTF), which the caller takes only when Outlook sent no text
+//! part beside `winmail.dat`: otherwise that part says the same.
 //!
 //! The reader is lenient where Outlook's writers vary (attributes it does
 //! not know are skipped, as are an attachment's date and rendering details)
