@@ -96,7 +96,9 @@ impl Reader {
     }
 }
 
-fn encoding_for(code_page: i32) -> &'static encoding_rs::Encoding {
+/// The encoding of a Windows code page (RTF's `\ansicpg`, TNEF's OEM code
+/// page); Windows-1252 for one it does not know.
+pub(crate) fn encoding_for(code_page: u32) -> &'static encoding_rs::Encoding {
     match code_page {
         65001 => encoding_rs::UTF_8,
         932 => encoding_rs::SHIFT_JIS,
@@ -218,7 +220,9 @@ fn read(rtf: &[u8]) -> (String, bool) {
                         "fromhtml" => r.from_html = param != Some(0),
                         "ansicpg" => {
                             r.flush();
-                            r.encoding = encoding_for(param.unwrap_or(1252));
+                            r.encoding = encoding_for(
+                                param.and_then(|p| u32::try_from(p).ok()).unwrap_or(1252),
+                            );
                         }
                         "uc" => g.uc = param.unwrap_or(1).clamp(0, 10) as usize,
                         "htmlrtf" => g.htmlrtf = param != Some(0),

@@ -316,19 +316,7 @@ pub fn files(bytes: &[u8]) -> Result<Contents, Error> {
 /// A string in the stream's OEM code page, up to its NUL.
 fn oem_string(data: &[u8], code_page: u32) -> String {
     let data = data.split(|&b| b == 0).next().unwrap_or_default();
-    let encoding = match code_page {
-        65001 => encoding_rs::UTF_8,
-        932 => encoding_rs::SHIFT_JIS,
-        936 => encoding_rs::GBK,
-        949 => encoding_rs::EUC_KR,
-        950 => encoding_rs::BIG5,
-        874 | 1250..=1258 => {
-            encoding_rs::Encoding::for_label(format!("windows-{code_page}").as_bytes())
-                .unwrap_or(encoding_rs::WINDOWS_1252)
-        }
-        _ => encoding_rs::WINDOWS_1252,
-    };
-    encoding
+    super::rtf::encoding_for(code_page)
         .decode_without_bom_handling(data)
         .0
         .trim()
