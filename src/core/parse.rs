@@ -377,6 +377,7 @@ fn from_tree(
 
     let html = body_html(msg);
     let mut recovered_part = None;
+    let mut no_text_part = false;
     let mut text = match body_text(msg) {
         Some(t) => t,
         None => match recover_text(msg) {
@@ -385,8 +386,9 @@ fn from_tree(
                 recovered_part = Some(i);
                 t
             }
+            // Said below, unless winmail.dat holds the body.
             None => {
-                problems.push("no text body".to_string());
+                no_text_part = true;
                 String::new()
             }
         },
@@ -476,10 +478,11 @@ fn from_tree(
     }
     let text_missing = text.trim().is_empty();
     let (attachments, tnef_body) = unpack_winmail(attachments, text_missing, &mut problems);
-    if let Some(body) = tnef_body {
+    match tnef_body {
         // Outlook put the whole body in winmail.dat.
-        text = body;
-        problems.retain(|p| p != "no text body");
+        Some(body) => text = body,
+        None if no_text_part => problems.push("no text body".to_string()),
+        None => {}
     }
 
     let attached_text = attached_messages(&attached);
@@ -561,7 +564,7 @@ fn unpack_winmail(
             Ok(contents) => {
                 let mut keep = contents.files.is_empty();
                 if text_missing && body.is_none() {
-                    match contents.body {
+                    match contents.body() {
                         Body::Text(t) => body = Some(t),
                         Body::Unreadable => {
                             problems.push(

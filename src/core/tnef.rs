@@ -55,13 +55,21 @@ pub struct File {
 
 /// What the stream holds: its files, how many of its attachments are not
 /// files (an embedded Outlook item or an OLE object), which only
-/// `winmail.dat` itself still carries, and the text of the message's own
-/// body, for a mail that has no text part beside `winmail.dat`.
+/// `winmail.dat` itself still carries, and the message's own body, read
+/// (`body`) only for a mail that has no text part beside `winmail.dat`.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Contents {
     pub files: Vec<File>,
     pub skipped: usize,
-    pub body: Body,
+    bodies: Bodies,
+}
+
+impl Contents {
+    /// The message's body: plain text first (Outlook writes it beside the
+    /// others), then HTML, then compressed RTF.
+    pub fn body(&self) -> Body {
+        self.bodies.best()
+    }
 }
 
 /// The message's body as the stream has it.
@@ -82,7 +90,7 @@ enum Value<'a> {
 }
 
 /// The body properties met so far.
-#[derive(Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 struct Bodies {
     text: Option<String>,
     html: Option<String>,
@@ -90,19 +98,17 @@ struct Bodies {
 }
 
 impl Bodies {
-    /// Plain text first (Outlook writes it beside the others), then HTML,
-    /// then compressed RTF.
-    fn best(self) -> Body {
-        if let Some(t) = self.text.filter(|t| !t.trim().is_empty()) {
-            return Body::Text(t);
+    fn best(&self) -> Body {
+        if let Some(t) = self.text.as_ref().filter(|t| !t.trim().is_empty()) {
+            return Body::Text(t.clone());
         }
-        if let Some(h) = self.html {
-            let t = super::html::to_text(&h);
+        if let Some(h) = &self.html {
+            let t = super::html::to_text(h);
             if !t.trim().is_empty() {
                 return Body::Text(t);
             }
         }
-        match self.rtf.map(|r| decompress_rtf(&r)) {
+        match self.rtf.as_deref().map(decompress_rtf) {
             Some(Some(rtf)) => {
                 let t = super::rtf::to_text(&rtf);
                 if t.trim().is_empty() {
@@ -240,7 +246,6 @@ pub fn files(bytes: &[u8]) -> Result<Contents, Error> {
     let mut code_page = 1252;
     let mut out = Contents::default();
     let mut pending: Option<Pending> = None;
-    let mut bodies = Bodies::default();
     while !r.at_end() {
         let at = r.pos;
         let level = r.take(1)?[0];
@@ -259,18 +264,18 @@ pub fn files(bytes: &[u8]) -> Result<Contents, Error> {
                 if id == ATT_OEM_CODEPAGE && data.len() >= 4 {
                     code_page = u32::from_le_bytes([data[0], data[1], data[2], data[3]]);
                 } else if id == ATT_BODY {
-                    bodies.text = Some(oem_string(data, code_page));
+                    out.bodies.text = Some(oem_string(data, code_page));
                 } else if id == ATT_MSG_PROPS {
                     let _ = read_props(data, code_page, |id, value| match (id, value) {
-                        (PR_BODY, Value::Text(t)) => bodies.text = Some(t),
-                        (PR_BODY_HTML, Value::Text(t)) => bodies.html = Some(t),
+                        (PR_BODY, Value::Text(t)) => out.bodies.text = Some(t),
+                        (PR_BODY_HTML, Value::Text(t)) => out.bodies.html = Some(t),
                         (PR_BODY_HTML, Value::Bytes(b)) => {
-                            bodies.html = Some(match std::str::from_utf8(b) {
+                            out.bodies.html = Some(match std::str::from_utf8(b) {
                                 Ok(t) => t.to_string(),
                                 Err(_) => oem_string(b, code_page),
                             })
                         }
-                        (PR_RTF_COMPRESSED, Value::Bytes(b)) => bodies.rtf = Some(b.to_vec()),
+                        (PR_RTF_COMPRESSED, Value::Bytes(b)) => out.bodies.rtf = Some(b.to_vec()),
                         _ => {}
                     });
                 }
@@ -309,7 +314,6 @@ pub fn files(bytes: &[u8]) -> Result<Contents, Error> {
     if let Some(done) = pending {
         done.finish(&mut out);
     }
-    out.body = bodies.best();
     Ok(out)
 }
 
@@ -589,7 +593,7 @@ pub(crate) mod tests {
             let mut w = Writer::new();
             w.attr(LEVEL_MESSAGE, ATT_MSG_PROPS, &props);
             let got = files(&w.0).unwrap();
-            assert_eq!(got.body, Body::Text(want.to_string()));
+            assert_eq!(got.body(), Body::Text(want.to_string()));
         }
         // Compressed RTF whose check sum is wrong: a body there is, unread.
         let mut bad = compressed.clone();
@@ -600,7 +604,7 @@ pub(crate) mod tests {
             ATT_MSG_PROPS,
             &msg_prop(PT_BINARY, PR_RTF_COMPRESSED, &bad),
         );
-        assert_eq!(files(&w.0).unwrap().body, Body::Unreadable);
+        assert_eq!(files(&w.0).unwrap().body(), Body::Unreadable);
         // Sizes that point past the end are not read.
         for header in [
             &b"\x10\0\0\0\xff\xff\0\0MELA\0\0\0\0"[..],
