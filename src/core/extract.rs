@@ -108,7 +108,8 @@ pub fn extract(subject: &str, text: &str, today: NaiveDate) -> Facts {
     // A date right behind one label is not read back for the other:
     // "bought on November 3 and it arrived damaged" has no delivery date.
     let delivered_on = dates_after_labels(&all, &DELIVERY_LABEL, today);
-    let purchase = labelled_date(&all, &PURCHASE_LABEL, today, &delivered_on);
+    let purchase = labelled_date(&all, &PURCHASE_LABEL, today, &delivered_on)
+        .or_else(|| order_of_date(&all, today));
     let mut bought_on = dates_after_labels(&all, &PURCHASE_LABEL, today);
     bought_on.extend(purchase.map(|(s, e, _)| (s, e)));
     let delivery = labelled_date(&all, &DELIVERY_LABEL, today, &bought_on);
@@ -622,13 +623,18 @@ pub fn category(text: &str) -> Option<Category> {
 }
 
 static ISSUE_DAMAGED: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)(?-u:\b)(beschadigd\w*|beschadiging\w*|gebarsten|barst(?:je|jes|en)?|schade|kapot|gebroken|geknakt|geknikt|gekreukt|ingedeukt|gebogen|verbogen|geplet|waterschade|vochtschade|nat|doorweekt|soaked|water[-\s]damaged?|vouw\w*|gevouwen|kreuk\w*|crease[sd]?|folded|chipped|scuff(?:ed|s)?|shattered|bekrast|afgebroken|afgebrokkeld|vlek(?:ken)?|stain(?:ed|s)?|ripped|deuk(?:en)?|gescheurd|krassen|kras|damaged?|broken|cracked|dented|dent|bent|creased|scratch(?:ed|es)?|torn|crushed|smashed|defect(?:e|en|ive)?|(?:is|was|zijn|waren|kwam|kwamen|raakte|helemaal|compleet|totaal)\s+stuk|stuk\s+(?:aangekomen|geleverd|bezorgd|ontvangen|binnengekomen|gegaan)|stukgegaan|in\s+stukken)(?-u:\b)").expect("static regex")
+    Regex::new(r"(?i)(?-u:\b)(kaputt|besch(?:ä|ae)dig\w*|zerbrochen|zerkratzt|geknickt|zerdr(?:ü|ue)ckt|cass(?:é|ée|és|ées)?|endommag\w*|ab(?:î|i)m\w*|beschadigd\w*|beschadiging\w*|gebarsten|barst(?:je|jes|en)?|schade|kapot|gebroken|geknakt|geknikt|gekreukt|ingedeukt|gebogen|verbogen|geplet|waterschade|vochtschade|nat|doorweekt|soaked|water[-\s]damaged?|vouw\w*|gevouwen|kreuk\w*|crease[sd]?|folded|chipped|scuff(?:ed|s)?|shattered|bekrast|afgebroken|afgebrokkeld|vlek(?:ken)?|stain(?:ed|s)?|ripped|deuk(?:en)?|gescheurd|krassen|kras|damaged?|broken|cracked|dented|dent|bent|creased|scratch(?:ed|es)?|torn|crushed|smashed|defect(?:e|en|ive)?|(?:is|was|zijn|waren|kwam|kwamen|raakte|helemaal|compleet|totaal)\s+stuk|stuk\s+(?:aangekomen|geleverd|bezorgd|ontvangen|binnengekomen|gegaan)|stukgegaan|in\s+stukken)(?-u:\b)").expect("static regex")
 });
 static ISSUE_MISSING: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)(?-u:\b)(ontbre\w*|mist(?:te)?|ontbrak|niet\s+in\s+(?:het|de)\s+(?:pakket|doos)|zat\s+niet\s+in|zat(?:en)?\s+er\s+niet\s+bij|niet\s+meegeleverd|was\s+not\s+in\s+(?:the\s+)?(?:package|parcel|box|order)|leeg\w*\s+(?:pakket|doos)|verkeerde?\s+(?:artikel|product|item|kaart|maat|kleur|versie|editie|set)|niet\s+wat\s+ik\s+(?:heb\s+)?(?:besteld|gekocht)|(?:ipv|i\.p\.v\.|in\s+plaats\s+van|instead\s+of)\s+(?:de\s+|the\s+)?\d+|zat(?:en)?\s+(?:er\s+)?(?:maar|slechts|alleen)\s+\d+|only\s+(?:got|received|had|came\s+with|contained)\s+\d+|andere?\s+(?:kaart|artikel|product|item|maat|kleur|doos|set)\s+(?:[^\s,.;!?]+\s+){0,2}?(?:gestuurd|gekregen|ontvangen|geleverd|verstuurd|opgestuurd)|(?:received|got|was\s+sent|sent\s+me)\s+(?:someone|somebody)\s+else'?s|(?:received|got|was\s+sent|sent\s+me)\s+(?:the\s+wrong|a\s+different)|iemand\s+anders'?\s+(?:pakket|bestelling)|nep|namaak|vervalst|fake|counterfeit|not\s+(?:authentic|genuine|real)|missing|not\s+included|wasn'?t\s+(?:in|included)|empty\s+(?:box|package)|wrong\s+(?:item|product|card|size|colou?r|version|edition|set)|not\s+what\s+i\s+(?:ordered|bought|paid\s+for))(?-u:\b)").expect("static regex")
+    Regex::new(r"(?i)(?-u:\b)(fehl(?:t|en|te|ten)|manqu\w*|nicht\s+im\s+paket|falsche[rns]?\s+(?:karte|artikel|gr(?:ö|oe)(?:ß|ss)e)|mauvaise?\s+(?:carte|article|taille)|ontbre\w*|mist(?:te)?|ontbrak|niet\s+in\s+(?:het|de)\s+(?:pakket|doos)|zat\s+niet\s+in|zat(?:en)?\s+er\s+niet\s+bij|niet\s+meegeleverd|was\s+not\s+in\s+(?:the\s+)?(?:package|parcel|box|order)|leeg\w*\s+(?:pakket|doos)|verkeerde?\s+(?:artikel|product|item|kaart|maat|kleur|versie|editie|set)|niet\s+wat\s+ik\s+(?:heb\s+)?(?:besteld|gekocht)|(?:ipv|i\.p\.v\.|in\s+plaats\s+van|instead\s+of)\s+(?:de\s+|the\s+)?\d+|zat(?:en)?\s+(?:er\s+)?(?:maar|slechts|alleen)\s+\d+|only\s+(?:got|received|had|came\s+with|contained)\s+\d+|andere?\s+(?:kaart|artikel|product|item|maat|kleur|doos|set)\s+(?:[^\s,.;!?]+\s+){0,2}?(?:gestuurd|gekregen|ontvangen|geleverd|verstuurd|opgestuurd)|(?:received|got|was\s+sent|sent\s+me)\s+(?:someone|somebody)\s+else'?s|(?:received|got|was\s+sent|sent\s+me)\s+(?:the\s+wrong|a\s+different)|iemand\s+anders'?\s+(?:pakket|bestelling)|nep|namaak|vervalst|fake|counterfeit|not\s+(?:authentic|genuine|real)|missing|not\s+included|wasn'?t\s+(?:in|included)|empty\s+(?:box|package)|wrong\s+(?:item|product|card|size|colou?r|version|edition|set)|not\s+what\s+i\s+(?:ordered|bought|paid\s+for))(?-u:\b)").expect("static regex")
 });
 static ISSUE_DELAYED: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"(?ix)((?-u:\b)vertraag\w*|(?-u:\b)niet\s+(?:aangekomen|ontvangen|geleverd|bezorgd)|(?-u:\b)nog\s+(?:steeds\s+)?niet\s+(?:binnen|ontvangen|aangekomen|geleverd|bezorgd)|(?-u:\b)waar\s+blijft|(?-u:\b)waar\s+is\s+mijn\s+(?:pakket|bestelling)|(?-u:\b)nog\s+niet\s+verzonden|(?-u:\b)niet\s+verstuurd|(?-u:\b)(?:has|have)(?:n['’]?t|\s+not)\s+(?:yet\s+)?been\s+(?:shipped|sent|posted)|(?-u:\b)wacht\w*\s+(?:al\s+)?(?:nog\s+)?(?:steeds\s+)?(?:al\s+)?(?:\w+\s+){0,3}op\s+(?:mijn|de|het)\s+(?:pakket|bestelling|zending|levering)|(?-u:\b)wacht\w*\s+nog\s+steeds|(?-u:\b)nog\s+steeds\s+niet|(?-u:\b)nog\s+niets\s+(?:ontvangen|binnen)|(?-u:\b)delay\w*|(?-u:\b)not\s+(?:yet\s+)?(?:arrived|received|delivered|shipped)|(?-u:\b)has\s*n[o']t\s+(?:yet\s+)?(?:arrived|shipped|been\s+delivered)|(?-u:\b)hasn'?t\s+(?:arrived|shipped)|(?-u:\b)still\s+(?:waiting|hasn'?t|not)|(?-u:\b)where\s+is\s+my\s+(?:order|package|parcel)|(?-u:\b)late\s+(?:delivery|package)
+    Regex::new(r#"(?ix)((?-u:\b)vertraag\w*
+        # German and French: "noch nicht angekommen", "pas encore reçu"
+        |(?-u:\b)(?:noch\s+)?nicht\s+(?:angekommen|erhalten|geliefert|zugestellt|da)(?-u:\b)
+        |(?-u:\b)nie\s+angekommen(?-u:\b)|(?-u:\b)wo\s+bleibt(?-u:\b)
+        |(?-u:\b)(?:pas|jamais)\s+(?:encore\s+)?(?:re(?:ç|c)u|arriv|livr)|(?-u:\b)toujours\s+pas(?-u:\b)
+        |(?-u:\b)niet\s+(?:aangekomen|ontvangen|geleverd|bezorgd)|(?-u:\b)nog\s+(?:steeds\s+)?niet\s+(?:binnen|ontvangen|aangekomen|geleverd|bezorgd)|(?-u:\b)waar\s+blijft|(?-u:\b)waar\s+is\s+mijn\s+(?:pakket|bestelling)|(?-u:\b)nog\s+niet\s+verzonden|(?-u:\b)niet\s+verstuurd|(?-u:\b)(?:has|have)(?:n['’]?t|\s+not)\s+(?:yet\s+)?been\s+(?:shipped|sent|posted)|(?-u:\b)wacht\w*\s+(?:al\s+)?(?:nog\s+)?(?:steeds\s+)?(?:al\s+)?(?:\w+\s+){0,3}op\s+(?:mijn|de|het)\s+(?:pakket|bestelling|zending|levering)|(?-u:\b)wacht\w*\s+nog\s+steeds|(?-u:\b)nog\s+steeds\s+niet|(?-u:\b)nog\s+niets\s+(?:ontvangen|binnen)|(?-u:\b)delay\w*|(?-u:\b)not\s+(?:yet\s+)?(?:arrived|received|delivered|shipped)|(?-u:\b)has\s*n[o']t\s+(?:yet\s+)?(?:arrived|shipped|been\s+delivered)|(?-u:\b)hasn'?t\s+(?:arrived|shipped)|(?-u:\b)still\s+(?:waiting|hasn'?t|not)|(?-u:\b)where\s+is\s+my\s+(?:order|package|parcel)|(?-u:\b)late\s+(?:delivery|package)
         # "never arrived", "haven't received", "didn't get my order"
         |(?-u:\b)never\s+(?:arrived|came|showed\s+up|turned\s+up|reached\s+me|received|got|been\s+delivered|delivered|shipped|sent|posted|been\s+shipped|been\s+sent)(?-u:\b)
         |(?-u:\b)(?:have|has)(?:n['’]?t|\s+not)\s+(?:yet\s+|ever\s+)?(?:received|gotten|arrived|come|got\s+(?:my|the|it|them|anything)(?-u:\b))
@@ -654,7 +660,7 @@ static ISSUE_DELAYED: LazyLock<Regex> = LazyLock::new(|| {
         |(?-u:\b)(?:tracking|track\s*(?:&|and)\s*trace)\s+(?:[^\s,.;!?]+\s+){0,3}?(?:niet\s+(?:meer\s+)?bijgewerkt|hasn'?t\s+(?:been\s+)?updated|not\s+(?:been\s+)?updated)(?-u:\b))"#).expect("static regex")
 });
 static ISSUE_ACCOUNT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)(?-u:\b)(account|inlog\w*|log\s+in|login|wachtwoord|password|geblokkeerd|blocked|suspended|opgeschort|verifi\w+|tweestaps\w*|two-factor|2fa|gebruikersnaam\s+wijzigen|change\s+(?:my\s+)?username|uitbetaling\w*|payout)(?-u:\b)").expect("static regex")
+    Regex::new(r"(?i)(?-u:\b)(konto|passwort|anmeld\w*|auszahlung\w*|compte|mot\s+de\s+passe|connexion|account|inlog\w*|log\s+in|login|wachtwoord|password|geblokkeerd|blocked|suspended|opgeschort|verifi\w+|tweestaps\w*|two-factor|2fa|gebruikersnaam\s+wijzigen|change\s+(?:my\s+)?username|uitbetaling\w*|payout)(?-u:\b)").expect("static regex")
 });
 
 static PAYOUT: LazyLock<Regex> = LazyLock::new(|| {
@@ -751,10 +757,10 @@ fn damage_denied(text: &str, start: usize, end: usize) -> bool {
 }
 
 static PURCHASE_LABEL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)(?-u:\b)(?:gekocht|kocht|kochten|besteld|bestelde|bestelden|aangeschaft|betaald|gewonnen|aankoopdatum|datum\s+van\s+aankoop|bestelddatum|besteldatum|purchased|bought|ordered|paid|won\s+(?:(?:an?|the|this|my)\s+)?(?:auction|bid|lot|giveaway|break|it|them)|purchase\s+date|date\s+of\s+purchase|order\s+date)(?-u:\b)").expect("static regex")
+    Regex::new(r"(?i)(?-u:\b)(?:gekocht|kocht|kochten|besteld|bestelde|bestelden|gekauft|bestellt|aangeschaft|betaald|gewonnen|aankoopdatum|datum\s+van\s+aankoop|bestelddatum|besteldatum|purchased|bought|ordered|paid|won\s+(?:(?:an?|the|this|my)\s+)?(?:auction|bid|lot|giveaway|break|it|them)|purchase\s+date|date\s+of\s+purchase|order\s+date)(?-u:\b)").expect("static regex")
 });
 static DELIVERY_LABEL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?ix)(?-u:\b)(?:geleverd|afgeleverd|bezorgd|bezorgde|ontvangen|ontving|ontvingen|aangekomen|binnengekomen|binnengekregen|leverdatum|bezorgdatum|delivered|received|arrived|showed\s+up|turned\s+up|got\s+(?:my|the|our)\s+(?:package|parcel|order|item|box|cards?)|delivery\s+date
+    Regex::new(r"(?ix)(?-u:\b)(?:geleverd|afgeleverd|bezorgd|bezorgde|ontvangen|ontving|ontvingen|aangekomen|angekommen|geliefert|zugestellt|erhalten|binnengekomen|binnengekregen|leverdatum|bezorgdatum|delivered|received|arrived|showed\s+up|turned\s+up|got\s+(?:my|the|our)\s+(?:package|parcel|order|item|box|cards?)|delivery\s+date
         # Separable verbs: kwam (het pakket) aan, kreeg (het) (gisteren) binnen.
         |kwam(?:en)?\s+(?:[^\s,.;!?]+\s+){0,3}?aan|kreeg(?:en)?\s+(?:[^\s,.;!?]+\s+){0,4}?binnen)(?-u:\b)").expect("static regex")
 });
@@ -1141,6 +1147,20 @@ fn after_label(text: &str, end: usize) -> &str {
     }
 }
 
+static ORDER_OF: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)(?-u:\b)(?:bestelling|order|aankoop|purchase)\s+(?:van|from|of|placed\s+on)\s+(?:(?:de|the|afgelopen|last|(?:maan|dins|woens|donder|vrij|zater|zon)dag|(?:mon|tues|wednes|thurs|fri|satur|sun)day)\s+)?").expect("static regex")
+});
+
+/// "mijn bestelling van 2 november", "my order from Nov 2": a date right
+/// behind an order names the day it was bought, where no verb says so.
+fn order_of_date(text: &str, today: NaiveDate) -> Option<(usize, usize, NaiveDate)> {
+    ORDER_OF.find_iter(text).find_map(|m| {
+        let rest = &text[m.end()..];
+        let (at, len, d) = first_date_at(rest, today)?;
+        (at == 0).then_some((m.end(), m.end() + len, d))
+    })
+}
+
 /// A date inside a label of a separable verb: "kreeg het gisteren binnen".
 fn within_label(m: regex::Match<'_>, today: NaiveDate) -> Option<(usize, usize, NaiveDate)> {
     let (at, len, d) = first_date_at(m.as_str(), today)?;
@@ -1345,19 +1365,146 @@ const EN_WORDS: &[&str] = &[
     "never", "cracked", "seller", "sent", "nothing",
 ];
 
+/// German and French words that neither Dutch nor English writes (not
+/// "die", "den", "geld", "hat"; not "je", "pas", "les", "mes", "dans",
+/// "mais", "mon", "pour"), to tell mail in those languages.
+const OTHER_WORDS: &[&str] = &[
+    // German
+    "ich",
+    "habe",
+    "hab",
+    "ist",
+    "nicht",
+    "und",
+    "eine",
+    "einen",
+    "einem",
+    "ein",
+    "der",
+    "das",
+    "dem",
+    "mit",
+    "für",
+    "bitte",
+    "danke",
+    "vielen",
+    "dank",
+    "paket",
+    "bestellung",
+    "karte",
+    "karten",
+    "kaputt",
+    "beschädigt",
+    "angekommen",
+    "leider",
+    "noch",
+    "wurde",
+    "sie",
+    "es",
+    "auf",
+    "mir",
+    "mich",
+    "grüße",
+    "grüßen",
+    "gruß",
+    "freundlichen",
+    "sehr",
+    "geehrte",
+    "geehrter",
+    "damen",
+    "herren",
+    "von",
+    "aber",
+    "oder",
+    "schon",
+    "keine",
+    "kein",
+    "heute",
+    "gestern",
+    "erhalten",
+    "gekauft",
+    "geliefert",
+    "verkäufer",
+    "wann",
+    "warum",
+    "auch",
+    "dass",
+    "guten",
+    "können",
+    "helfen",
+    "ihr",
+    "ihre",
+    "meine",
+    "mein",
+    "meinen",
+    "bestellt",
+    "zurück",
+    "nichts",
+    "wir",
+    "uns",
+    // French
+    "bonjour",
+    "bonsoir",
+    "merci",
+    "cordialement",
+    "madame",
+    "monsieur",
+    "ai",
+    "reçu",
+    "recu",
+    "ma",
+    "le",
+    "la",
+    "est",
+    "une",
+    "et",
+    "que",
+    "qui",
+    "avec",
+    "colis",
+    "commande",
+    "cassé",
+    "cassée",
+    "endommagé",
+    "endommagée",
+    "abîmé",
+    "abîmée",
+    "vendeur",
+    "carte",
+    "cartes",
+    "vous",
+    "nous",
+    "été",
+    "toujours",
+    "depuis",
+    "sur",
+    "arrivé",
+    "arrivée",
+    "livré",
+    "livrée",
+    "plaît",
+    "elle",
+    "ou",
+    "aucun",
+    "jamais",
+    "remboursement",
+];
+
 /// Dutch or English, by counting common words; `None` when neither shows.
+/// Mail in another language (German, French) is answered in English, the
+/// language a buyer who writes neither is likelier to read.
 pub fn language(text: &str) -> Option<Language> {
     /// The word lists as sets, and their longest word.
-    static WORDS: LazyLock<(HashSet<&str>, HashSet<&str>, usize)> = LazyLock::new(|| {
-        let longest = NL_WORDS.iter().chain(EN_WORDS).map(|w| w.len()).max();
-        (
-            NL_WORDS.iter().copied().collect(),
-            EN_WORDS.iter().copied().collect(),
-            longest.unwrap_or(0),
-        )
+    static WORDS: LazyLock<[HashSet<&str>; 3]> = LazyLock::new(|| {
+        [NL_WORDS, EN_WORDS, OTHER_WORDS].map(|list| list.iter().copied().collect())
     });
-    let (nl_words, en_words, longest) = &*WORDS;
-    let (mut nl, mut en) = (0usize, 0usize);
+    static LONGEST: LazyLock<usize> = LazyLock::new(|| {
+        let all = NL_WORDS.iter().chain(EN_WORDS).chain(OTHER_WORDS);
+        all.map(|w| w.len()).max().unwrap_or(0)
+    });
+    let [nl_words, en_words, other_words] = &*WORDS;
+    let longest = &*LONGEST;
+    let (mut nl, mut en, mut other) = (0usize, 0usize, 0usize);
     let mut lower = String::new();
     for word in text
         .split(|c: char| !c.is_alphabetic())
@@ -1373,6 +1520,10 @@ pub fn language(text: &str) -> Option<Language> {
         lower.extend(word.chars().flat_map(char::to_lowercase));
         nl += usize::from(nl_words.contains(lower.as_str()));
         en += usize::from(en_words.contains(lower.as_str()));
+        other += usize::from(other_words.contains(lower.as_str()));
+    }
+    if other >= 2 && other > nl + en {
+        return Some(Language::En);
     }
     // One listed word decides when the other language has none: "Thanks",
     // "Bedankt", "Wrong card received". Two are needed against one.
@@ -1388,7 +1539,7 @@ pub fn language(text: &str) -> Option<Language> {
 /// needs them (about 30 ms in all), e.g. on a thread of its own while the
 /// daemon logs in. The language word lists too.
 pub fn warm_up() {
-    let all: [&LazyLock<Regex>; 32] = [
+    let all: [&LazyLock<Regex>; 33] = [
         &ORDER_LABEL,
         &STRONG_SHIPMENT,
         &UPS_GROUPED,
@@ -1413,6 +1564,7 @@ pub fn warm_up() {
         &MISSING_WHAT,
         &PURCHASE_LABEL,
         &DELIVERY_LABEL,
+        &ORDER_OF,
         &DATE_NUMERIC,
         &DATE_WORDS,
         &RELATIVE,
@@ -2399,5 +2551,94 @@ mod tests {
         }
         // A word both languages have decides nothing on its own.
         assert_eq!(language("Pikachu is dQzGdHsKxwaEyrQfCdcCs8"), None);
+    }
+
+    #[test]
+    fn other_languages_are_answered_in_english() {
+        for other in [
+            "Hallo, ich habe eine Karte gekauft und sie ist kaputt angekommen. Mit freundlichen Grüßen, Jonas",
+            "Guten Tag, mein Paket ist noch nicht da. Können Sie mir bitte helfen? Danke",
+            "Bonjour, j'ai reçu ma commande mais la carte est abîmée. Merci, Claire",
+            "Bonjour, mon colis n'est toujours pas arrivé. Cordialement",
+        ] {
+            assert_eq!(language(other), Some(Language::En), "{other}");
+        }
+        // Dutch that shares a word or two with German or French stays Dutch.
+        for nl in [
+            "Hallo, die kaart is kapot aangekomen. Ik heb hem bij de verkoper gekocht.",
+            "Mijn bestelling is nog niet binnen, kunnen jullie even kijken? Groeten, Sam",
+        ] {
+            assert_eq!(language(nl), Some(Language::Nl), "{nl}");
+        }
+    }
+
+    #[test]
+    fn german_and_french_problems() {
+        for (text, want) in [
+            ("Die Karte ist kaputt angekommen.", IssueType::Damaged),
+            ("Die Hülle ist beschädigt.", IssueType::Damaged),
+            ("La carte est arrivée cassée.", IssueType::Damaged),
+            ("Le coin est abîmé.", IssueType::Damaged),
+            ("Im Paket fehlt eine Karte.", IssueType::Missing),
+            ("Il manque une carte dans le colis.", IssueType::Missing),
+            ("Mein Paket ist noch nicht angekommen.", IssueType::Delayed),
+            ("Je n'ai toujours pas reçu mon colis.", IssueType::Delayed),
+            ("Mon colis n'est pas arrivé.", IssueType::Delayed),
+            (
+                "Ich kann mich nicht anmelden, Passwort vergessen.",
+                IssueType::Account,
+            ),
+        ] {
+            assert_eq!(issue_type(text), want, "{text}");
+        }
+        // Not a break: a cassette, a ray.
+        assert_eq!(issue_type("A cassette of cards."), IssueType::General);
+    }
+
+    #[test]
+    fn an_order_of_a_date_is_a_purchase_date() {
+        let d = |y, m, d| NaiveDate::from_ymd_opt(y, m, d);
+        for (text, bought, delivered) in [
+            (
+                "Mijn bestelling van 2 november is nog niet binnen.",
+                d(2026, 11, 2),
+                None,
+            ),
+            (
+                "Mijn bestelling van zaterdag 31 oktober is op 5 november beschadigd aangekomen.",
+                d(2026, 10, 31),
+                d(2026, 11, 5),
+            ),
+            (
+                "My order from November 2 arrived damaged.",
+                d(2026, 11, 2),
+                None,
+            ),
+            ("The order of 3 Nov never showed up.", d(2026, 11, 3), None),
+            // German says it with its own verbs.
+            (
+                "Ich habe die Karte am 14.11.2026 gekauft, sie ist am 20.11.2026 angekommen.",
+                d(2026, 11, 14),
+                d(2026, 11, 20),
+            ),
+            // Not an order's date: who it came from, or a date further on.
+            (
+                "Mijn bestelling van @kaartenbaas is op 20 november aangekomen.",
+                None,
+                d(2026, 11, 20),
+            ),
+            (
+                "My order from the seller, placed a week ago, arrived 20 November.",
+                None,
+                d(2026, 11, 20),
+            ),
+        ] {
+            let f = extract("", text, today());
+            assert_eq!(
+                (f.purchase_date, f.delivery_date),
+                (bought, delivered),
+                "{text}"
+            );
+        }
     }
 }
