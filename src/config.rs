@@ -142,6 +142,7 @@ struct RawTickets {
     templates_dir: Option<PathBuf>,
     max_acks_per_sender_per_hour: Option<u32>,
     ack_followups: Option<bool>,
+    ack_max_age_days: Option<u32>,
 }
 
 /// How a connection is protected. There is no silent fallback from one to
@@ -282,6 +283,10 @@ pub struct TicketsConfig {
     pub max_acks_per_sender_per_hour: u32,
     /// Answer a buyer's follow-up with a short "added to your ticket" note.
     pub ack_followups: bool,
+    /// Mail the server received longer ago than this before it is filed
+    /// (a mailbox watched for the first time, a long outage) gets no ack;
+    /// `None` answers mail of any age.
+    pub ack_max_age_days: Option<u32>,
 }
 
 /// The languages acknowledgements are written in.
@@ -667,6 +672,16 @@ fn validate(
             "must be between 1 and 1440 hours",
         ));
     }
+    let ack_max_age_days = match t.ack_max_age_days.unwrap_or(7) {
+        0 => None,
+        days if days > 3650 => {
+            return Err(invalid(
+                "tickets.ack_max_age_days",
+                "must be between 0 (no limit) and 3650 days",
+            ))
+        }
+        days => Some(days),
+    };
     let tz_name = t
         .time_zone
         .unwrap_or_else(|| "Europe/Amsterdam".to_string());
@@ -799,6 +814,7 @@ fn validate(
             templates_dir,
             max_acks_per_sender_per_hour: t.max_acks_per_sender_per_hour.unwrap_or(3),
             ack_followups: t.ack_followups.unwrap_or(false),
+            ack_max_age_days,
         },
     })
 }
@@ -845,6 +861,7 @@ data_dir = "/var/lib/ticketd"
         assert_eq!(c.smtp.unwrap().port, 587);
         assert_eq!(c.tickets.prefix, "WN");
         assert_eq!(c.tickets.response_hours, 48);
+        assert_eq!(c.tickets.ack_max_age_days, Some(7));
         assert_eq!(c.tickets.default_language, Language::Nl);
         assert_eq!(c.tickets.time_zone, chrono_tz::Europe::Amsterdam);
         assert_eq!(c.own_address.as_deref(), Some("support@example.test"));
@@ -938,6 +955,11 @@ data_dir = "/var/lib/ticketd"
                 "[store]",
                 "[tickets]\nprefix = \"wn\"\n[store]",
                 "tickets.prefix",
+            ),
+            (
+                "[store]",
+                "[tickets]\nack_max_age_days = 4000\n[store]",
+                "tickets.ack_max_age_days",
             ),
             (
                 "password_env = \"PW\"",

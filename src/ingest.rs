@@ -456,6 +456,7 @@ impl Ingestor<'_> {
             position,
             received,
         } = message;
+        let aged = aged_out(received, now, self.config.tickets.ack_max_age_days);
         let now = received_at(received, now, self.config.tickets.response_hours);
         let position = position.as_ref();
         if already_filed(tx, &mut msg)? {
@@ -602,6 +603,12 @@ impl Ingestor<'_> {
 
         let followup = !new && !kind.is_machine() && self.config.tickets.ack_followups;
         let ack_queued = match ticket {
+            Some(t) if (new || followup) && aged.is_some() => {
+                let reason = aged.unwrap_or_default();
+                info!(ticket = %thread::ticket_token(prefix, t), %reason, "no acknowledgement");
+                set_ack_skip(tx, message_row, &reason)?;
+                false
+            }
             Some(t) if new || followup => {
                 let which = if new { AckKind::New } else { AckKind::Followup };
                 match self.queue_ack(which, tx, &msg, &new_text, &facts, t, message_row, now) {
@@ -795,6 +802,25 @@ impl Ingestor<'_> {
         .map_err(db)?;
         Ok(())
     }
+}
+
+/// Why mail gets no ack when the server received it more than
+/// `max_days` before it is filed: a mailbox watched for the first time
+/// holds mail answered long ago, whose buyers should not all hear "we
+/// received your message" now. INTERNALDATE only (mail from IMAP): a Date
+/// header is the sender's to write.
+fn aged_out(
+    received: Option<DateTime<Utc>>,
+    filed_at: DateTime<Utc>,
+    max_days: Option<u32>,
+) -> Option<String> {
+    let (received, days) = (received?, max_days?);
+    (filed_at - received > chrono::Duration::days(i64::from(days))).then(|| {
+        format!(
+            "old mail: received {}, more than {days} days before it was filed (tickets.ack_max_age_days)",
+            received.format("%Y-%m-%d %H:%M UTC")
+        )
+    })
 }
 
 /// When a message counts as received, which starts its response clock:

@@ -1035,6 +1035,76 @@ fn the_response_clock_starts_when_the_server_received_the_mail() {
     );
 }
 
+/// A mailbox watched for the first time holds mail answered long ago (by
+/// hand, or by the desk before): filing it must not send every buyer who
+/// ever wrote a "we received your message" now. Mail the server received
+/// more than `tickets.ack_max_age_days` (7) before it is filed gets its
+/// ticket and no ack, with the reason recorded; newer mail is answered.
+/// 0 turns the rule off.
+#[test]
+fn mail_received_long_before_it_is_filed_gets_no_ack() {
+    let _serial = serial();
+    let rig = MailRig::start().unwrap();
+    let cases = [
+        chrono::Duration::hours(5),
+        chrono::Duration::days(3),
+        chrono::Duration::days(40),
+    ];
+    for (i, ago) in cases.iter().enumerate() {
+        let mail = buyer_mail(
+            &buyer("aged", i),
+            "Buyer",
+            &format!("Order question {i}"),
+            &mid("aged", i),
+            "Hello, my order has not arrived yet.",
+            "",
+        );
+        append_received_ago(&rig, &mail, *ago);
+    }
+    let acks = |s: &Env| -> Vec<Value> {
+        let out = ticketd(&s.config, &["poll", "--once"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut records = export(&s.config);
+        records.sort_by_key(|r| r["message_id"].as_str().unwrap_or("").to_string());
+        assert_eq!(records.len(), 3, "every mail filed: {records:?}");
+        assert!(
+            records.iter().all(|r| r["ticket"].is_string()),
+            "{records:?}"
+        );
+        records.iter().map(|r| r["ack"].clone()).collect()
+    };
+
+    let s = env(&rig, rig.imap_port(), "");
+    let got = acks(&s);
+    assert!(got[0]["message_id"].is_string(), "5 hours old: {}", got[0]);
+    assert!(got[1]["message_id"].is_string(), "3 days old: {}", got[1]);
+    let skipped = got[2]["skipped"].as_str().unwrap_or_default();
+    assert!(
+        skipped.contains("received") && skipped.contains("ack_max_age_days"),
+        "40 days old: {}",
+        got[2]
+    );
+    rig.wait_for_mail(&buyer("aged", 1), 1, WAIT).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        rig.maildir_count(&buyer("aged", 2)),
+        0,
+        "the old mail's buyer got an ack"
+    );
+
+    // Off: a fresh store over the same mailbox answers all three.
+    let off = env(&rig, rig.imap_port(), "");
+    let mut text = fs::read_to_string(&off.config).unwrap();
+    text.push_str("ack_max_age_days = 0\n");
+    fs::write(&off.config, text).unwrap();
+    let got = acks(&off);
+    assert!(got.iter().all(|a| a["message_id"].is_string()), "{got:?}");
+}
+
 /// The connection stalls while the daemon idles: the server's EXISTS never
 /// arrives. IDLE is renewed at the keepalive (a third of the systemd
 /// watchdog period, here 6 s / 3), the DONE times out after
