@@ -186,12 +186,15 @@ fn line_ending(line: &[u8]) -> &'static [u8] {
     }
 }
 
-/// The two headers of one MIME part that say whether its body can be
-/// taken out: folded lines are followed, nothing else is kept.
+/// The headers of one MIME part that say whether its body can be taken
+/// out: folded lines are followed, nothing else is kept.
 #[derive(Default)]
 struct PartHeaders {
     content_type: Option<String>,
     encoding: Option<String>,
+    /// Named winmail.dat (in Content-Type or Content-Disposition), as a
+    /// relay that calls it application/octet-stream still writes it.
+    winmail: bool,
     current: Option<Which>,
 }
 
@@ -199,6 +202,13 @@ struct PartHeaders {
 enum Which {
     ContentType,
     Encoding,
+    Disposition,
+}
+
+/// "winmail.dat" in a header line, in any case.
+fn names_winmail(line: &[u8]) -> bool {
+    line.windows(11)
+        .any(|w| w.eq_ignore_ascii_case(b"winmail.dat"))
 }
 
 impl PartHeaders {
@@ -209,9 +219,14 @@ impl PartHeaders {
             match self.current {
                 Some(Which::ContentType) => self.content_type.get_or_insert_default(),
                 Some(Which::Encoding) => self.encoding.get_or_insert_default(),
+                Some(Which::Disposition) => {
+                    self.winmail |= names_winmail(line);
+                    return;
+                }
                 None => return,
             }
             .push_str(&value);
+            self.winmail |= names_winmail(line);
             return;
         }
         self.current = None;
@@ -222,10 +237,14 @@ impl PartHeaders {
         let value = String::from_utf8_lossy(&line[colon + 1..]).into_owned();
         if name.eq_ignore_ascii_case(b"content-type") {
             self.current = Some(Which::ContentType);
+            self.winmail |= names_winmail(value.as_bytes());
             self.content_type = Some(value);
         } else if name.eq_ignore_ascii_case(b"content-transfer-encoding") {
             self.current = Some(Which::Encoding);
             self.encoding = Some(value);
+        } else if name.eq_ignore_ascii_case(b"content-disposition") {
+            self.current = Some(Which::Disposition);
+            self.winmail |= names_winmail(value.as_bytes());
         }
     }
 
@@ -246,7 +265,7 @@ impl PartHeaders {
                 // its bytes (`mask_digested` would keep only a digest).
                 && !crate::core::tnef::is_tnef(ct.split(';').next().unwrap_or(""), None)
         });
-        base64 && binary
+        base64 && binary && !self.winmail
     }
 }
 

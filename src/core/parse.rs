@@ -1449,6 +1449,52 @@ mod tests {
         }
     }
 
+    /// A relay that relabels winmail.dat as application/octet-stream, in a
+    /// mail large enough for the ingest's lean parse to take its large
+    /// parts out: it is still opened, by its name.
+    #[test]
+    fn winmail_dat_by_its_name_alone_is_opened_in_a_large_mail() {
+        use crate::core::tnef::tests::Writer;
+        use base64::Engine;
+        let photo: Vec<u8> = b"\xFF\xD8\xFF\xE0"
+            .iter()
+            .copied()
+            .chain((0..120_000u32).map(|i| ((i * 7919) >> 5) as u8))
+            .collect();
+        let mut w = Writer::new();
+        w.file("IMG_20~1.JPG", "IMG_2026.jpg", None, &photo);
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&w.0);
+        let lines: Vec<&str> = b64
+            .as_bytes()
+            .chunks(76)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        for (ct, disposition) in [
+            ("application/octet-stream; name=\"winmail.dat\"", ""),
+            (
+                "application/octet-stream",
+                "Content-Disposition: attachment;\r\n filename=\"WINMAIL.DAT\"\r\n",
+            ),
+        ] {
+            let raw = format!(
+                "From: a@buyer.test\r\nMessage-ID: <w@buyer.test>\r\n\
+                 Content-Type: multipart/mixed; boundary=b\r\n\r\n\
+                 --b\r\nContent-Type: text/plain\r\n\r\nKapot.\r\n\
+                 --b\r\nContent-Type: {ct}\r\n{disposition}\
+                 Content-Transfer-Encoding: base64\r\n\r\n{}\r\n--b--\r\n",
+                lines.join("\r\n")
+            );
+            let m = parse_lean(raw.as_bytes());
+            let names: Vec<_> = m.attachments.iter().map(|a| a.filename.clone()).collect();
+            assert_eq!(
+                names,
+                [Some("IMG_2026.jpg".to_string())],
+                "{ct} {disposition}"
+            );
+            assert!(m.attachments[0].is_photo(), "{ct}");
+        }
+    }
+
     #[test]
     fn winmail_dat_gives_way_to_its_files_unless_it_holds_more() {
         use crate::core::tnef::tests::Writer;
