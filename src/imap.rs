@@ -875,7 +875,9 @@ impl Filer<'_> {
             stats.fetched += outcomes.len();
             for outcome in outcomes {
                 match outcome {
-                    crate::ingest::Outcome::Duplicate => stats.duplicates += 1,
+                    crate::ingest::Outcome::Duplicate | crate::ingest::Outcome::Deleted => {
+                        stats.duplicates += 1
+                    }
                     _ => stats.filed += 1,
                 }
             }

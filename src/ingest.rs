@@ -39,6 +39,8 @@ pub enum Outcome {
     Unfiled { kind: &'static str },
     /// Already stored (same Message-ID, or same bytes when it has none).
     Duplicate,
+    /// Deleted on request (`ticketd delete`) earlier: not filed again.
+    Deleted,
 }
 
 /// One message to file, with where it sits in its mailbox.
@@ -459,7 +461,21 @@ impl Ingestor<'_> {
         let aged = aged_out(received, now, self.config.tickets.ack_max_age_days);
         let now = received_at(received, now, self.config.tickets.response_hours);
         let position = position.as_ref();
-        if already_filed(tx, &mut msg)? {
+        let (key, from) = (msg.dedupe_key.clone(), msg.from_address.clone());
+        let filed = already_filed(tx, &mut msg)?;
+        if !filed && store::delete::was_deleted(tx, &key, from.as_deref())? {
+            // Its bytes are its own (another message with them would have
+            // its key): the file this batch wrote for it goes.
+            if inline_raw.is_none() && !msg.raw_blob.is_empty() {
+                unnamed.push(msg.raw_blob.clone());
+            }
+            if let Some(pos) = position {
+                self.advance(tx, pos)?;
+            }
+            info!(message_id = %key, "deleted on request (ticketd delete); not filed again");
+            return Ok(Outcome::Deleted);
+        }
+        if filed {
             if inline_raw.is_none()
                 && !msg.raw_blob.is_empty()
                 && store::stored_raw_blob(tx, &msg.dedupe_key)?.as_ref() != Some(&msg.raw_blob)
@@ -547,8 +563,13 @@ impl Ingestor<'_> {
                 let requester = msg.from_address.clone().unwrap_or_default();
                 let due = response_due(now, self.config.tickets.response_hours);
                 tx.exec_cached(
-                    "INSERT INTO tickets (subject, requester, requester_name, language, created_at,
-                     updated_at, due_at, issue_type, category) VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8)",
+                    // Past every number given out, deleted tickets' too
+                    // (`ticket_high_water`): a number names one ticket only.
+                    "INSERT INTO tickets (id, subject, requester, requester_name, language, created_at,
+                     updated_at, due_at, issue_type, category) VALUES (
+                     max(coalesce((SELECT max(id) FROM tickets), 0),
+                         coalesce((SELECT last FROM ticket_high_water), 0)) + 1,
+                     ?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8)",
                     params![
                         msg.subject,
                         requester,

@@ -110,6 +110,26 @@ enum Command {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
+    /// Delete tickets with all their mail, for good (a buyer's request to
+    /// erase their data, or a retention period). Without --yes, only says
+    /// what would go.
+    Delete {
+        /// Tickets by ID (WN-000123).
+        #[arg(required_unless_present_any = ["requester", "closed_before"])]
+        tickets: Vec<String>,
+        /// Every ticket this address opened, and its mail on no ticket.
+        #[arg(long, conflicts_with_all = ["tickets", "closed_before"])]
+        requester: Option<String>,
+        /// Closed tickets closed before a date (2025-06-01) or longer ago
+        /// than a while (365d).
+        #[arg(long, conflicts_with = "tickets")]
+        closed_before: Option<String>,
+        /// Delete; without it nothing is changed.
+        #[arg(long)]
+        yes: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Close a ticket; a reply from the buyer reopens it.
     Close { ticket: String },
     /// Reopen a closed ticket.
@@ -249,6 +269,10 @@ fn parse_duration(text: &str) -> Result<chrono::Duration, String> {
 
 /// A date (2026-11-01, midnight UTC) or a duration back from now (7d).
 fn parse_since(text: &str, now: chrono::DateTime<chrono::Utc>) -> Result<i64> {
+    parse_time_back("--since", text, now)
+}
+
+fn parse_time_back(flag: &str, text: &str, now: chrono::DateTime<chrono::Utc>) -> Result<i64> {
     if let Ok(d) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
         return Ok(d
             .and_hms_opt(0, 0, 0)
@@ -256,7 +280,7 @@ fn parse_since(text: &str, now: chrono::DateTime<chrono::Utc>) -> Result<i64> {
             .unwrap_or(0));
     }
     let back = parse_duration(text)
-        .map_err(|e| anyhow::anyhow!("--since {e} or a date like 2026-11-01"))?;
+        .map_err(|e| anyhow::anyhow!("{flag} {e} or a date like 2026-11-01"))?;
     Ok((now - back).timestamp())
 }
 
@@ -538,6 +562,10 @@ fn real_main(cli: Cli) -> Result<()> {
                         format!("{}: kept unfiled ({kind} mail)", file.display())
                     }
                     Outcome::Duplicate => format!("{}: already filed", file.display()),
+                    Outcome::Deleted => format!(
+                        "{}: deleted on request earlier (ticketd delete); not filed again",
+                        file.display()
+                    ),
                 };
                 writeln!(out, "{line}")?;
             }
@@ -647,6 +675,78 @@ fn real_main(cli: Cli) -> Result<()> {
                     eprintln!("wrote {} bytes to {}", bytes.len(), path.display());
                 }
                 _ => std::io::stdout().lock().write_all(&bytes)?,
+            }
+        }
+        Command::Delete {
+            tickets,
+            requester,
+            closed_before,
+            yes,
+            json,
+        } => {
+            use ticketd::store::delete::{self, Selection};
+            let now = chrono::Utc::now();
+            let selection = if let Some(address) = requester {
+                Selection::Requester(address.clone())
+            } else if let Some(when) = closed_before {
+                Selection::ClosedBefore(parse_time_back("--closed-before", when, now)?)
+            } else {
+                Selection::Tickets(
+                    tickets
+                        .iter()
+                        .map(|t| ticket_ref(&config, t))
+                        .collect::<Result<_>>()?,
+                )
+            };
+            let mut store = Store::open(&config.data_dir)?;
+            let done = if *yes {
+                store.delete(&selection, now.timestamp())?
+            } else {
+                delete::plan(store.conn(), &selection)?
+            };
+            let prefix = &config.tickets.prefix;
+            let token = |t: &i64| ticketd::core::thread::ticket_token(prefix, *t);
+            if *json {
+                let mut v = serde_json::to_value(&done)?;
+                v["tickets"] = done.tickets.iter().map(token).collect();
+                v["not_found"] = done.not_found.iter().map(token).collect();
+                v["deleted"] = (*yes).into();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                let list = |ts: &[i64]| ts.iter().map(token).collect::<Vec<_>>().join(" ");
+                let verb = if *yes { "deleted" } else { "would delete" };
+                println!(
+                    "{verb}: {} ticket(s) {}; {} message(s), {} attachment(s), {} outbox item(s){}",
+                    done.tickets.len(),
+                    list(&done.tickets),
+                    done.messages,
+                    done.attachments,
+                    done.outbox,
+                    if *yes {
+                        format!(", {} stored file(s) no other message names", done.blobs)
+                    } else {
+                        String::new()
+                    }
+                );
+                if !done.not_found.is_empty() {
+                    println!("not found: {}", list(&done.not_found));
+                }
+                if done.kept_on_other_tickets > 0 {
+                    println!(
+                        "kept: {} message(s) from this address on tickets others opened (delete those tickets by ID if they must go too)",
+                        done.kept_on_other_tickets
+                    );
+                }
+                if *yes {
+                    println!(
+                        "the mailbox still holds the mail (ticketd never deletes there; it will not file it again), and so do backups taken before now"
+                    );
+                } else {
+                    println!("nothing deleted: run again with --yes");
+                }
+            }
+            if !done.not_found.is_empty() && done.tickets.is_empty() {
+                anyhow::bail!("no such ticket");
             }
         }
         Command::Close { ticket } | Command::Reopen { ticket } => {

@@ -750,3 +750,286 @@ fn a_metrics_port_in_use_fails_the_start() {
     );
     drop(taken);
 }
+
+/// A buyer asks for their data to be erased: `ticketd delete` takes the
+/// ticket with every message (theirs, the ack, the agent's reply), its
+/// text in the search index, its facts and outbox rows and the raw mail's
+/// file, and leaves no trace of the text in the database file; the mail
+/// still in the mailbox is not filed again. Without --yes nothing changes.
+#[test]
+fn delete_erases_a_ticket_for_good_and_it_is_not_filed_again() {
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path(), "");
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let photo: Vec<u8> = (0..200_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&photo);
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(76)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    let erased = dir.path().join("erased.eml");
+    std::fs::write(
+        &erased,
+        format!(
+            "From: Lotte <lotte@buyer.test>\r\nSubject: Zeppelinkwartel kapot\r\n\
+             Message-ID: <erase-me@buyer.test>\r\nMIME-Version: 1.0\r\n\
+             Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+             --b\r\nContent-Type: text/plain\r\n\r\nMijn zeppelinkwartel is kapot, \
+             bestelling Tb6yNq1RzKv8Wx3PmLc0Hs.\r\n\
+             --b\r\nContent-Type: image/jpeg; name=\"IMG_1.jpg\"\r\n\
+             Content-Transfer-Encoding: base64\r\n\r\n{}\r\n--b--\r\n",
+            lines.join("\r\n")
+        ),
+    )
+    .unwrap();
+    let kept = dir.path().join("kept.eml");
+    std::fs::write(
+        &kept,
+        "From: joost@buyer.test\r\nSubject: IJsvogelbrief\r\nMessage-ID: <keep-me@buyer.test>\r\n\r\n\
+         Waar blijft mijn ijsvogelbrief? Bestelling Kq7Zt2VbN9xLm4Pw8RcYd1.\r\n",
+    )
+    .unwrap();
+    for f in [&erased, &kept] {
+        let out = ticketd(&config, &["ingest", f.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let reply = dir.path().join("reply.txt");
+    std::fs::write(&reply, "Beste Lotte, we zoeken de zeppelinkwartel uit.").unwrap();
+    let out = ticketd(
+        &config,
+        &[
+            "reply",
+            "WN-000001",
+            "--body-file",
+            reply.to_str().unwrap(),
+            "--agent",
+            "sanne",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let data = dir.path().join("data");
+    let raw_file = {
+        let store = ticketd::store::Store::open(&data).unwrap();
+        let name: String = store
+            .conn()
+            .query_row(
+                "SELECT raw_sha256 FROM messages WHERE message_id = 'erase-me@buyer.test'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        store.blob_path(&name)
+    };
+    assert!(raw_file.exists());
+    let hits = |q: &str| -> usize {
+        let out = ticketd(&config, &["search", q, "--json"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v.as_array().map(|a| a.len()).unwrap_or(0)
+    };
+    assert_eq!(hits("zeppelinkwartel"), 1);
+
+    // Without --yes: only what would go.
+    let out = ticketd(&config, &["delete", "WN-000001"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("would delete: 1 ticket(s) WN-000001; 3 message(s)"),
+        "{text}"
+    );
+    assert!(text.contains("nothing deleted"), "{text}");
+    assert!(ticketd(&config, &["show", "WN-000001"]).status.success());
+
+    let out = ticketd(&config, &["delete", "WN-000001", "--yes"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("deleted: 1 ticket(s) WN-000001; 3 message(s), 1 attachment(s)"),
+        "{text}"
+    );
+    assert!(!ticketd(&config, &["show", "WN-000001"]).status.success());
+    assert_eq!(hits("zeppelinkwartel"), 0);
+    assert_eq!(hits("Tb6yNq1RzKv8Wx3PmLc0Hs"), 0);
+    assert!(!raw_file.exists(), "the raw mail's file is gone");
+    // The other buyer's ticket is whole.
+    assert_eq!(hits("ijsvogelbrief"), 1);
+    assert!(ticketd(&config, &["show", "WN-000002"]).status.success());
+    // No trace in the database file or its log.
+    for file in ["ticketd.sqlite3", "ticketd.sqlite3-wal"] {
+        let Ok(bytes) = std::fs::read(data.join(file)) else {
+            continue;
+        };
+        for word in [
+            &b"eppelinkwartel"[..],
+            b"Tb6yNq1RzKv8Wx3PmLc0Hs",
+            b"lotte@buyer",
+        ] {
+            assert!(
+                !bytes.windows(word.len()).any(|w| w == word),
+                "{file} still holds {}",
+                String::from_utf8_lossy(word)
+            );
+        }
+    }
+
+    // The same mail again (a rescan of the mailbox): not filed.
+    let out = ticketd(&config, &["ingest", erased.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("not filed again"));
+    let out = ticketd(&config, &["export", "--jsonl"]);
+    let export = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(export.lines().count(), 1, "{export}");
+    assert!(!raw_file.exists(), "its file was not written again");
+    assert!(!ticketd(&config, &["delete", "WN-000009"]).status.success());
+    // The highest number deleted is not given out again.
+    let out = ticketd(&config, &["delete", "WN-000002", "--yes"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let next = dir.path().join("next.eml");
+    std::fs::write(
+        &next,
+        "From: mila@buyer.test\r\nSubject: Vraag\r\nMessage-ID: <next@buyer.test>\r\n\r\nHallo.\r\n",
+    )
+    .unwrap();
+    let out = ticketd(&config, &["ingest", next.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("new ticket WN-000003"), "{text}");
+}
+
+/// By the buyer's address: every ticket they opened and their mail on no
+/// ticket; their messages on tickets others opened are kept and counted.
+/// By age: closed tickets closed before a date.
+#[test]
+fn delete_by_requester_and_by_closing_date() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path(), "");
+    let ingest = |id: &str, from: &str, subject: &str, extra: &str| {
+        let eml = dir.path().join(format!("{id}.eml"));
+        std::fs::write(
+            &eml,
+            format!("From: {from}\r\nTo: support@example.test\r\nSubject: {subject}\r\nMessage-ID: <{id}@buyer.test>\r\n{extra}\r\nHallo.\r\n"),
+        )
+        .unwrap();
+        let out = ticketd(&config, &["ingest", eml.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    ingest("a1", "anna@buyer.test", "Vraag een", "");
+    ingest("b1", "bram@buyer.test", "Vraag twee", "");
+    ingest("a2", "anna@buyer.test", "Vraag drie", "");
+    // Bram forwarded our ack to Anna, who answers it: on Bram's ticket.
+    let show = ticketd(&config, &["show", "WN-000002", "--json"]);
+    let view: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    let ack = view["messages"][1]["message_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ingest(
+        "a3",
+        "anna@buyer.test",
+        "Re: Vraag twee",
+        &format!("In-Reply-To: <{ack}>\r\n"),
+    );
+    // An auto-reply from Anna: on no ticket.
+    ingest(
+        "a4",
+        "anna@buyer.test",
+        "Afwezig",
+        "Auto-Submitted: auto-replied\r\n",
+    );
+    let out = ticketd(&config, &["show", "WN-000002", "--json"]);
+    let view: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(view["messages"].as_array().unwrap().len(), 3, "{view}");
+    let out = ticketd(
+        &config,
+        &[
+            "delete",
+            "--requester",
+            "Anna@Buyer.test",
+            "--yes",
+            "--json",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["tickets"],
+        serde_json::json!(["WN-000001", "WN-000003"]),
+        "{v}"
+    );
+    assert_eq!(
+        v["messages"], 5,
+        "two tickets' mail, their acks and the auto-reply: {v}"
+    );
+    assert_eq!(v["kept_on_other_tickets"], 1, "{v}");
+    assert!(ticketd(&config, &["show", "WN-000002"]).status.success());
+
+    // Retention: WN-000002 closed now is not closed before yesterday; it
+    // is closed before tomorrow.
+    assert!(ticketd(&config, &["close", "WN-000002"]).status.success());
+    let day = chrono::Duration::days(1);
+    let yesterday = (chrono::Utc::now() - day).format("%Y-%m-%d").to_string();
+    let tomorrow = (chrono::Utc::now() + day).format("%Y-%m-%d").to_string();
+    let out = ticketd(
+        &config,
+        &["delete", "--closed-before", &yesterday, "--yes", "--json"],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["tickets"], serde_json::json!([]), "{v}");
+    let out = ticketd(
+        &config,
+        &["delete", "--closed-before", &tomorrow, "--yes", "--json"],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["tickets"], serde_json::json!(["WN-000002"]), "{v}");
+    let out = ticketd(&config, &["export", "--jsonl"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 0);
+}

@@ -15,6 +15,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use tracing::warn;
 
 mod checkpoint;
+pub mod delete;
 pub mod views;
 
 const MIGRATIONS: &[&str] = &[
@@ -24,6 +25,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema_4.sql"),
     include_str!("schema_5.sql"),
     include_str!("schema_6.sql"),
+    include_str!("schema_7.sql"),
 ];
 
 /// Blobs up to this size are kept in the database (the `blobs` table),
@@ -166,6 +168,10 @@ impl Store {
         // loss, so an ack is never sent for a message that is then re-filed.
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // What is deleted or overwritten (a row updated, a ticket deleted
+        // on request) is zeroed in the file, not left in free space where
+        // `ticketd delete` could not reach it.
+        conn.pragma_update(None, "secure_delete", "ON")?;
         // 8 MiB of page cache (the default is 2): a batch of new mail no
         // longer spills dirty pages to the WAL before its commit.
         conn.pragma_update(None, "cache_size", -8192)?;
