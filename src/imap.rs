@@ -1068,6 +1068,38 @@ async fn after_filing(
     }
 }
 
+/// For `ticketd check`: the messages of an EXAMINEd mailbox past the
+/// store's position (all of them before the first pass), and how many of
+/// those the server received before `old_before` (day precision, as IMAP
+/// SEARCH BEFORE has it): filed without an acknowledgement.
+pub async fn unread_preview(
+    session: &mut ImapSession,
+    limit: Duration,
+    mailbox: &str,
+    mbox: &async_imap::types::Mailbox,
+    store: &Store,
+    old_before: Option<chrono::NaiveDate>,
+) -> Result<(usize, usize), ImapError> {
+    if mbox.exists == 0 {
+        return Ok((0, 0));
+    }
+    let last_uid = match store.position(mailbox)? {
+        Some(p) if Some(p.uidvalidity) == mbox.uid_validity => p.last_uid,
+        _ => 0,
+    };
+    let after = |uids: HashSet<u32>| uids.into_iter().filter(|&u| u > last_uid).count();
+    let range = format!("UID {}:*", last_uid + 1);
+    let unread = after(timed(limit, "UID SEARCH", session.uid_search(&range)).await?);
+    let old = match old_before {
+        Some(day) if unread > 0 => {
+            let query = format!("{range} BEFORE {}", day.format("%-d-%b-%Y"));
+            after(timed(limit, "UID SEARCH", session.uid_search(query)).await?)
+        }
+        _ => 0,
+    };
+    Ok((unread, old))
+}
+
 /// For `ticketd check`: how the intake rules would treat the last `n`
 /// messages of a mailbox, as (reason, count), most common first. Headers
 /// only; nothing is filed or flagged.

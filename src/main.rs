@@ -1023,6 +1023,32 @@ fn real_main(cli: Cli) -> Result<()> {
                             "ok: IMAP {}@{}:{} mailbox {mailbox} ({} messages)",
                             imap.username, imap.host, imap.port, mbox.exists
                         );
+                        let max_age = config.tickets.ack_max_age_days;
+                        let old_before = max_age.map(|days| {
+                            (chrono::Utc::now() - chrono::Duration::days(i64::from(days)))
+                                .date_naive()
+                        });
+                        let (unread, old) = ticketd::imap::unread_preview(
+                            &mut session,
+                            imap.timeout,
+                            mailbox,
+                            &mbox,
+                            &store,
+                            old_before,
+                        )
+                        .await?;
+                        if unread > 0 {
+                            let mut line = format!("    {unread} message(s) not read yet");
+                            if let (Some(day), Some(days)) = (old_before, max_age) {
+                                if old > 0 {
+                                    line += &format!(
+                                        "; {old} of them received before {day}: filed with no \
+                                         acknowledgement (tickets.ack_max_age_days = {days})"
+                                    );
+                                }
+                            }
+                            println!("{line}");
+                        }
                         if let Some(rules) = &config.intake {
                             let counts = ticketd::imap::intake_preview(
                                 &mut session,

@@ -279,3 +279,40 @@ fn a_template_syntax_error_fails_with_file_and_line() {
         &["nl/ack.txt", "line 4"],
     );
 }
+
+/// Before the first start on a mailbox that already holds mail, check says
+/// how much will be filed and how much of it is old enough to get no
+/// acknowledgement (`tickets.ack_max_age_days`); once filed, how much
+/// waits.
+#[test]
+fn check_tells_what_the_first_pass_will_file_and_leave_unanswered() {
+    let rig = MailRig::start().unwrap();
+    let s = setup(&rig, Imap::Plain, None);
+    let mail = |id: &str| {
+        format!(
+            "From: b@buyer.test\r\nTo: {}\r\nSubject: Vraag\r\nMessage-ID: <{id}@buyer.test>\r\n\r\nHallo.\r\n",
+            common::SUPPORT
+        )
+        .into_bytes()
+    };
+    common::append_received_ago(&rig, &mail("old1"), chrono::Duration::days(40));
+    common::append_received_ago(&rig, &mail("old2"), chrono::Duration::days(12));
+    common::append_received_ago(&rig, &mail("new"), chrono::Duration::hours(2));
+    let (ok, stdout, stderr) = check(&s.config);
+    assert!(ok, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        stdout.contains("3 message(s) not read yet")
+            && stdout.contains("2 of them received before")
+            && stdout.contains("no acknowledgement"),
+        "{stdout}"
+    );
+    let out = common::ticketd(&s.config, &["poll", "--once"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (ok, stdout, _) = check(&s.config);
+    assert!(ok);
+    assert!(!stdout.contains("not read yet"), "{stdout}");
+}

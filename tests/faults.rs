@@ -27,7 +27,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{buyer_mail, export, templates_dir, ticketd, SUPPORT};
+use common::{append_received_ago, buyer_mail, export, templates_dir, ticketd, SUPPORT};
 use proxy::Proxy;
 use serde_json::Value;
 use ticketd::core::parse::parse;
@@ -947,38 +947,6 @@ fn a_large_mail_on_a_slow_link_is_not_cut_off_by_the_timeout() {
     p.delay(Duration::ZERO);
     assert_exactly_once(&rig, &s, &run, &ids, &buyers);
     finish(&mut run);
-}
-
-/// Puts a mail into the support mailbox with IMAP APPEND, as received by
-/// the server `ago` before now (its INTERNALDATE).
-fn append_received_ago(rig: &MailRig, mail: &[u8], ago: chrono::Duration) {
-    use std::io::{BufRead, BufReader, Write};
-    let at = (chrono::Utc::now() - ago).format("%d-%b-%Y %H:%M:%S +0000");
-    let conn = std::net::TcpStream::connect(("127.0.0.1", rig.imap_port())).unwrap();
-    conn.set_read_timeout(Some(WAIT)).unwrap();
-    let mut out = conn.try_clone().unwrap();
-    let mut lines = BufReader::new(conn);
-    let mut line = String::new();
-    let mut until = |prefix: &str, line: &mut String| loop {
-        line.clear();
-        assert!(lines.read_line(line).unwrap() > 0, "IMAP closed");
-        assert!(
-            !line.starts_with("a NO") && !line.starts_with("a BAD"),
-            "{line}"
-        );
-        if line.starts_with(prefix) {
-            return;
-        }
-    };
-    until("* OK", &mut line);
-    write!(out, "a LOGIN \"{SUPPORT}\" \"{RIG_PASSWORD}\"\r\n").unwrap();
-    until("a OK", &mut line);
-    write!(out, "a APPEND INBOX \"{at}\" {{{}}}\r\n", mail.len()).unwrap();
-    until("+", &mut line);
-    out.write_all(mail).unwrap();
-    out.write_all(b"\r\n").unwrap();
-    until("a OK", &mut line);
-    write!(out, "a LOGOUT\r\n").unwrap();
 }
 
 /// The 48 hours start when the mail server received the mail (its

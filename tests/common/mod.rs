@@ -295,3 +295,36 @@ fn buyer_imap(rig: &MailRig, user: &str) -> ticketd::config::ImapConfig {
         move_to: None,
     }
 }
+
+/// Puts a mail into the support mailbox with IMAP APPEND, as received by
+/// the server `ago` before now (its INTERNALDATE).
+pub fn append_received_ago(rig: &MailRig, mail: &[u8], ago: chrono::Duration) {
+    use std::io::{BufRead, BufReader, Write};
+    let at = (chrono::Utc::now() - ago).format("%d-%b-%Y %H:%M:%S +0000");
+    let conn = std::net::TcpStream::connect(("127.0.0.1", rig.imap_port())).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut out = conn.try_clone().unwrap();
+    let mut lines = BufReader::new(conn);
+    let mut line = String::new();
+    let mut until = |prefix: &str, line: &mut String| loop {
+        line.clear();
+        assert!(lines.read_line(line).unwrap() > 0, "IMAP closed");
+        assert!(
+            !line.starts_with("a NO") && !line.starts_with("a BAD"),
+            "{line}"
+        );
+        if line.starts_with(prefix) {
+            return;
+        }
+    };
+    until("* OK", &mut line);
+    write!(out, "a LOGIN \"{SUPPORT}\" \"{RIG_PASSWORD}\"\r\n").unwrap();
+    until("a OK", &mut line);
+    write!(out, "a APPEND INBOX \"{at}\" {{{}}}\r\n", mail.len()).unwrap();
+    until("+", &mut line);
+    out.write_all(mail).unwrap();
+    out.write_all(b"\r\n").unwrap();
+    until("a OK", &mut line);
+    write!(out, "a LOGOUT\r\n").unwrap();
+}
