@@ -4,7 +4,7 @@
 //! with capped exponential backoff.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -48,6 +48,61 @@ const MARK_RETRY_FIRST: Duration = Duration::from_millis(250);
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How long the QUIT after a timed-out send may wait for its answer.
 const ABORT_WAIT: Duration = Duration::from_secs(2);
+
+/// In the data directory: the Message-ID of each mail the SMTP server
+/// took, one per line, written before the store marks it sent. A process
+/// that stops before the mark (the store refused it until then, a crash
+/// between the two) leaves it there, and the next sender marks it sent
+/// instead of sending it again; then the file is emptied.
+pub const SENT_LOG: &str = "outbox-sent.log";
+
+/// Writes down that the server took `message_id` (see [`SENT_LOG`]).
+fn write_down_sent(data_dir: &Path, message_id: &str) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = data_dir.join(SENT_LOG);
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut f| f.write_all(format!("{message_id}\n").as_bytes()));
+    if let Err(e) = written {
+        warn!(path = %path.display(), %message_id, error = %e,
+            "outbox: cannot write down a sent mail; a stop before it is marked sent would send it again");
+    }
+}
+
+/// Marks sent what an earlier process wrote down as sent but did not
+/// mark, then empties the file. Run holding the outbox lock, so no other
+/// sender writes to it meanwhile.
+fn settle_sent_log(store: &Store) -> Result<(), StoreError> {
+    let path = store.data_dir().join(SENT_LOG);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) if text.is_empty() => return Ok(()),
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            warn!(path = %path.display(), error = %e, "outbox: cannot read the log of sent mail");
+            return Ok(());
+        }
+    };
+    let now = Utc::now().timestamp();
+    for message_id in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if store.outbox_sent_by_message_id(message_id, now)? {
+            info!(%message_id,
+                "outbox: the SMTP server took this before the last stop, but it was not marked sent; marked sent now, not sent again");
+        }
+    }
+    if let Err(e) = std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .and_then(|f| f.set_len(0))
+    {
+        warn!(path = %path.display(), error = %e, "outbox: cannot empty the log of sent mail");
+    }
+    Ok(())
+}
 
 /// Items this process handed to the SMTP server (250) but could not mark
 /// sent, by data directory: never sent again by this process, and marked
@@ -576,6 +631,7 @@ async fn deliver_locked(
 ) -> Result<DeliveryStats, SmtpError> {
     let mut stats = DeliveryStats::default();
     mark_unmarked(store)?;
+    settle_sent_log(store)?;
     let unmarked = unmarked_ids(store);
     let mut session: Option<Session> = None;
     let now = Utc::now().timestamp();
@@ -661,6 +717,7 @@ async fn deliver_locked(
             let now = Utc::now().timestamp();
             match result {
                 Ok(()) => {
+                    write_down_sent(store.data_dir(), &item.message_id);
                     mark_sent(store, &item, now, stop).await?;
                     info!(message_id = %item.message_id, to = %item.envelope_to, "acknowledgement sent");
                     stats.sent += 1;

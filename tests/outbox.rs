@@ -427,6 +427,33 @@ fn a_sent_ack_the_store_will_not_mark_is_never_resent_by_this_process() {
     assert!(all("sent", &d.outbox()), "{:?}", d.outbox());
 }
 
+/// The store will not mark a sent ack and the process stops before it
+/// can (`poll --once` gives up after its retries; a restart of the
+/// service, a crash): the next process does not send it again. The send
+/// was written down in the data directory first, and the next sender
+/// marks it sent from there.
+#[test]
+fn a_sent_ack_left_unmarked_by_a_stopped_process_is_not_resent_by_the_next() {
+    let rig = MailRig::start().unwrap();
+    let d = desk(&rig);
+    let buyers = buyers("restartmark", 1);
+    d.queue_acks(&buyers);
+    d.refuse_marking();
+    let out = common::ticketd(&d.s.config, &["poll", "--once"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot mark it sent"), "{stderr}");
+    assert_eq!(settled_counts(&rig, &buyers, QUIET), vec![1]);
+    assert_eq!(d.outbox(), vec![("queued".to_string(), 0, 0)]);
+
+    d.allow_marking();
+    let out = common::ticketd(&d.s.config, &["poll", "--once"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("marked sent now"), "{stderr}");
+    assert_eq!(settled_counts(&rig, &buyers, QUIET), vec![1], "sent again");
+    assert_eq!(d.outbox()[0].0, "sent");
+}
+
 /// SIGTERM while a backlog goes out over a slow link: the sender stops
 /// after the item in hand instead of working through the backlog, and what
 /// it sent is marked sent, the rest left queued and untouched.

@@ -366,6 +366,21 @@ impl Store {
         Ok(())
     }
 
+    /// Marks the queued outbox item with this Message-ID sent; false when
+    /// there is none (marked already, or deleted).
+    pub fn outbox_sent_by_message_id(
+        &self,
+        message_id: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let changed = self.conn.execute(
+            "UPDATE outbox SET status = 'sent', attempts = attempts + 1, sent_at = ?2,
+             last_error = NULL WHERE message_id = ?1 AND status = 'queued'",
+            params![message_id, now],
+        )?;
+        Ok(changed > 0)
+    }
+
     /// Records an attempt that did not deliver outbox item `id`: due again
     /// at `next_attempt`, or with `give_up` marked failed for good.
     pub fn outbox_failed_attempt(
