@@ -59,6 +59,7 @@ pub const SENT_LOG: &str = "outbox-sent.log";
 /// Writes down that the server took `message_id` (see [`SENT_LOG`]).
 fn write_down_sent(data_dir: &Path, message_id: &str) {
     use std::io::Write;
+    use std::os::unix::fs::MetadataExt;
     use std::os::unix::fs::OpenOptionsExt;
     let path = data_dir.join(SENT_LOG);
     let written = std::fs::OpenOptions::new()
@@ -66,7 +67,15 @@ fn write_down_sent(data_dir: &Path, message_id: &str) {
         .append(true)
         .mode(0o600)
         .open(&path)
-        .and_then(|mut f| f.write_all(format!("{message_id}\n").as_bytes()));
+        .and_then(|mut f| {
+            // Made by root (`reply --send` under sudo): the service's
+            // user, who owns the data directory, must write it too.
+            let (file, dir) = (f.metadata()?, std::fs::metadata(data_dir)?);
+            if file.uid() != dir.uid() && file.uid() == 0 {
+                std::os::unix::fs::fchown(&f, Some(dir.uid()), Some(dir.gid()))?;
+            }
+            f.write_all(format!("{message_id}\n").as_bytes())
+        });
     if let Err(e) = written {
         warn!(path = %path.display(), %message_id, error = %e,
             "outbox: cannot write down a sent mail; a stop before it is marked sent would send it again");

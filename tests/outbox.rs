@@ -454,6 +454,33 @@ fn a_sent_ack_left_unmarked_by_a_stopped_process_is_not_resent_by_the_next() {
     assert_eq!(d.outbox()[0].0, "sent");
 }
 
+/// An operator's `poll` or `reply --send` under sudo writes down its sends
+/// in a file the service's user (who owns the data directory) can still
+/// write and empty.
+#[test]
+fn the_sent_log_root_makes_belongs_to_the_service_user() {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid cannot fail and touches no memory.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("not root: the ownership of root's files is not checked");
+        return;
+    }
+    let rig = MailRig::start().unwrap();
+    let d = desk(&rig);
+    d.queue_acks(&buyers("rootlog", 1));
+    let data = &d.config.data_dir;
+    std::os::unix::fs::chown(data, Some(65534), Some(65534)).unwrap();
+    let out = common::ticketd(&d.s.config, &["poll", "--once"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = std::fs::metadata(data.join(smtp::SENT_LOG)).unwrap();
+    assert_eq!((log.uid(), log.gid()), (65534, 65534));
+    assert_eq!(log.mode() & 0o777, 0o600);
+}
+
 /// SIGTERM while a backlog goes out over a slow link: the sender stops
 /// after the item in hand instead of working through the backlog, and what
 /// it sent is marked sent, the rest left queued and untouched.
