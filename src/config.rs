@@ -287,6 +287,10 @@ pub struct TicketsConfig {
     /// (a mailbox watched for the first time, a long outage) gets no ack;
     /// `None` answers mail of any age.
     pub ack_max_age_days: Option<u32>,
+    /// Mail the server received before this was answered already (`poll
+    /// --acked-before`, after a restore or a move from another desk): it
+    /// is filed without an ack. Not in the config file.
+    pub acked_before: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// The languages acknowledgements are written in.
@@ -815,6 +819,7 @@ fn validate(
             max_acks_per_sender_per_hour: t.max_acks_per_sender_per_hour.unwrap_or(3),
             ack_followups: t.ack_followups.unwrap_or(false),
             ack_max_age_days,
+            acked_before: None,
         },
     })
 }

@@ -458,7 +458,9 @@ impl Ingestor<'_> {
             position,
             received,
         } = message;
-        let aged = aged_out(received, now, self.config.tickets.ack_max_age_days);
+        let tickets = &self.config.tickets;
+        let aged = aged_out(received, now, tickets.ack_max_age_days)
+            .or_else(|| answered_before(received, tickets.acked_before));
         let now = received_at(received, now, self.config.tickets.response_hours);
         let position = position.as_ref();
         let (key, from) = (msg.dedupe_key.clone(), msg.from_address.clone());
@@ -840,6 +842,19 @@ fn aged_out(
         format!(
             "old mail: received {}, more than {days} days before it was filed (tickets.ack_max_age_days)",
             received.format("%Y-%m-%d %H:%M UTC")
+        )
+    })
+}
+
+/// Why mail gets no ack when the server received it before the time an
+/// operator said everything was answered (`poll --acked-before`).
+fn answered_before(received: Option<DateTime<Utc>>, cut: Option<DateTime<Utc>>) -> Option<String> {
+    let (received, cut) = (received?, cut?);
+    (received < cut).then(|| {
+        format!(
+            "answered before: received {}, before {} (poll --acked-before)",
+            received.format("%Y-%m-%d %H:%M:%S UTC"),
+            cut.format("%Y-%m-%d %H:%M:%S UTC")
         )
     })
 }

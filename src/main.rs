@@ -41,6 +41,12 @@ enum Command {
         /// Print what would be taken from the mailbox, and why; file nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Mail the server received before this time was answered already
+        /// (after a restore from a backup, or a move from another desk): file
+        /// it without an acknowledgement. "2026-11-27 14:05" in
+        /// tickets.time_zone, or RFC 3339.
+        #[arg(long)]
+        acked_before: Option<String>,
     },
     /// File raw messages from files (`-` for standard input), without IMAP.
     Ingest {
@@ -248,6 +254,33 @@ fn fmt_time(config: &Config, unix: i64) -> String {
                 .to_string()
         })
         .unwrap_or_default()
+}
+
+/// A moment: RFC 3339, or "2026-11-27 14:05[:30]" or "2026-11-27" in `tz`.
+fn parse_moment(text: &str, tz: chrono_tz::Tz) -> Result<chrono::DateTime<chrono::Utc>> {
+    use chrono::TimeZone;
+    let t = text.trim();
+    if let Ok(d) = chrono::DateTime::parse_from_rfc3339(t) {
+        return Ok(d.with_timezone(&chrono::Utc));
+    }
+    let naive = [
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+    ]
+    .iter()
+    .find_map(|f| chrono::NaiveDateTime::parse_from_str(t, f).ok())
+    .or_else(|| {
+        chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d")
+            .ok()
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+    })
+    .context("not a date and time")?;
+    tz.from_local_datetime(&naive)
+        .earliest()
+        .map(|d| d.with_timezone(&chrono::Utc))
+        .context("that local time does not exist (a clock change)")
 }
 
 /// "6h", "90m", "2d", "45s".
@@ -474,7 +507,24 @@ fn real_main(cli: Cli) -> Result<()> {
             .spawn(ticketd::core::warm_up);
     }
     match &cli.command {
-        Command::Poll { dry_run, .. } => {
+        Command::Poll {
+            dry_run,
+            acked_before,
+            ..
+        } => {
+            let mut config = config;
+            if let Some(text) = acked_before {
+                config.tickets.acked_before = Some(
+                    parse_moment(text, config.tickets.time_zone).with_context(|| {
+                        format!(
+                            "--acked-before `{text}`: use a time like \"2026-11-27 14:05\" \
+                             (in {}) or RFC 3339",
+                            config.tickets.time_zone
+                        )
+                    })?,
+                );
+            }
+            let config = config;
             let templates = load_templates(&config)?;
             let print = |line: String| println!("{line}");
             let report: Option<&(dyn Fn(String) + Sync)> =
@@ -1142,4 +1192,34 @@ fn real_main(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_moment;
+
+    #[test]
+    fn moments_in_the_desks_time_zone_or_rfc3339() {
+        let tz = chrono_tz::Europe::Amsterdam;
+        let utc = |s: &str| s.parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+        assert_eq!(
+            parse_moment("2026-11-27 14:05", tz).unwrap(),
+            utc("2026-11-27T13:05:00Z")
+        );
+        assert_eq!(
+            parse_moment("2026-07-01 14:05:30", tz).unwrap(),
+            utc("2026-07-01T12:05:30Z")
+        );
+        assert_eq!(
+            parse_moment("2026-11-27", tz).unwrap(),
+            utc("2026-11-26T23:00:00Z")
+        );
+        assert_eq!(
+            parse_moment("2026-11-27T14:05:00+00:00", tz).unwrap(),
+            utc("2026-11-27T14:05:00Z")
+        );
+        // The hour skipped when the clocks go forward, and no date at all.
+        assert!(parse_moment("2026-03-29 02:30", tz).is_err());
+        assert!(parse_moment("yesterday", tz).is_err());
+    }
 }

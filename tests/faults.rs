@@ -1073,6 +1073,57 @@ fn mail_received_long_before_it_is_filed_gets_no_ack() {
     assert!(got.iter().all(|a| a["message_id"].is_string()), "{got:?}");
 }
 
+/// After a restore from a backup (or a move from another helpdesk) the
+/// mailbox holds mail that was answered before; `poll --acked-before
+/// TIME` files it without acknowledging what the server received before
+/// TIME, and answers what came after.
+#[test]
+fn poll_acked_before_files_answered_mail_without_a_second_ack() {
+    let _serial = serial();
+    let rig = MailRig::start().unwrap();
+    for (i, ago) in [chrono::Duration::hours(3), chrono::Duration::minutes(30)]
+        .iter()
+        .enumerate()
+    {
+        let mail = buyer_mail(
+            &buyer("restored", i),
+            "Buyer",
+            &format!("Order question {i}"),
+            &mid("restored", i),
+            "Hello, my order has not arrived yet.",
+            "",
+        );
+        append_received_ago(&rig, &mail, *ago);
+    }
+    let s = env(&rig, rig.imap_port(), "");
+    let cut = (chrono::Utc::now() - chrono::Duration::hours(1))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let out = ticketd(&s.config, &["poll", "--once", "--acked-before", &cut]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut records = export(&s.config);
+    records.sort_by_key(|r| r["message_id"].as_str().unwrap_or("").to_string());
+    assert_eq!(records.len(), 2, "{records:?}");
+    let skipped = records[0]["ack"]["skipped"].as_str().unwrap_or_default();
+    assert!(skipped.contains("--acked-before"), "{}", records[0]["ack"]);
+    assert!(
+        records[1]["ack"]["message_id"].is_string(),
+        "{}",
+        records[1]["ack"]
+    );
+    assert!(ticketd(
+        &s.config,
+        &["poll", "--once", "--acked-before", "yesterday"]
+    )
+    .status
+    .code()
+    .is_some_and(|c| c != 0));
+}
+
 /// The connection stalls while the daemon idles: the server's EXISTS never
 /// arrives. IDLE is renewed at the keepalive (a third of the systemd
 /// watchdog period, here 6 s / 3), the DONE times out after
