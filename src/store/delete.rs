@@ -5,10 +5,11 @@
 //! participants and outbox rows; then the raw mails and attachments no
 //! other message names, from the database and the blob directory.
 //!
-//! Deleted means gone from the file too: the connection deletes with
-//! `secure_delete` (freed pages are zeroed) and the full-text index with
-//! FTS5's `secure-delete` (terms leave the index at once, not at the next
-//! merge), and the write-ahead log is checkpointed afterwards. Backups
+//! Deleted means gone from the file too: every connection runs with
+//! `secure_delete` (what is deleted or rewritten is zeroed), the full-text
+//! index deletes with FTS5's `secure-delete` (terms leave the index at
+//! once, not at the next merge), and the write-ahead log is checkpointed
+//! afterwards. Backups
 //! taken before still hold it, and so does the mailbox, which ticketd
 //! never changes; `deleted_mail` keeps a hash of each deleted message's
 //! key so that the mail still there is not filed again.
