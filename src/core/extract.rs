@@ -781,12 +781,13 @@ static DATE_WORDS: LazyLock<Regex> = LazyLock::new(|| {
         // "maar" (but, only) is no way to write maart: "maar 2 kaarten".
         .filter(|w| w != "maar")
         .chain(["mrt".to_string()])
+        .chain(GERMAN_MONTHS.iter().map(|(name, _)| name.to_string()))
         .collect();
     words.sort_by_key(|w| std::cmp::Reverse(w.len()));
     words.dedup();
     let month = words.join("|");
     Regex::new(&format!(
-        r"(?i)(?-u:\b)(?:(\d{{1,2}})(?:st|nd|rd|th|e)?\s+(?:of\s+)?({month})\.?(?:,?\s+(\d{{4}}))?|({month})\.?\s+(\d{{1,2}})(?:st|nd|rd|th)?(?:,?\s+(\d{{4}}))?)(?-u:\b)"
+        r"(?i)(?-u:\b)(?:(\d{{1,2}})(?:st|nd|rd|th|e|\.)?\s+(?:of\s+)?({month})\.?(?:,?\s+(\d{{4}}))?|({month})\.?\s+(\d{{1,2}})(?:st|nd|rd|th)?(?:,?\s+(\d{{4}}))?)(?-u:\b)"
     ))
     .expect("static regex")
 });
@@ -829,8 +830,16 @@ const MONTHS: [(&str, &str, u32); 12] = [
     ("december", "december", 12),
 ];
 
+/// German names that neither Dutch nor English starts the same way
+/// ("Januar" is a start of "januari"); German writes the day with a dot:
+/// "am 14. November".
+const GERMAN_MONTHS: [(&str, u32); 4] = [("märz", 3), ("maerz", 3), ("mai", 5), ("dezember", 12)];
+
 fn month_number(word: &str) -> Option<u32> {
     let w = word.to_lowercase();
+    if let Some((_, n)) = GERMAN_MONTHS.iter().find(|(name, _)| *name == w) {
+        return Some(*n);
+    }
     MONTHS.iter().find_map(|(nl, en, n)| {
         let prefix = w.len() >= 3 && (nl.starts_with(&w) || en.starts_with(&w));
         let mrt = w == "mrt" && *n == 3;
@@ -1119,13 +1128,14 @@ static COUNTED_AFTER: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 static CONJUNCTION: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i),|(?-u:\b)(?:en|and|maar|but)(?-u:\b)").expect("static regex")
+    Regex::new(r"(?i),|(?-u:\b)(?:en|and|maar|but|und|aber)(?-u:\b)").expect("static regex")
 });
 
 /// The text after a label up to the end of its sentence (at most 60
-/// bytes), or up to "en", "and", "maar" or "but" when the clause after
-/// that has a label of its own: in "op 3 november besteld en op 20
-/// november ontvangen" the second date is the delivery's.
+/// bytes), or up to "en", "and", "maar", "but" (or German's "und",
+/// "aber") when the clause after that has a label of its own: in "op 3
+/// november besteld en op 20 november ontvangen" the second date is the
+/// delivery's.
 fn after_label(text: &str, end: usize) -> &str {
     let rest = &text[end..];
     let mut cut = sentence_end(rest).min(60);
@@ -1231,16 +1241,33 @@ fn sentence_start(before: &str) -> usize {
         if c == b'\n' || c == b'!' || c == b'?' {
             return i;
         }
-        // ". " before an upper-case letter ends a sentence; "4 nov. 2026" does not.
+        // ". " before an upper-case letter ends a sentence; "4 nov. 2026"
+        // and German's "am 14. November" do not.
         if c == b'.'
             && b.get(i).is_some_and(|x| *x == b' ')
             && b.get(i + 1).is_some_and(|x| x.is_ascii_uppercase())
+            && !day_dot(before, i - 1)
         {
             return i;
         }
         i -= 1;
     }
     0
+}
+
+/// Whether the '.' at `dot` follows a day of the month and precedes a
+/// month's name: "14. November", as German writes a date.
+fn day_dot(s: &str, dot: usize) -> bool {
+    let b = s.as_bytes();
+    if dot == 0 || !b[dot - 1].is_ascii_digit() {
+        return false;
+    }
+    let after = s.get(dot + 2..).unwrap_or("");
+    let word = after
+        .split(|c: char| !c.is_alphabetic())
+        .next()
+        .unwrap_or("");
+    word.chars().count() >= 3 && month_number(word).is_some()
 }
 
 /// Where the sentence starting `rest` ends.
@@ -1250,7 +1277,8 @@ fn sentence_end(rest: &str) -> usize {
         match b[i] {
             b'\n' | b'!' | b'?' | b';' => return i,
             b'.' if b.get(i + 1) == Some(&b' ')
-                && b.get(i + 2).is_some_and(|x| x.is_ascii_uppercase()) =>
+                && b.get(i + 2).is_some_and(|x| x.is_ascii_uppercase())
+                && !day_dot(rest, i) =>
             {
                 return i
             }
@@ -2615,7 +2643,17 @@ mod tests {
                 None,
             ),
             ("The order of 3 Nov never showed up.", d(2026, 11, 3), None),
-            // German says it with its own verbs.
+            // German says it with its own verbs, and its own months.
+            (
+                "Ich habe sie am 3. Dezember gekauft und am 5. Dezember erhalten.",
+                d(2025, 12, 3),
+                d(2025, 12, 5),
+            ),
+            (
+                "Gekauft am 14. März, die Ecke ist geknickt.",
+                d(2026, 3, 14),
+                None,
+            ),
             (
                 "Ich habe die Karte am 14.11.2026 gekauft, sie ist am 20.11.2026 angekommen.",
                 d(2026, 11, 14),
