@@ -1003,6 +1003,37 @@ fn the_response_clock_starts_when_the_server_received_the_mail() {
     );
 }
 
+/// One buyer's question per entry of `ago`, put into the support mailbox
+/// as received by the server that long ago (buyer and Message-ID from
+/// `test` and the index).
+fn append_questions_received_ago(rig: &MailRig, test: &str, ago: &[chrono::Duration]) {
+    for (i, ago) in ago.iter().enumerate() {
+        let mail = buyer_mail(
+            &buyer(test, i),
+            "Buyer",
+            &format!("Order question {i}"),
+            &mid(test, i),
+            "Hello, my order has not arrived yet.",
+            "",
+        );
+        append_received_ago(rig, &mail, *ago);
+    }
+}
+
+/// `poll --once` with `args`, which must succeed; then every stored
+/// message's export record, by Message-ID.
+fn poll_and_export(s: &Env, args: &[&str]) -> Vec<Value> {
+    let out = ticketd(&s.config, &[&["poll", "--once"][..], args].concat());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut records = export(&s.config);
+    records.sort_by_key(|r| r["message_id"].as_str().unwrap_or("").to_string());
+    records
+}
+
 /// A mailbox watched for the first time holds mail answered long ago (by
 /// hand, or by the desk before): filing it must not send every buyer who
 /// ever wrote a "we received your message" now. Mail the server received
@@ -1018,26 +1049,9 @@ fn mail_received_long_before_it_is_filed_gets_no_ack() {
         chrono::Duration::days(3),
         chrono::Duration::days(40),
     ];
-    for (i, ago) in cases.iter().enumerate() {
-        let mail = buyer_mail(
-            &buyer("aged", i),
-            "Buyer",
-            &format!("Order question {i}"),
-            &mid("aged", i),
-            "Hello, my order has not arrived yet.",
-            "",
-        );
-        append_received_ago(&rig, &mail, *ago);
-    }
+    append_questions_received_ago(&rig, "aged", &cases);
     let acks = |s: &Env| -> Vec<Value> {
-        let out = ticketd(&s.config, &["poll", "--once"]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let mut records = export(&s.config);
-        records.sort_by_key(|r| r["message_id"].as_str().unwrap_or("").to_string());
+        let records = poll_and_export(s, &[]);
         assert_eq!(records.len(), 3, "every mail filed: {records:?}");
         assert!(
             records.iter().all(|r| r["ticket"].is_string()),
@@ -1081,32 +1095,13 @@ fn mail_received_long_before_it_is_filed_gets_no_ack() {
 fn poll_acked_before_files_answered_mail_without_a_second_ack() {
     let _serial = serial();
     let rig = MailRig::start().unwrap();
-    for (i, ago) in [chrono::Duration::hours(3), chrono::Duration::minutes(30)]
-        .iter()
-        .enumerate()
-    {
-        let mail = buyer_mail(
-            &buyer("restored", i),
-            "Buyer",
-            &format!("Order question {i}"),
-            &mid("restored", i),
-            "Hello, my order has not arrived yet.",
-            "",
-        );
-        append_received_ago(&rig, &mail, *ago);
-    }
+    let ago = [chrono::Duration::hours(3), chrono::Duration::minutes(30)];
+    append_questions_received_ago(&rig, "restored", &ago);
     let s = env(&rig, rig.imap_port(), "");
     let cut = (chrono::Utc::now() - chrono::Duration::hours(1))
         .format("%Y-%m-%dT%H:%M:%SZ")
         .to_string();
-    let out = ticketd(&s.config, &["poll", "--once", "--acked-before", &cut]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut records = export(&s.config);
-    records.sort_by_key(|r| r["message_id"].as_str().unwrap_or("").to_string());
+    let records = poll_and_export(&s, &["--acked-before", &cut]);
     assert_eq!(records.len(), 2, "{records:?}");
     let skipped = records[0]["ack"]["skipped"].as_str().unwrap_or_default();
     assert!(skipped.contains("--acked-before"), "{}", records[0]["ack"]);

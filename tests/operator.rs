@@ -13,6 +13,17 @@ fn ticketd(config: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Runs ticketd, which must succeed; its standard output.
+fn succeeds(config: &Path, args: &[&str]) -> String {
+    let out = ticketd(config, args);
+    assert!(
+        out.status.success(),
+        "ticketd {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn setup(dir: &Path, extra: &str) -> std::path::PathBuf {
     let config = dir.join("ticketd.toml");
     std::fs::write(
@@ -799,12 +810,7 @@ fn delete_erases_a_ticket_for_good_and_it_is_not_filed_again() {
     )
     .unwrap();
     for f in [&erased, &kept] {
-        let out = ticketd(&config, &["ingest", f.to_str().unwrap()]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        succeeds(&config, &["ingest", f.to_str().unwrap()]);
     }
     let reply = dir.path().join("reply.txt");
     std::fs::write(&reply, "Beste Lotte, we zoeken de zeppelinkwartel uit.").unwrap();
@@ -839,25 +845,14 @@ fn delete_erases_a_ticket_for_good_and_it_is_not_filed_again() {
     };
     assert!(raw_file.exists());
     let hits = |q: &str| -> usize {
-        let out = ticketd(&config, &["search", q, "--json"]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&succeeds(&config, &["search", q, "--json"])).unwrap();
         v.as_array().map(|a| a.len()).unwrap_or(0)
     };
     assert_eq!(hits("zeppelinkwartel"), 1);
 
     // Without --yes: only what would go.
-    let out = ticketd(&config, &["delete", "WN-000001"]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = succeeds(&config, &["delete", "WN-000001"]);
     assert!(
         text.contains("would delete: 1 ticket(s) WN-000001; 3 message(s)"),
         "{text}"
@@ -865,13 +860,7 @@ fn delete_erases_a_ticket_for_good_and_it_is_not_filed_again() {
     assert!(text.contains("nothing deleted"), "{text}");
     assert!(ticketd(&config, &["show", "WN-000001"]).status.success());
 
-    let out = ticketd(&config, &["delete", "WN-000001", "--yes"]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = succeeds(&config, &["delete", "WN-000001", "--yes"]);
     assert!(
         text.contains("deleted: 1 ticket(s) WN-000001; 3 message(s), 1 attachment(s)"),
         "{text}"
@@ -902,38 +891,21 @@ fn delete_erases_a_ticket_for_good_and_it_is_not_filed_again() {
     }
 
     // The same mail again (a rescan of the mailbox): not filed.
-    let out = ticketd(&config, &["ingest", erased.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("not filed again"));
-    let out = ticketd(&config, &["export", "--jsonl"]);
-    let export = String::from_utf8_lossy(&out.stdout);
+    let text = succeeds(&config, &["ingest", erased.to_str().unwrap()]);
+    assert!(text.contains("not filed again"), "{text}");
+    let export = succeeds(&config, &["export", "--jsonl"]);
     assert_eq!(export.lines().count(), 1, "{export}");
     assert!(!raw_file.exists(), "its file was not written again");
     assert!(!ticketd(&config, &["delete", "WN-000009"]).status.success());
     // The highest number deleted is not given out again.
-    let out = ticketd(&config, &["delete", "WN-000002", "--yes"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeds(&config, &["delete", "WN-000002", "--yes"]);
     let next = dir.path().join("next.eml");
     std::fs::write(
         &next,
         "From: mila@buyer.test\r\nSubject: Vraag\r\nMessage-ID: <next@buyer.test>\r\n\r\nHallo.\r\n",
     )
     .unwrap();
-    let out = ticketd(&config, &["ingest", next.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = succeeds(&config, &["ingest", next.to_str().unwrap()]);
     assert!(text.contains("new ticket WN-000003"), "{text}");
 }
 
@@ -951,12 +923,7 @@ fn delete_by_requester_and_by_closing_date() {
             format!("From: {from}\r\nTo: support@example.test\r\nSubject: {subject}\r\nMessage-ID: <{id}@buyer.test>\r\n{extra}\r\nHallo.\r\n"),
         )
         .unwrap();
-        let out = ticketd(&config, &["ingest", eml.to_str().unwrap()]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        succeeds(&config, &["ingest", eml.to_str().unwrap()]);
     };
     ingest("a1", "anna@buyer.test", "Vraag een", "");
     ingest("b1", "bram@buyer.test", "Vraag twee", "");
