@@ -750,7 +750,17 @@ fn real_main(cli: Cli) -> Result<()> {
             };
             let mut store = Store::open(&config.data_dir)?;
             let done = if *yes {
-                store.delete(&selection, now.timestamp())?
+                let done = store.delete(&selection, now.timestamp())?;
+                // For the record of what was erased and when: counts and
+                // ticket numbers, nothing of the mail.
+                tracing::info!(
+                    tickets = done.tickets.len(),
+                    messages = done.messages,
+                    attachments = done.attachments,
+                    files = done.blobs,
+                    "deleted on request"
+                );
+                done
             } else {
                 delete::plan(store.conn(), &selection)?
             };
@@ -1170,6 +1180,12 @@ fn real_main(cli: Cli) -> Result<()> {
                     "attachments: {} ({} bytes)",
                     st.attachments, st.attachment_bytes
                 );
+                if st.deleted_messages > 0 {
+                    println!(
+                        "deleted:     {} message(s) deleted on request, not filed again",
+                        st.deleted_messages
+                    );
+                }
                 for (status, n) in &st.outbox {
                     println!("outbox:      {n} {status}");
                 }

@@ -895,6 +895,8 @@ fn delete_erases_a_ticket_for_good_and_it_is_not_filed_again() {
     assert!(text.contains("not filed again"), "{text}");
     let export = succeeds(&config, &["export", "--jsonl"]);
     assert_eq!(export.lines().count(), 1, "{export}");
+    let stats = succeeds(&config, &["stats"]);
+    assert!(stats.contains("deleted:     1 message(s)"), "{stats}");
     assert!(!raw_file.exists(), "its file was not written again");
     assert!(!ticketd(&config, &["delete", "WN-000009"]).status.success());
     // The highest number deleted is not given out again.

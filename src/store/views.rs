@@ -852,6 +852,9 @@ pub struct Stats {
     pub mailboxes: Vec<MailboxStat>,
     /// Messages the server left out of its answers, still asked for.
     pub left_out: Vec<crate::store::LeftOut>,
+    /// Messages deleted on request (`ticketd delete`), remembered so they
+    /// are not filed again.
+    pub deleted_messages: i64,
 }
 
 #[derive(Debug, Serialize)]
@@ -897,6 +900,7 @@ pub fn stats(conn: &Connection, now: i64) -> Result<Stats, StoreError> {
         outbox,
         mailboxes,
         left_out: crate::store::left_out(conn, None)?,
+        deleted_messages: count("SELECT count(*) FROM deleted_mail")?,
     })
 }
 
