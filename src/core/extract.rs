@@ -757,10 +757,10 @@ fn damage_denied(text: &str, start: usize, end: usize) -> bool {
 }
 
 static PURCHASE_LABEL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)(?-u:\b)(?:gekocht|kocht|kochten|besteld|bestelde|bestelden|gekauft|bestellt|aangeschaft|betaald|gewonnen|aankoopdatum|datum\s+van\s+aankoop|bestelddatum|besteldatum|purchased|bought|ordered|paid|won\s+(?:(?:an?|the|this|my)\s+)?(?:auction|bid|lot|giveaway|break|it|them)|purchase\s+date|date\s+of\s+purchase|order\s+date)(?-u:\b)").expect("static regex")
+    Regex::new(r"(?i)(?-u:\b)(?:gekocht|kocht|kochten|besteld|bestelde|bestelden|gekauft|bestellt|achet(?:é|ée|és|ées)?|command(?:é|ée|és|ées)?|aangeschaft|betaald|gewonnen|aankoopdatum|datum\s+van\s+aankoop|bestelddatum|besteldatum|purchased|bought|ordered|paid|won\s+(?:(?:an?|the|this|my)\s+)?(?:auction|bid|lot|giveaway|break|it|them)|purchase\s+date|date\s+of\s+purchase|order\s+date)(?-u:\b)").expect("static regex")
 });
 static DELIVERY_LABEL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?ix)(?-u:\b)(?:geleverd|afgeleverd|bezorgd|bezorgde|ontvangen|ontving|ontvingen|aangekomen|angekommen|geliefert|zugestellt|erhalten|binnengekomen|binnengekregen|leverdatum|bezorgdatum|delivered|received|arrived|showed\s+up|turned\s+up|got\s+(?:my|the|our)\s+(?:package|parcel|order|item|box|cards?)|delivery\s+date
+    Regex::new(r"(?ix)(?-u:\b)(?:geleverd|afgeleverd|bezorgd|bezorgde|ontvangen|ontving|ontvingen|aangekomen|angekommen|geliefert|zugestellt|erhalten|reçue?s?|livr(?:é|ée|és|ées)?|arriv(?:é|ée|és|ées)?|binnengekomen|binnengekregen|leverdatum|bezorgdatum|delivered|received|arrived|showed\s+up|turned\s+up|got\s+(?:my|the|our)\s+(?:package|parcel|order|item|box|cards?)|delivery\s+date
         # Separable verbs: kwam (het pakket) aan, kreeg (het) (gisteren) binnen.
         |kwam(?:en)?\s+(?:[^\s,.;!?]+\s+){0,3}?aan|kreeg(?:en)?\s+(?:[^\s,.;!?]+\s+){0,4}?binnen)(?-u:\b)").expect("static regex")
 });
@@ -781,13 +781,13 @@ static DATE_WORDS: LazyLock<Regex> = LazyLock::new(|| {
         // "maar" (but, only) is no way to write maart: "maar 2 kaarten".
         .filter(|w| w != "maar")
         .chain(["mrt".to_string()])
-        .chain(GERMAN_MONTHS.iter().map(|(name, _)| name.to_string()))
+        .chain(OTHER_MONTHS.iter().map(|(name, _)| name.to_string()))
         .collect();
     words.sort_by_key(|w| std::cmp::Reverse(w.len()));
     words.dedup();
     let month = words.join("|");
     Regex::new(&format!(
-        r"(?i)(?-u:\b)(?:(\d{{1,2}})(?:st|nd|rd|th|e|\.)?\s+(?:of\s+)?({month})\.?(?:,?\s+(\d{{4}}))?|({month})\.?\s+(\d{{1,2}})(?:st|nd|rd|th)?(?:,?\s+(\d{{4}}))?)(?-u:\b)"
+        r"(?i)(?-u:\b)(?:(\d{{1,2}})(?:st|nd|rd|th|er|e|\.)?\s+(?:of\s+)?({month})\.?(?:,?\s+(\d{{4}}))?|({month})\.?\s+(\d{{1,2}})(?:st|nd|rd|th)?(?:,?\s+(\d{{4}}))?)(?-u:\b)"
     ))
     .expect("static regex")
 });
@@ -830,14 +830,32 @@ const MONTHS: [(&str, &str, u32); 12] = [
     ("december", "december", 12),
 ];
 
-/// German names that neither Dutch nor English starts the same way
-/// ("Januar" is a start of "januari"); German writes the day with a dot:
-/// "am 14. November".
-const GERMAN_MONTHS: [(&str, u32); 4] = [("märz", 3), ("maerz", 3), ("mai", 5), ("dezember", 12)];
+/// German and French names that neither Dutch nor English starts the
+/// same way ("Januar" is a start of "januari"); German writes the day with
+/// a dot: "am 14. November". Not "mars": "2 Mars bars".
+const OTHER_MONTHS: [(&str, u32); 17] = [
+    ("märz", 3),
+    ("maerz", 3),
+    ("mai", 5),
+    ("dezember", 12),
+    ("janvier", 1),
+    ("février", 2),
+    ("fevrier", 2),
+    ("avril", 4),
+    ("juin", 6),
+    ("juillet", 7),
+    ("août", 8),
+    ("aout", 8),
+    ("septembre", 9),
+    ("octobre", 10),
+    ("novembre", 11),
+    ("décembre", 12),
+    ("decembre", 12),
+];
 
 fn month_number(word: &str) -> Option<u32> {
     let w = word.to_lowercase();
-    if let Some((_, n)) = GERMAN_MONTHS.iter().find(|(name, _)| *name == w) {
+    if let Some((_, n)) = OTHER_MONTHS.iter().find(|(name, _)| *name == w) {
         return Some(*n);
     }
     MONTHS.iter().find_map(|(nl, en, n)| {
@@ -1128,7 +1146,7 @@ static COUNTED_AFTER: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 static CONJUNCTION: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i),|(?-u:\b)(?:en|and|maar|but|und|aber)(?-u:\b)").expect("static regex")
+    Regex::new(r"(?i),|(?-u:\b)(?:en|and|maar|but|und|aber|et)(?-u:\b)").expect("static regex")
 });
 
 /// The text after a label up to the end of its sentence (at most 60
@@ -2654,6 +2672,20 @@ mod tests {
                 d(2026, 3, 14),
                 None,
             ),
+            // French too.
+            (
+                "J'ai acheté la carte le 14 novembre et je l'ai reçue le 20 novembre.",
+                d(2026, 11, 14),
+                d(2026, 11, 20),
+            ),
+            (
+                "Commandé le 1er août, livré le 3 août.",
+                d(2026, 8, 1),
+                d(2026, 8, 3),
+            ),
+            ("Il est arrivé le 2 décembre.", None, d(2025, 12, 2)),
+            // A chocolate bar is no month.
+            ("Ik kreeg 2 Mars repen in plaats van kaarten.", None, None),
             (
                 "Ich habe die Karte am 14.11.2026 gekauft, sie ist am 20.11.2026 angekommen.",
                 d(2026, 11, 14),
