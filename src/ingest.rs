@@ -461,7 +461,7 @@ impl Ingestor<'_> {
         let tickets = &self.config.tickets;
         let aged = aged_out(received, now, tickets.ack_max_age_days)
             .or_else(|| answered_before(received, tickets.acked_before));
-        let now = received_at(received, now, self.config.tickets.response_hours);
+        let now = received_at(received, now, tickets.response_hours);
         let position = position.as_ref();
         let (key, from) = (msg.dedupe_key.clone(), msg.from_address.clone());
         let filed = already_filed(tx, &mut msg)?;
@@ -626,20 +626,20 @@ impl Ingestor<'_> {
 
         let followup = !new && !kind.is_machine() && self.config.tickets.ack_followups;
         let ack_queued = match ticket {
-            Some(t) if (new || followup) && aged.is_some() => {
-                let reason = aged.unwrap_or_default();
-                info!(ticket = %thread::ticket_token(prefix, t), %reason, "no acknowledgement");
-                set_ack_skip(tx, message_row, &reason)?;
-                false
-            }
             Some(t) if new || followup => {
-                let which = if new { AckKind::New } else { AckKind::Followup };
-                match self.queue_ack(which, tx, &msg, &new_text, &facts, t, message_row, now) {
-                    Ok(()) => true,
-                    Err(reason) => {
-                        warn!(ticket = %thread::ticket_token(prefix, t), %reason, "no acknowledgement");
-                        set_ack_skip(tx, message_row, &reason)?;
-                        false
+                if let Some(reason) = aged {
+                    info!(ticket = %thread::ticket_token(prefix, t), %reason, "no acknowledgement");
+                    set_ack_skip(tx, message_row, &reason)?;
+                    false
+                } else {
+                    let which = if new { AckKind::New } else { AckKind::Followup };
+                    match self.queue_ack(which, tx, &msg, &new_text, &facts, t, message_row, now) {
+                        Ok(()) => true,
+                        Err(reason) => {
+                            warn!(ticket = %thread::ticket_token(prefix, t), %reason, "no acknowledgement");
+                            set_ack_skip(tx, message_row, &reason)?;
+                            false
+                        }
                     }
                 }
             }

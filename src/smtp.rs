@@ -59,7 +59,6 @@ pub const SENT_LOG: &str = "outbox-sent.log";
 /// Writes down that the server took `message_id` (see [`SENT_LOG`]).
 fn write_down_sent(data_dir: &Path, message_id: &str) {
     use std::io::Write;
-    use std::os::unix::fs::MetadataExt;
     use std::os::unix::fs::OpenOptionsExt;
     let path = data_dir.join(SENT_LOG);
     let written = std::fs::OpenOptions::new()
@@ -68,11 +67,10 @@ fn write_down_sent(data_dir: &Path, message_id: &str) {
         .mode(0o600)
         .open(&path)
         .and_then(|mut f| {
-            // Made by root (`reply --send` under sudo): the service's
-            // user, who owns the data directory, must write it too.
-            let (file, dir) = (f.metadata()?, std::fs::metadata(data_dir)?);
-            if file.uid() != dir.uid() && file.uid() == 0 {
-                std::os::unix::fs::fchown(&f, Some(dir.uid()), Some(dir.gid()))?;
+            // Written by root (`reply --send` under sudo): the service's
+            // user must still write and empty it.
+            if let Some((uid, gid)) = crate::store::service_owner(data_dir)? {
+                std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
             }
             f.write_all(format!("{message_id}\n").as_bytes())
         });

@@ -1541,15 +1541,15 @@ const OTHER_WORDS: &[&str] = &[
 /// language a buyer who writes neither is likelier to read.
 pub fn language(text: &str) -> Option<Language> {
     /// The word lists as sets, and their longest word.
-    static WORDS: LazyLock<[HashSet<&str>; 3]> = LazyLock::new(|| {
-        [NL_WORDS, EN_WORDS, OTHER_WORDS].map(|list| list.iter().copied().collect())
+    static WORDS: LazyLock<([HashSet<&str>; 3], usize)> = LazyLock::new(|| {
+        let lists = [NL_WORDS, EN_WORDS, OTHER_WORDS];
+        let longest = lists.iter().flat_map(|l| l.iter()).map(|w| w.len()).max();
+        (
+            lists.map(|list| list.iter().copied().collect()),
+            longest.unwrap_or(0),
+        )
     });
-    static LONGEST: LazyLock<usize> = LazyLock::new(|| {
-        let all = NL_WORDS.iter().chain(EN_WORDS).chain(OTHER_WORDS);
-        all.map(|w| w.len()).max().unwrap_or(0)
-    });
-    let [nl_words, en_words, other_words] = &*WORDS;
-    let longest = &*LONGEST;
+    let ([nl_words, en_words, other_words], longest) = &*WORDS;
     let (mut nl, mut en, mut other) = (0usize, 0usize, 0usize);
     let mut lower = String::new();
     for word in text

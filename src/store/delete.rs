@@ -146,6 +146,11 @@ fn select(conn: &Connection, sel: &Selection) -> Result<(Deletion, Vec<i64>), St
 
 /// What `delete` would remove, without removing anything.
 pub fn plan(conn: &Connection, sel: &Selection) -> Result<Deletion, StoreError> {
+    Ok(counted(conn, sel)?.0)
+}
+
+/// The selection with its counts, and the messages it covers.
+fn counted(conn: &Connection, sel: &Selection) -> Result<(Deletion, Vec<i64>), StoreError> {
     let (mut d, messages) = select(conn, sel)?;
     d.messages = messages.len();
     for &m in &messages {
@@ -162,7 +167,7 @@ pub fn plan(conn: &Connection, sel: &Selection) -> Result<Deletion, StoreError> 
             |r| r.get::<_, usize>(0),
         )?;
     }
-    Ok(d)
+    Ok((d, messages))
 }
 
 impl Store {
@@ -194,8 +199,7 @@ impl Store {
     ) -> Result<(Deletion, Vec<PathBuf>), StoreError> {
         let data_dir = self.data_dir.clone();
         let tx = self.transaction()?;
-        let mut d = plan(&tx, sel)?;
-        let (_, messages) = select(&tx, sel)?;
+        let (mut d, messages) = counted(&tx, sel)?;
         // Set-wise below: a retention run can cover thousands of tickets.
         tx.execute_batch(
             "CREATE TEMP TABLE IF NOT EXISTS gone_tickets (id INTEGER PRIMARY KEY);
@@ -272,7 +276,6 @@ impl Store {
             }
         }
         tx.commit()?;
-        d.messages = messages.len();
         Ok((d, files))
     }
 }

@@ -628,6 +628,19 @@ pub fn write_blob_file(
     Ok(Some(path))
 }
 
+/// The owner and group a file root makes in the data directory must get
+/// (the directory's: the service's user), when this process is root and
+/// the directory is not root's; `None` otherwise.
+pub(crate) fn service_owner(data_dir: &Path) -> std::io::Result<Option<(u32, u32)>> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid cannot fail and touches no memory.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(None);
+    }
+    let top = fs::metadata(data_dir)?;
+    Ok((top.uid() != 0).then(|| (top.uid(), top.gid())))
+}
+
 /// When root writes into the data directory (an operator's `ticketd
 /// ingest` or `reply` run with sudo), the owner new blob files must get:
 /// the data directory's, which is the service's user. A blob directory
@@ -637,15 +650,9 @@ pub fn write_blob_file(
 /// `None` for any other user: the files are theirs, as before.
 fn owner_for_root(data_dir: &Path, blob_dir: &Path) -> std::io::Result<Option<(u32, u32)>> {
     use std::os::unix::fs::MetadataExt;
-    // SAFETY: geteuid cannot fail and touches no memory.
-    if unsafe { libc::geteuid() } != 0 {
+    let Some((uid, gid)) = service_owner(data_dir)? else {
         return Ok(None);
-    }
-    let top = fs::metadata(data_dir)?;
-    let (uid, gid) = (top.uid(), top.gid());
-    if uid == 0 {
-        return Ok(None);
-    }
+    };
     let blobs = data_dir.join("blobs");
     for d in [blobs.as_path(), blob_dir] {
         if fs::metadata(d)?.uid() == 0 {
